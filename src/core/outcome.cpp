@@ -1,0 +1,37 @@
+#include "outcome.hpp"
+
+#include <array>
+
+namespace resend {
+namespace {
+
+#define RESEND_ERROR_BODY(code, message) \
+    R"({"error":{"code":")" code R"(","message":")" message R"("}})"
+
+constexpr std::array<reply, static_cast<std::size_t>(outcome::count_)> replies{{
+    {500, "", RESEND_ERROR_BODY("internal", "The request could not be handled.")},
+    {200, "accepted", accepted_body},
+    {405, "method_not_allowed",
+     RESEND_ERROR_BODY("method_not_allowed", "Only POST is allowed on this endpoint.")},
+    {415, "unsupported_media_type",
+     RESEND_ERROR_BODY("unsupported_media_type", "The request body must be sent as application/json.")},
+    {413, "payload_too_large",
+     RESEND_ERROR_BODY("payload_too_large", "The request body is too large.")},
+    {400, "invalid_json",
+     RESEND_ERROR_BODY("invalid_json", "The request body is not valid JSON.")},
+    {400, "invalid_request",
+     RESEND_ERROR_BODY("invalid_request", "The request body must be a JSON object with one string member named email.")},
+    {400, "invalid_email",
+     RESEND_ERROR_BODY("invalid_email", "The email address is not valid.")},
+}};
+
+#undef RESEND_ERROR_BODY
+
+}  // namespace
+
+const reply &reply_for(outcome result) noexcept {
+    auto index = static_cast<std::size_t>(result);
+    return replies[index < replies.size() ? index : 0];
+}
+
+}  // namespace resend

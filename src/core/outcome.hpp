@@ -1,0 +1,34 @@
+// Every way a request can end, and what the client is answered for each.
+// The bodies are fixed strings: nothing from the request is ever echoed.
+#pragma once
+
+#include <string_view>
+
+namespace resend {
+
+enum class outcome : unsigned char {
+    none,  // not decided yet
+    accepted,
+    method_not_allowed,
+    unsupported_media_type,
+    payload_too_large,
+    invalid_json,
+    invalid_request,
+    invalid_email,
+    count_,
+};
+
+struct reply {
+    unsigned status;         // HTTP status code
+    std::string_view word;   // $resend_confirmation_outcome
+    std::string_view body;   // application/json body, byte for byte
+};
+
+// The spec's 200 body, identical for every accepted (or silently limited)
+// request so that the answer never depends on the address.
+inline constexpr std::string_view accepted_body =
+    R"({"data":{"message":"Please check your inbox. If a root account is associated with this email and remains unconfirmed, a reconfirmation message should have been sent."}})";
+
+const reply &reply_for(outcome result) noexcept;
+
+}  // namespace resend

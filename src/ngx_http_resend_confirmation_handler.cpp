@@ -1,0 +1,118 @@
+// The request flow, one function per step:
+// handler -> method/media checks -> read body -> parse+validate -> respond.
+
+#include "ngx_http_resend_confirmation.h"
+
+#include "core/media_type.hpp"
+
+static void ngx_http_resend_confirmation_body_ready(ngx_http_request_t *r) noexcept;
+
+static ngx_http_resend_confirmation_ctx_t *
+ngx_http_resend_confirmation_create_ctx(ngx_http_request_t *r) noexcept {
+    auto *ctx = static_cast<ngx_http_resend_confirmation_ctx_t *>(
+        ngx_pcalloc(r->pool, sizeof(ngx_http_resend_confirmation_ctx_t)));
+    if (ctx != nullptr) ngx_http_set_ctx(r, ctx, ngx_http_resend_confirmation_module);
+    return ctx;
+}
+
+// The checks that need no body: the method, then the declared media type.
+static resend::outcome ngx_http_resend_confirmation_check_headers(ngx_http_request_t *r) noexcept {
+    if (r->method != NGX_HTTP_POST) return resend::outcome::method_not_allowed;
+
+    ngx_table_elt_t *content_type = r->headers_in.content_type;
+    if (content_type == nullptr ||
+        !resend::media_type_is_json({reinterpret_cast<const char *>(content_type->value.data),
+                                     content_type->value.len})) {
+        return resend::outcome::unsupported_media_type;
+    }
+    return resend::outcome::none;
+}
+
+// Refuse without reading the body.
+static ngx_int_t ngx_http_resend_confirmation_refuse_early(
+    ngx_http_request_t *r, ngx_http_resend_confirmation_ctx_t *ctx,
+    resend::outcome result) noexcept {
+    if (result == resend::outcome::payload_too_large) {
+        // As nginx's own client_max_body_size: no "100 Continue", so the
+        // client need not send what we would only throw away; no keep-alive,
+        // and a lingering close that half-closes at once, so the client sees
+        // the end of the answer without waiting for us to drain its body.
+        r->expect_tested = 1;
+        r->keepalive = 0;
+        r->lingering_close = 1;
+    } else if (ngx_http_discard_request_body(r) != NGX_OK) {
+        // Discarding keeps the framing of the connection (the next
+        // pipelined request starts after this body); when even that fails,
+        // the connection cannot be reused.
+        r->keepalive = 0;
+    }
+    return ngx_http_resend_confirmation_reply(r, ctx, result);
+}
+
+ngx_int_t ngx_http_resend_confirmation_handler(ngx_http_request_t *r) noexcept {
+    auto *ctx = ngx_http_resend_confirmation_create_ctx(r);
+    if (ctx == nullptr) return NGX_HTTP_INTERNAL_SERVER_ERROR;
+
+    resend::outcome refused = ngx_http_resend_confirmation_check_headers(r);
+    if (refused != resend::outcome::none) {
+        return ngx_http_resend_confirmation_refuse_early(r, ctx, refused);
+    }
+
+    auto *lcf = static_cast<ngx_http_resend_confirmation_loc_conf_t *>(
+        ngx_http_get_module_loc_conf(r, ngx_http_resend_confirmation_module));
+    if (r->headers_in.content_length_n > static_cast<off_t>(lcf->max_body_size)) {
+        return ngx_http_resend_confirmation_refuse_early(r, ctx,
+                                                         resend::outcome::payload_too_large);
+    }
+
+    ngx_int_t rc = ngx_http_read_client_request_body(r, ngx_http_resend_confirmation_body_ready);
+    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        // The body filter saw too many bytes while nginx was reading what
+        // arrived with the headers: answer it ourselves, in JSON.
+        if (ctx->outcome == resend::outcome::payload_too_large) {
+            r->keepalive = 0;
+            return ngx_http_resend_confirmation_reply(r, ctx, resend::outcome::payload_too_large);
+        }
+        return rc;
+    }
+    return NGX_DONE;
+}
+
+// Called by nginx's body reader once the whole body is in (memory or file).
+static void ngx_http_resend_confirmation_body_ready(ngx_http_request_t *r) noexcept {
+    auto *ctx = static_cast<ngx_http_resend_confirmation_ctx_t *>(
+        ngx_http_get_module_ctx(r, ngx_http_resend_confirmation_module));
+    auto *lcf = static_cast<ngx_http_resend_confirmation_loc_conf_t *>(
+        ngx_http_get_module_loc_conf(r, ngx_http_resend_confirmation_module));
+
+    size_t size = 0;
+    bool too_large = false;
+    u_char *body = ngx_http_resend_confirmation_body_flatten(r, lcf->max_body_size, &size,
+                                                             &too_large);
+    if (too_large) {
+        r->keepalive = 0;
+        ngx_http_finalize_request(
+            r, ngx_http_resend_confirmation_reply(r, ctx, resend::outcome::payload_too_large));
+        return;
+    }
+    if (body == nullptr) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    resend::parsed_request request =
+        ngx_http_resend_confirmation_parser()->parse(reinterpret_cast<const char *>(body), size);
+
+    if (request.result == resend::outcome::accepted) {
+        // The parser's copy lives only until the next parse: keep our own.
+        ctx->email.len = request.email.size();
+        ctx->email.data = static_cast<u_char *>(ngx_pnalloc(r->pool, request.email.size()));
+        if (ctx->email.data == nullptr) {
+            ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+            return;
+        }
+        ngx_memcpy(ctx->email.data, request.email.data(), request.email.size());
+    }
+
+    ngx_http_finalize_request(r, ngx_http_resend_confirmation_reply(r, ctx, request.result));
+}

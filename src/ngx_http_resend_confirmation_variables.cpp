@@ -1,0 +1,68 @@
+// Variables for access logs and for later steps of the flow:
+//   $resend_confirmation_outcome  one word per outcome (core/outcome.hpp)
+//   $resend_confirmation_email    the validated email, normalized (lowercased)
+
+#include "ngx_http_resend_confirmation.h"
+
+#include "core/email.hpp"
+
+static ngx_http_resend_confirmation_ctx_t *
+ngx_http_resend_confirmation_variable_ctx(ngx_http_request_t *r) noexcept {
+    return static_cast<ngx_http_resend_confirmation_ctx_t *>(
+        ngx_http_get_module_ctx(r, ngx_http_resend_confirmation_module));
+}
+
+static ngx_int_t ngx_http_resend_confirmation_outcome_variable(ngx_http_request_t *r,
+                                                               ngx_http_variable_value_t *v,
+                                                               uintptr_t) noexcept {
+    auto *ctx = ngx_http_resend_confirmation_variable_ctx(r);
+    if (ctx == nullptr || ctx->outcome == resend::outcome::none) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+    std::string_view word = resend::reply_for(ctx->outcome).word;
+    v->data = reinterpret_cast<u_char *>(const_cast<char *>(word.data()));
+    v->len = word.size();
+    v->valid = 1;
+    v->no_cacheable = 1;  // it changes as the request goes on
+    v->not_found = 0;
+    return NGX_OK;
+}
+
+static ngx_int_t ngx_http_resend_confirmation_email_variable(ngx_http_request_t *r,
+                                                             ngx_http_variable_value_t *v,
+                                                             uintptr_t) noexcept {
+    auto *ctx = ngx_http_resend_confirmation_variable_ctx(r);
+    if (ctx == nullptr || ctx->email.len == 0) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+    // Lowercased on demand: only configurations that use the variable pay.
+    auto *normalized = static_cast<u_char *>(ngx_pnalloc(r->pool, ctx->email.len));
+    if (normalized == nullptr) return NGX_ERROR;
+    resend::email_normalize({reinterpret_cast<const char *>(ctx->email.data), ctx->email.len},
+                            reinterpret_cast<char *>(normalized));
+    v->data = normalized;
+    v->len = ctx->email.len;
+    v->valid = 1;
+    v->no_cacheable = 1;  // not found until the body is validated
+    v->not_found = 0;
+    return NGX_OK;
+}
+
+static ngx_http_variable_t ngx_http_resend_confirmation_variables[] = {
+    {ngx_string("resend_confirmation_outcome"), nullptr,
+     ngx_http_resend_confirmation_outcome_variable, 0, NGX_HTTP_VAR_NOCACHEABLE, 0},
+    {ngx_string("resend_confirmation_email"), nullptr,
+     ngx_http_resend_confirmation_email_variable, 0, NGX_HTTP_VAR_NOCACHEABLE, 0},
+};
+
+ngx_int_t ngx_http_resend_confirmation_add_variables(ngx_conf_t *cf) noexcept {
+    for (ngx_http_variable_t &spec : ngx_http_resend_confirmation_variables) {
+        ngx_http_variable_t *var = ngx_http_add_variable(cf, &spec.name, spec.flags);
+        if (var == nullptr) return NGX_ERROR;
+        var->get_handler = spec.get_handler;
+        var->data = spec.data;
+    }
+    return NGX_OK;
+}
