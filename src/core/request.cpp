@@ -20,8 +20,10 @@ body_parser::body_parser() noexcept : state_(new (std::nothrow) state) {}
 body_parser::~body_parser() { delete state_; }
 
 bool body_parser::reserve(std::size_t max_body) noexcept {
+    // simdjson counts the document itself as a level: json_max_depth + 1
+    // lets the root object and json_max_depth - 1 containers inside it in.
     return state_ != nullptr &&
-           state_->json.allocate(max_body, json_max_depth) == simdjson::SUCCESS;
+           state_->json.allocate(max_body, json_max_depth + 1) == simdjson::SUCCESS;
 }
 
 parsed_request body_parser::parse(const char *body, std::size_t size) noexcept {

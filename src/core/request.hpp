@@ -12,7 +12,8 @@ namespace resend {
 // the JSON parser reads ahead in SIMD blocks. Equal to SIMDJSON_PADDING.
 inline constexpr std::size_t body_padding = 64;
 
-// Deeper nesting is invalid_json: no member of this request needs depth, and
+// Nesting levels allowed, the root object counting as one; deeper is
+// invalid_json. No member of this request needs depth, and
 // a bound keeps the parser's work per byte constant.
 inline constexpr std::size_t json_max_depth = 32;
 

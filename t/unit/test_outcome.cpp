@@ -1,0 +1,185 @@
+// The contract's answers: status, outcome word and body for every outcome.
+#include <cstddef>
+#include <string>
+#include <string_view>
+
+#define SIMDJSON_EXCEPTIONS 0  // as in src/core/request.cpp
+#include <simdjson.h>
+
+#include "core/outcome.hpp"
+
+#include "unit_test.hpp"  // last: cmocka's macros
+
+namespace {
+
+using resend::outcome;
+
+// The spec's 200 body, copied here from DESIGN.md ("The contract"), not from
+// the code under test.
+constexpr std::string_view spec_accepted_body =
+    "{\"data\":{\"message\":\"Please check your inbox. If a root account is associated "
+    "with this email and remains unconfirmed, a reconfirmation message should have "
+    "been sent.\"}}";
+
+struct contract_row {
+    outcome result;
+    unsigned status;
+    std::string_view word;
+};
+
+constexpr contract_row contract_errors[] = {
+    {outcome::method_not_allowed, 405, "method_not_allowed"},
+    {outcome::unsupported_media_type, 415, "unsupported_media_type"},
+    {outcome::payload_too_large, 413, "payload_too_large"},
+    {outcome::invalid_json, 400, "invalid_json"},
+    {outcome::invalid_request, 400, "invalid_request"},
+    {outcome::invalid_email, 400, "invalid_email"},
+};
+
+// Checks that `body` is valid JSON of exactly the form
+// {"error":{"code":<code>,"message":<non-empty string>}} and returns the code
+// ("" after a failure has been reported).
+std::string error_code_of(std::string_view body, const char *file, int line) {
+    simdjson::dom::parser parser;
+    simdjson::padded_string json(body);
+    simdjson::dom::element root;
+    auto error = parser.parse(json).get(root);
+    if (error != simdjson::SUCCESS) {
+        print_error("not valid JSON (%s): %s\n", simdjson::error_message(error),
+                    unit::printable(body).c_str());
+        unit::record_failure(file, line);
+        return "";
+    }
+    simdjson::dom::object top;
+    simdjson::dom::object inner;
+    std::string_view code;
+    std::string_view message;
+    if (root.get_object().get(top) != simdjson::SUCCESS || top.size() != 1 ||
+        top["error"].get_object().get(inner) != simdjson::SUCCESS || inner.size() != 2 ||
+        inner["code"].get_string().get(code) != simdjson::SUCCESS ||
+        inner["message"].get_string().get(message) != simdjson::SUCCESS || message.empty()) {
+        print_error("not of the form {\"error\":{\"code\":...,\"message\":...}}: %s\n",
+                    unit::printable(body).c_str());
+        unit::record_failure(file, line);
+        return "";
+    }
+    return std::string(code);
+}
+
+void test_accepted_is_200_with_the_spec_body(void **) {
+    const resend::reply &reply = resend::reply_for(outcome::accepted);
+    check_eq(reply.status, 200);
+    check_bytes_eq(reply.word, "accepted");
+    check_bytes_eq(reply.body, spec_accepted_body);
+    check_bytes_eq(resend::accepted_body, spec_accepted_body);
+    check_eq(reply.body.size(), spec_accepted_body.size());
+}
+
+void test_accepted_body_is_json_with_the_message(void **) {
+    simdjson::dom::parser parser;
+    simdjson::padded_string json(resend::reply_for(outcome::accepted).body);
+    simdjson::dom::element root;
+    if (!check_eq(parser.parse(json).get(root), simdjson::SUCCESS)) return;
+    simdjson::dom::object top;
+    if (!check_eq(root.get_object().get(top), simdjson::SUCCESS)) return;
+    check_eq(top.size(), 1);
+    std::string_view message;
+    check_eq(root["data"]["message"].get_string().get(message), simdjson::SUCCESS);
+    check_bytes_eq(message,
+                   "Please check your inbox. If a root account is associated with this "
+                   "email and remains unconfirmed, a reconfirmation message should have "
+                   "been sent.");
+}
+
+void test_error_statuses_and_words_follow_the_contract(void **) {
+    for (const contract_row &row : contract_errors) {
+        const resend::reply &reply = resend::reply_for(row.result);
+        if (reply.status != row.status) {
+            print_error("%.*s: status %u, expected %u\n", static_cast<int>(row.word.size()),
+                        row.word.data(), reply.status, row.status);
+            unit::record_failure(__FILE__, __LINE__);
+        }
+        check_bytes_eq(reply.word, row.word);
+    }
+}
+
+void test_error_bodies_are_json_with_the_word_as_code(void **) {
+    for (const contract_row &row : contract_errors) {
+        std::string_view body = resend::reply_for(row.result).body;
+        std::string code = error_code_of(body, __FILE__, __LINE__);
+        check_bytes_eq(code, row.word);
+    }
+}
+
+// The body text itself has the contract's shape, members in this order.
+void test_error_bodies_have_the_contract_layout(void **) {
+    for (const contract_row &row : contract_errors) {
+        std::string_view body = resend::reply_for(row.result).body;
+        std::string prefix =
+            "{\"error\":{\"code\":\"" + std::string(row.word) + "\",\"message\":\"";
+        if (body.substr(0, prefix.size()) != prefix || body.size() < prefix.size() + 4 ||
+            body.substr(body.size() - 3) != "\"}}") {
+            print_error("unexpected layout: %s\n", unit::printable(body).c_str());
+            unit::record_failure(__FILE__, __LINE__);
+        }
+    }
+}
+
+void test_error_bodies_differ_from_each_other_and_from_accepted(void **) {
+    constexpr std::size_t n = sizeof contract_errors / sizeof contract_errors[0];
+    for (std::size_t i = 0; i < n; ++i) {
+        std::string_view body = resend::reply_for(contract_errors[i].result).body;
+        check(body != resend::accepted_body);
+        check(body.find("\"data\"") == std::string_view::npos);
+        for (std::size_t j = i + 1; j < n; ++j) {
+            check(body != resend::reply_for(contract_errors[j].result).body);
+            check(resend::reply_for(contract_errors[i].result).word !=
+                  resend::reply_for(contract_errors[j].result).word);
+        }
+    }
+}
+
+// Bodies are sent as they are: printable ASCII, no newline, no NUL.
+void test_bodies_are_printable_ascii(void **) {
+    for (unsigned i = 0; i < static_cast<unsigned>(outcome::count_); ++i) {
+        std::string_view body = resend::reply_for(static_cast<outcome>(i)).body;
+        check(!(body.empty()));
+        for (unsigned char c : body) {
+            if (c < 0x20 || c >= 0x7f) {
+                print_error("outcome %u: byte 0x%02x in body\n", i, c);
+                unit::record_failure(__FILE__, __LINE__);
+            }
+        }
+    }
+}
+
+// Not a contract row: an undecided or out-of-range outcome still gets a
+// server-error JSON answer (and reply_for reads nothing out of bounds, which
+// the sanitized build checks).
+void test_undecided_and_out_of_range_outcomes_are_server_errors(void **) {
+    const outcome odd[] = {outcome::none, outcome::count_, static_cast<outcome>(200),
+                           static_cast<outcome>(255)};
+    for (outcome result : odd) {
+        const resend::reply &reply = resend::reply_for(result);
+        check(reply.status >= 500 && reply.status <= 599);
+        std::string code = error_code_of(reply.body, __FILE__, __LINE__);
+        check(!(code.empty()));
+        check(reply.body != resend::accepted_body);
+    }
+}
+
+}  // namespace
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        guarded_test(test_accepted_is_200_with_the_spec_body),
+        guarded_test(test_accepted_body_is_json_with_the_message),
+        guarded_test(test_error_statuses_and_words_follow_the_contract),
+        guarded_test(test_error_bodies_are_json_with_the_word_as_code),
+        guarded_test(test_error_bodies_have_the_contract_layout),
+        guarded_test(test_error_bodies_differ_from_each_other_and_from_accepted),
+        guarded_test(test_bodies_are_printable_ascii),
+        guarded_test(test_undecided_and_out_of_range_outcomes_are_server_errors),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
