@@ -8,6 +8,9 @@ extern "C" {
 #include <ngx_http.h>
 }
 
+#include <span>
+#include <string_view>
+
 #include "core/outcome.hpp"
 #include "core/request.hpp"
 
@@ -15,19 +18,54 @@ extern "C" {
 extern ngx_module_t ngx_http_resend_confirmation_module;
 }
 
+// One `resend_confirmation_redis` directive: where and how to connect.
+// Each gets its own connection in every worker.
+struct ngx_http_resend_confirmation_redis_conf_t {
+    ngx_addr_t addr;  // addr.name is the address as configured, for logs
+    ngx_str_t db_text;  // SELECT argument; empty for db 0
+    ngx_str_t user;     // ACL user for AUTH; empty: AUTH with the password alone
+    ngx_str_t password; // empty: no AUTH
+    ngx_msec_t connect_timeout;
+    ngx_msec_t timeout;  // the longest wait for one command's reply
+    ngx_uint_t index;    // in the worker's links
+};
+
+// `resend_confirmation_field NAME VALUE;`: one extra field of the record.
+struct ngx_http_resend_confirmation_field_t {
+    ngx_str_t name;
+    ngx_http_complex_value_t value;
+};
+
+enum class redis_failure_policy : ngx_uint_t { reject = 0, accept = 1 };
+
 struct ngx_http_resend_confirmation_main_conf_t {
     size_t largest_body;  // the largest max_body_size of any location: sizes the parser
+    ngx_array_t redis;    // of ngx_http_resend_confirmation_redis_conf_t *
+    ngx_int_t request_id_index;  // $request_id
 };
 
 struct ngx_http_resend_confirmation_loc_conf_t {
     ngx_flag_t enabled;    // `resend_confirmation;` in this location
+    u_char *enabled_file;  // where, for errors found when merging
+    ngx_uint_t enabled_line;
     size_t max_body_size;  // resend_confirmation_max_body_size
+    ngx_http_resend_confirmation_redis_conf_t *redis;
+    ngx_str_t stream;        // stream key
+    ngx_str_t maxlen_text;   // MAXLEN ~ argument
+    ngx_array_t *fields;     // of ngx_http_resend_confirmation_field_t
+    ngx_uint_t redis_failure;  // redis_failure_policy
 };
+
+struct ngx_http_resend_confirmation_pending_s;
+typedef struct ngx_http_resend_confirmation_pending_s ngx_http_resend_confirmation_pending_t;
+struct ngx_http_resend_confirmation_link_s;
+typedef struct ngx_http_resend_confirmation_link_s ngx_http_resend_confirmation_link_t;
 
 struct ngx_http_resend_confirmation_ctx_t {
     resend::outcome outcome;  // how the request ended ($resend_confirmation_outcome)
     off_t body_received;      // decoded body bytes seen by the request body filter
     ngx_str_t email;          // as sent, copied into the request pool
+    ngx_http_resend_confirmation_pending_t *pending;  // XADD in flight, if any
     unsigned replied:1;       // our own reply was sent: the filters let it pass
     unsigned substitute:1;    // nginx is sending its own error page: replace it
 };
@@ -49,5 +87,30 @@ ngx_int_t ngx_http_resend_confirmation_reply_filters_init(ngx_conf_t *cf) noexce
 // variables.cpp
 ngx_int_t ngx_http_resend_confirmation_add_variables(ngx_conf_t *cf) noexcept;
 
-// ngx_http_resend_confirmation_module.cpp: this worker's parser, sized at start.
+// record.cpp: the request's record in Redis.
+// Sends XADD; false when the link cannot take it (answer through the policy now).
+bool ngx_http_resend_confirmation_record(ngx_http_request_t *r,
+                                         ngx_http_resend_confirmation_ctx_t *ctx) noexcept;
+// Called by the link with the result; answers and finalizes the request.
+void ngx_http_resend_confirmation_recorded(ngx_http_request_t *r, bool stored) noexcept;
+// Answers a request whose record failed, per resend_confirmation_redis_failure.
+ngx_int_t ngx_http_resend_confirmation_reply_unrecorded(ngx_http_request_t *r,
+                                                        ngx_http_resend_confirmation_ctx_t *ctx) noexcept;
+
+// redis.cpp: the per-worker link to one Redis.
+ngx_http_resend_confirmation_link_t *
+ngx_http_resend_confirmation_link_create(ngx_http_resend_confirmation_redis_conf_t *conf,
+                                         ngx_cycle_t *cycle) noexcept;
+void ngx_http_resend_confirmation_link_destroy(ngx_http_resend_confirmation_link_t *link) noexcept;
+// Queues a command for `r`; null when the link is down (the caller answers).
+ngx_http_resend_confirmation_pending_t *
+ngx_http_resend_confirmation_link_send(ngx_http_resend_confirmation_link_t *link,
+                                       ngx_http_request_t *r,
+                                       std::span<const std::string_view> args) noexcept;
+// The request went away: its reply, when it comes, is dropped.
+void ngx_http_resend_confirmation_link_detach(ngx_http_resend_confirmation_pending_t *entry) noexcept;
+
+// ngx_http_resend_confirmation_module.cpp: this worker's parser and links.
 resend::body_parser *ngx_http_resend_confirmation_parser() noexcept;
+ngx_http_resend_confirmation_link_t *
+ngx_http_resend_confirmation_worker_link(ngx_http_resend_confirmation_redis_conf_t *conf) noexcept;

@@ -1,5 +1,6 @@
 // The request flow, one function per step:
-// handler -> method/media checks -> read body -> parse+validate -> respond.
+// handler -> method/media checks -> read body -> parse+validate ->
+// record (async, ngx_http_resend_confirmation_record.cpp) -> respond.
 
 #include "ngx_http_resend_confirmation.h"
 
@@ -103,16 +104,24 @@ static void ngx_http_resend_confirmation_body_ready(ngx_http_request_t *r) noexc
     resend::parsed_request request =
         ngx_http_resend_confirmation_parser()->parse(reinterpret_cast<const char *>(body), size);
 
-    if (request.result == resend::outcome::accepted) {
-        // The parser's copy lives only until the next parse: keep our own.
-        ctx->email.len = request.email.size();
-        ctx->email.data = static_cast<u_char *>(ngx_pnalloc(r->pool, request.email.size()));
-        if (ctx->email.data == nullptr) {
-            ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-            return;
-        }
-        ngx_memcpy(ctx->email.data, request.email.data(), request.email.size());
+    if (request.result != resend::outcome::accepted) {
+        ngx_http_finalize_request(r, ngx_http_resend_confirmation_reply(r, ctx, request.result));
+        return;
     }
 
-    ngx_http_finalize_request(r, ngx_http_resend_confirmation_reply(r, ctx, request.result));
+    // The parser's copy lives only until the next parse: keep our own.
+    ctx->email.len = request.email.size();
+    ctx->email.data = static_cast<u_char *>(ngx_pnalloc(r->pool, request.email.size()));
+    if (ctx->email.data == nullptr) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+    ngx_memcpy(ctx->email.data, request.email.data(), request.email.size());
+
+    // The answer waits for Redis: ngx_http_resend_confirmation_recorded()
+    // finalizes the request. The reference taken by the body reader keeps
+    // it alive meanwhile.
+    if (!ngx_http_resend_confirmation_record(r, ctx)) {
+        ngx_http_finalize_request(r, ngx_http_resend_confirmation_reply_unrecorded(r, ctx));
+    }
 }

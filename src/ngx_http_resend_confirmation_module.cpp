@@ -9,11 +9,21 @@
 // sized for the largest limit in use, so the bound keeps that memory small.
 static const size_t max_body_size_ceiling = 1024 * 1024;
 static const size_t max_body_size_default = 4096;
+static const ngx_msec_t redis_connect_timeout_default = 1000;
+static const ngx_msec_t redis_timeout_default = 1000;
+static ngx_str_t stream_default = ngx_string("resend_confirmation");
+static ngx_str_t maxlen_default = ngx_string("1000000");
 
 static char *ngx_http_resend_confirmation_enable(ngx_conf_t *cf, ngx_command_t *cmd,
                                                  void *conf) noexcept;
 static char *ngx_http_resend_confirmation_check_body_size(ngx_conf_t *cf, void *post,
                                                           void *data) noexcept;
+static char *ngx_http_resend_confirmation_redis(ngx_conf_t *cf, ngx_command_t *cmd,
+                                                void *conf) noexcept;
+static char *ngx_http_resend_confirmation_stream(ngx_conf_t *cf, ngx_command_t *cmd,
+                                                 void *conf) noexcept;
+static char *ngx_http_resend_confirmation_field(ngx_conf_t *cf, ngx_command_t *cmd,
+                                                void *conf) noexcept;
 static ngx_int_t ngx_http_resend_confirmation_preconfiguration(ngx_conf_t *cf) noexcept;
 static ngx_int_t ngx_http_resend_confirmation_postconfiguration(ngx_conf_t *cf) noexcept;
 static void *ngx_http_resend_confirmation_create_main_conf(ngx_conf_t *cf) noexcept;
@@ -26,14 +36,30 @@ static void ngx_http_resend_confirmation_exit_process(ngx_cycle_t *cycle) noexce
 static ngx_conf_post_t ngx_http_resend_confirmation_body_size_post = {
     ngx_http_resend_confirmation_check_body_size};
 
+static ngx_conf_enum_t ngx_http_resend_confirmation_redis_failure_policies[] = {
+    {ngx_string("reject"), static_cast<ngx_uint_t>(redis_failure_policy::reject)},
+    {ngx_string("accept"), static_cast<ngx_uint_t>(redis_failure_policy::accept)},
+    {ngx_null_string, 0}};
+
+#define RESEND_ANY_LEVEL (NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF)
+
 static ngx_command_t ngx_http_resend_confirmation_commands[] = {
     {ngx_string("resend_confirmation"), NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS,
      ngx_http_resend_confirmation_enable, NGX_HTTP_LOC_CONF_OFFSET, 0, nullptr},
-    {ngx_string("resend_confirmation_max_body_size"),
-     NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1,
+    {ngx_string("resend_confirmation_max_body_size"), RESEND_ANY_LEVEL | NGX_CONF_TAKE1,
      ngx_conf_set_size_slot, NGX_HTTP_LOC_CONF_OFFSET,
      offsetof(ngx_http_resend_confirmation_loc_conf_t, max_body_size),
      &ngx_http_resend_confirmation_body_size_post},
+    {ngx_string("resend_confirmation_redis"), RESEND_ANY_LEVEL | NGX_CONF_1MORE,
+     ngx_http_resend_confirmation_redis, NGX_HTTP_LOC_CONF_OFFSET, 0, nullptr},
+    {ngx_string("resend_confirmation_stream"), RESEND_ANY_LEVEL | NGX_CONF_TAKE12,
+     ngx_http_resend_confirmation_stream, NGX_HTTP_LOC_CONF_OFFSET, 0, nullptr},
+    {ngx_string("resend_confirmation_field"), RESEND_ANY_LEVEL | NGX_CONF_TAKE2,
+     ngx_http_resend_confirmation_field, NGX_HTTP_LOC_CONF_OFFSET, 0, nullptr},
+    {ngx_string("resend_confirmation_redis_failure"), RESEND_ANY_LEVEL | NGX_CONF_TAKE1,
+     ngx_conf_set_enum_slot, NGX_HTTP_LOC_CONF_OFFSET,
+     offsetof(ngx_http_resend_confirmation_loc_conf_t, redis_failure),
+     ngx_http_resend_confirmation_redis_failure_policies},
     ngx_null_command};
 
 static ngx_http_module_t ngx_http_resend_confirmation_module_ctx = {
@@ -63,15 +89,35 @@ ngx_module_t ngx_http_resend_confirmation_module = {
     NGX_MODULE_V1_PADDING};
 }
 
-// One parser per worker process; workers are single-threaded.
+// One parser per worker process, and one Redis link per
+// `resend_confirmation_redis` directive; workers are single-threaded.
 static resend::body_parser *worker_parser;
+static ngx_http_resend_confirmation_link_t **worker_links;
+static ngx_uint_t worker_links_count;
 
 resend::body_parser *ngx_http_resend_confirmation_parser() noexcept { return worker_parser; }
+
+ngx_http_resend_confirmation_link_t *
+ngx_http_resend_confirmation_worker_link(ngx_http_resend_confirmation_redis_conf_t *conf) noexcept {
+    return worker_links[conf->index];
+}
+
+static char *conf_error() noexcept { return static_cast<char *>(NGX_CONF_ERROR); }
+
+static bool starts_with(const ngx_str_t &s, const char *prefix, ngx_str_t *rest) noexcept {
+    size_t n = ngx_strlen(prefix);
+    if (s.len < n || ngx_strncmp(s.data, prefix, n) != 0) return false;
+    rest->data = s.data + n;
+    rest->len = s.len - n;
+    return true;
+}
 
 static char *ngx_http_resend_confirmation_enable(ngx_conf_t *cf, ngx_command_t *, void *conf) noexcept {
     auto *lcf = static_cast<ngx_http_resend_confirmation_loc_conf_t *>(conf);
     if (lcf->enabled != NGX_CONF_UNSET) return const_cast<char *>("is duplicate");
     lcf->enabled = 1;
+    lcf->enabled_file = cf->conf_file->file.name.data;
+    lcf->enabled_line = cf->conf_file->line;
 
     auto *clcf = static_cast<ngx_http_core_loc_conf_t *>(
         ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module));
@@ -90,11 +136,129 @@ static char *ngx_http_resend_confirmation_check_body_size(ngx_conf_t *cf, void *
     return NGX_CONF_OK;
 }
 
+// resend_confirmation_redis ADDRESS [db=N] [user=NAME] [password=SECRET]
+//                           [connect_timeout=TIME] [timeout=TIME];
+static char *ngx_http_resend_confirmation_redis(ngx_conf_t *cf, ngx_command_t *, void *conf) noexcept {
+    auto *lcf = static_cast<ngx_http_resend_confirmation_loc_conf_t *>(conf);
+    if (lcf->redis != NGX_CONF_UNSET_PTR) return const_cast<char *>("is duplicate");
+    auto *value = static_cast<ngx_str_t *>(cf->args->elts);
+
+    auto *redis = static_cast<ngx_http_resend_confirmation_redis_conf_t *>(
+        ngx_pcalloc(cf->pool, sizeof(ngx_http_resend_confirmation_redis_conf_t)));
+    if (redis == nullptr) return conf_error();
+
+    ngx_url_t url;
+    ngx_memzero(&url, sizeof(ngx_url_t));
+    url.url = value[1];
+    url.default_port = 6379;
+    if (ngx_parse_url(cf->pool, &url) != NGX_OK || url.naddrs == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid redis address \"%V\": %s", &value[1],
+                           url.err != nullptr ? url.err : "host not found");
+        return conf_error();
+    }
+    redis->addr = url.addrs[0];
+    redis->addr.name = value[1];
+    redis->connect_timeout = redis_connect_timeout_default;
+    redis->timeout = redis_timeout_default;
+
+    for (ngx_uint_t i = 2; i < cf->args->nelts; ++i) {
+        ngx_str_t arg;
+        if (starts_with(value[i], "db=", &arg)) {
+            if (ngx_atoi(arg.data, arg.len) == NGX_ERROR) goto invalid;
+            if (ngx_atoi(arg.data, arg.len) != 0) redis->db_text = arg;
+        } else if (starts_with(value[i], "user=", &arg) && arg.len > 0) {
+            redis->user = arg;
+        } else if (starts_with(value[i], "password=", &arg) && arg.len > 0) {
+            redis->password = arg;
+        } else if (starts_with(value[i], "connect_timeout=", &arg)) {
+            redis->connect_timeout = ngx_parse_time(&arg, 0);
+            if (redis->connect_timeout == (ngx_msec_t) NGX_ERROR || redis->connect_timeout == 0) goto invalid;
+        } else if (starts_with(value[i], "timeout=", &arg)) {
+            redis->timeout = ngx_parse_time(&arg, 0);
+            if (redis->timeout == (ngx_msec_t) NGX_ERROR || redis->timeout == 0) goto invalid;
+        } else {
+            goto invalid;
+        }
+        continue;
+    invalid:
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid parameter \"%V\"", &value[i]);
+        return conf_error();
+    }
+    if (redis->user.len != 0 && redis->password.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "\"user=\" needs \"password=\"");
+        return conf_error();
+    }
+
+    auto *mcf = static_cast<ngx_http_resend_confirmation_main_conf_t *>(
+        ngx_http_conf_get_module_main_conf(cf, ngx_http_resend_confirmation_module));
+    auto **slot = static_cast<ngx_http_resend_confirmation_redis_conf_t **>(ngx_array_push(&mcf->redis));
+    if (slot == nullptr) return conf_error();
+    redis->index = mcf->redis.nelts - 1;
+    *slot = redis;
+    lcf->redis = redis;
+    return NGX_CONF_OK;
+}
+
+// resend_confirmation_stream KEY [maxlen=N];
+static char *ngx_http_resend_confirmation_stream(ngx_conf_t *cf, ngx_command_t *, void *conf) noexcept {
+    auto *lcf = static_cast<ngx_http_resend_confirmation_loc_conf_t *>(conf);
+    if (lcf->stream.data != nullptr) return const_cast<char *>("is duplicate");
+    auto *value = static_cast<ngx_str_t *>(cf->args->elts);
+    if (value[1].len == 0) return const_cast<char *>("needs a non-empty stream key");
+    lcf->stream = value[1];
+    if (cf->args->nelts == 3) {
+        ngx_str_t arg;
+        if (!starts_with(value[2], "maxlen=", &arg) || ngx_atoi(arg.data, arg.len) <= 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid parameter \"%V\"", &value[2]);
+            return conf_error();
+        }
+        lcf->maxlen_text = arg;
+    }
+    return NGX_CONF_OK;
+}
+
+// resend_confirmation_field NAME VALUE;  (VALUE may hold variables)
+static char *ngx_http_resend_confirmation_field(ngx_conf_t *cf, ngx_command_t *, void *conf) noexcept {
+    auto *lcf = static_cast<ngx_http_resend_confirmation_loc_conf_t *>(conf);
+    auto *value = static_cast<ngx_str_t *>(cf->args->elts);
+    static const char *const reserved[] = {"email", "ip", "request_id", "received_at"};
+    for (const char *name : reserved) {
+        if (value[1].len == ngx_strlen(name) && ngx_strncmp(value[1].data, name, value[1].len) == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "field \"%V\" is always recorded by the module", &value[1]);
+            return conf_error();
+        }
+    }
+    if (value[1].len == 0) return const_cast<char *>("needs a non-empty field name");
+
+    if (lcf->fields == NGX_CONF_UNSET_PTR || lcf->fields == nullptr) {
+        lcf->fields = ngx_array_create(cf->pool, 4, sizeof(ngx_http_resend_confirmation_field_t));
+        if (lcf->fields == nullptr) return conf_error();
+    }
+    auto *field = static_cast<ngx_http_resend_confirmation_field_t *>(ngx_array_push(lcf->fields));
+    if (field == nullptr) return conf_error();
+    field->name = value[1];
+
+    ngx_http_compile_complex_value_t ccv;
+    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+    ccv.cf = cf;
+    ccv.value = &value[2];
+    ccv.complex_value = &field->value;
+    if (ngx_http_compile_complex_value(&ccv) != NGX_OK) return conf_error();
+    return NGX_CONF_OK;
+}
+
 static ngx_int_t ngx_http_resend_confirmation_preconfiguration(ngx_conf_t *cf) noexcept {
     return ngx_http_resend_confirmation_add_variables(cf);
 }
 
 static ngx_int_t ngx_http_resend_confirmation_postconfiguration(ngx_conf_t *cf) noexcept {
+    auto *mcf = static_cast<ngx_http_resend_confirmation_main_conf_t *>(
+        ngx_http_conf_get_module_main_conf(cf, ngx_http_resend_confirmation_module));
+    static ngx_str_t request_id = ngx_string("request_id");
+    mcf->request_id_index = ngx_http_get_variable_index(cf, &request_id);
+    if (mcf->request_id_index == NGX_ERROR) return NGX_ERROR;
+
     if (ngx_http_resend_confirmation_body_filter_init(cf) != NGX_OK) return NGX_ERROR;
     return ngx_http_resend_confirmation_reply_filters_init(cf);
 }
@@ -104,6 +268,10 @@ static void *ngx_http_resend_confirmation_create_main_conf(ngx_conf_t *cf) noexc
         ngx_pcalloc(cf->pool, sizeof(ngx_http_resend_confirmation_main_conf_t)));
     if (mcf == nullptr) return nullptr;
     mcf->largest_body = max_body_size_default;
+    if (ngx_array_init(&mcf->redis, cf->pool, 2,
+                       sizeof(ngx_http_resend_confirmation_redis_conf_t *)) != NGX_OK) {
+        return nullptr;
+    }
     return mcf;
 }
 
@@ -113,6 +281,9 @@ static void *ngx_http_resend_confirmation_create_loc_conf(ngx_conf_t *cf) noexce
     if (lcf == nullptr) return nullptr;
     lcf->enabled = NGX_CONF_UNSET;
     lcf->max_body_size = NGX_CONF_UNSET_SIZE;
+    lcf->redis = static_cast<ngx_http_resend_confirmation_redis_conf_t *>(NGX_CONF_UNSET_PTR);
+    lcf->fields = static_cast<ngx_array_t *>(NGX_CONF_UNSET_PTR);
+    lcf->redis_failure = NGX_CONF_UNSET_UINT;
     return lcf;
 }
 
@@ -125,6 +296,23 @@ static char *ngx_http_resend_confirmation_merge_loc_conf(ngx_conf_t *cf, void *p
     if (conf->enabled == NGX_CONF_UNSET) conf->enabled = 0;
     ngx_conf_merge_size_value(conf->max_body_size, parent->max_body_size,
                               max_body_size_default);
+    ngx_conf_merge_ptr_value(conf->redis, parent->redis, nullptr);
+    ngx_conf_merge_ptr_value(conf->fields, parent->fields, nullptr);
+    ngx_conf_merge_uint_value(conf->redis_failure, parent->redis_failure,
+                              static_cast<ngx_uint_t>(redis_failure_policy::reject));
+    if (conf->stream.data == nullptr) {
+        conf->stream = parent->stream.data != nullptr ? parent->stream : stream_default;
+        if (parent->stream.data != nullptr) conf->maxlen_text = parent->maxlen_text;
+    }
+    if (conf->maxlen_text.data == nullptr) conf->maxlen_text = maxlen_default;
+
+    if (conf->enabled && conf->redis == nullptr) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"resend_confirmation\" needs a Redis to record requests in: add "
+                      "\"resend_confirmation_redis\" in this location or above it in %s:%ui",
+                      conf->enabled_file, conf->enabled_line);
+        return conf_error();
+    }
 
     auto *mcf = static_cast<ngx_http_resend_confirmation_main_conf_t *>(
         ngx_http_conf_get_module_main_conf(cf, ngx_http_resend_confirmation_module));
@@ -139,6 +327,17 @@ static ngx_int_t ngx_http_resend_confirmation_init_process(ngx_cycle_t *cycle) n
         ngx_http_cycle_get_module_main_conf(cycle, ngx_http_resend_confirmation_module));
     if (mcf == nullptr) return NGX_OK;  // no http block
 
+    worker_links_count = 0;
+    worker_links = static_cast<ngx_http_resend_confirmation_link_t **>(
+        ngx_pcalloc(cycle->pool, (mcf->redis.nelts + 1) * sizeof(ngx_http_resend_confirmation_link_t *)));
+    if (worker_links == nullptr) return NGX_ERROR;
+    auto **redis = static_cast<ngx_http_resend_confirmation_redis_conf_t **>(mcf->redis.elts);
+    for (ngx_uint_t i = 0; i < mcf->redis.nelts; ++i) {
+        worker_links[i] = ngx_http_resend_confirmation_link_create(redis[i], cycle);
+        if (worker_links[i] == nullptr) return NGX_ERROR;
+        worker_links_count = i + 1;
+    }
+
     worker_parser = new (std::nothrow) resend::body_parser();
     if (worker_parser == nullptr || !worker_parser->reserve(mcf->largest_body)) {
         ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
@@ -150,6 +349,12 @@ static ngx_int_t ngx_http_resend_confirmation_init_process(ngx_cycle_t *cycle) n
 }
 
 static void ngx_http_resend_confirmation_exit_process(ngx_cycle_t *) noexcept {
+    // Close the Redis connections ourselves: nginx reports sockets a worker
+    // leaves open at exit as [alert].
+    for (ngx_uint_t i = 0; i < worker_links_count; ++i) {
+        ngx_http_resend_confirmation_link_destroy(worker_links[i]);
+    }
+    worker_links_count = 0;
     delete worker_parser;
     worker_parser = nullptr;
 }

@@ -23,8 +23,8 @@ static ngx_int_t ngx_http_resend_confirmation_add_header(ngx_http_request_t *r, 
     return NGX_OK;
 }
 
-// Status, Content-Type, Content-Length, Cache-Control (and Allow for 405)
-// of the reply for `result`.
+// Status, Content-Type, Content-Length, Cache-Control (Allow for 405,
+// Retry-After for 503: the link retries Redis within a second or two).
 static ngx_int_t ngx_http_resend_confirmation_set_headers(ngx_http_request_t *r,
                                                           const resend::reply &reply) noexcept {
     r->headers_out.status = reply.status;
@@ -40,6 +40,11 @@ static ngx_int_t ngx_http_resend_confirmation_set_headers(ngx_http_request_t *r,
 
     if (ngx_http_resend_confirmation_add_header(r, ngx_string("Cache-Control"),
                                                 ngx_string("no-store")) != NGX_OK) {
+        return NGX_ERROR;
+    }
+    if (reply.status == NGX_HTTP_SERVICE_UNAVAILABLE &&
+        ngx_http_resend_confirmation_add_header(r, ngx_string("Retry-After"), ngx_string("1")) !=
+            NGX_OK) {
         return NGX_ERROR;
     }
     if (reply.status == NGX_HTTP_NOT_ALLOWED &&

@@ -121,3 +121,90 @@ Content-Type: application/json
 GET /r/static
 --- error_code: 204
 --- response_body
+
+
+
+=== TEST 10: resend_confirmation without a Redis is refused, naming where
+--- http_config
+--- config
+    location = /r {
+        resend_confirmation;
+    }
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*"resend_confirmation" needs a Redis to record requests in: add "resend_confirmation_redis" in this location or above it in \S+nginx\.conf:\d+/
+
+
+
+=== TEST 11: a bad redis address is refused
+--- http_config
+    resend_confirmation_redis 127.0.0.1:notaport;
+--- config
+    location = /r {
+        resend_confirmation;
+    }
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*invalid redis address "127\.0\.0\.1:notaport": invalid port in \S+nginx\.conf:\d+/
+
+
+
+=== TEST 12: an unknown redis parameter is refused
+--- http_config
+    resend_confirmation_redis 127.0.0.1 dbase=1;
+--- config
+    location = /r {
+        resend_confirmation;
+    }
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*invalid parameter "dbase=1" in \S+nginx\.conf:\d+/
+
+
+
+=== TEST 13: a user without a password is refused
+--- http_config
+    resend_confirmation_redis 127.0.0.1 user=mailer;
+--- config
+    location = /r {
+        resend_confirmation;
+    }
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*"user=" needs "password=" in \S+nginx\.conf:\d+/
+
+
+
+=== TEST 14: the fixed record fields cannot be redefined
+--- config
+    location = /r {
+        resend_confirmation;
+        resend_confirmation_field email $http_x_email;
+    }
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*field "email" is always recorded by the module in \S+nginx\.conf:\d+/
+
+
+
+=== TEST 15: an unknown failure policy is refused
+--- config
+    location = /r {
+        resend_confirmation;
+        resend_confirmation_redis_failure maybe;
+    }
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*invalid value "maybe" in \S+nginx\.conf:\d+/
+
+
+
+=== TEST 16: a bad maxlen is refused
+--- config
+    location = /r {
+        resend_confirmation;
+        resend_confirmation_stream s maxlen=0;
+    }
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*invalid parameter "maxlen=0" in \S+nginx\.conf:\d+/

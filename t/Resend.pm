@@ -6,9 +6,19 @@ package t::Resend;
 use strict;
 use warnings;
 use Exporter 'import';
+use IO::Socket::INET;
+use POSIX ();
+use Test::More ();
+use Time::HiRes ();
 
 our @EXPORT = qw($Accepted $TooLarge $InvalidJson $InvalidRequest $InvalidEmail
-                 $NotAllowed $UnsupportedMediaType $Endpoint resend_defaults);
+                 $NotAllowed $UnsupportedMediaType $Unavailable $Endpoint $Redis
+                 resend_defaults redis start_redis signal_redis background_post);
+
+# The Redis the tests record into: t/run starts one; under upstream
+# Test::Nginx start your own and set TEST_NGINX_REDIS_PORT.
+$ENV{TEST_NGINX_REDIS_PORT} ||= 6379;
+our $Redis = "resend_confirmation_redis 127.0.0.1:$ENV{TEST_NGINX_REDIS_PORT};";
 
 our $Accepted = '{"data":{"message":"Please check your inbox. If a root account is associated with this email and remains unconfirmed, a reconfirmation message should have been sent."}}';
 our $TooLarge = '{"error":{"code":"payload_too_large","message":"The request body is too large."}}';
@@ -16,6 +26,7 @@ our $InvalidJson = '{"error":{"code":"invalid_json","message":"The request body 
 our $InvalidRequest = '{"error":{"code":"invalid_request","message":"The request body must be a JSON object with one string member named email."}}';
 our $InvalidEmail = '{"error":{"code":"invalid_email","message":"The email address is not valid."}}';
 our $NotAllowed = '{"error":{"code":"method_not_allowed","message":"Only POST is allowed on this endpoint."}}';
+our $Unavailable = '{"error":{"code":"unavailable","message":"The service is temporarily unavailable; retry later."}}';
 our $UnsupportedMediaType = '{"error":{"code":"unsupported_media_type","message":"The request body must be sent as application/json."}}';
 
 # The endpoint at /r, its outcome in a header for the tests to read.
@@ -27,10 +38,16 @@ our $Endpoint = <<'_EOC_';
 _EOC_
 
 # resend_defaults(section => value, ...): each block gets these sections
-# unless it has its own. Every block also checks that nginx logged no
+# unless it has its own. Every block also records into the test Redis
+# (http_config), starts with it empty (init), and checks that nginx logged no
 # [alert], [crit] or [emerg] (bad input must never produce them).
 sub resend_defaults {
-    my %defaults = (no_error_log => "[alert]\n[crit]\n[emerg]", @_);
+    my %defaults = (
+        no_error_log => "[alert]\n[crit]\n[emerg]",
+        http_config => $Redis,
+        init => 't::Resend::redis("FLUSHALL")',
+        @_,
+    );
     main::add_block_preprocessor(sub {
         my $block = shift;
         for my $section (sort keys %defaults) {
@@ -39,5 +56,163 @@ sub resend_defaults {
         }
     });
 }
+
+# redis(@command) or redis({port => N, db => D}, @command): one command to
+# Redis, its reply as Perl data (arrays as array refs, errors "ERR: ...").
+sub redis {
+    my %opt = ref $_[0] ? %{ shift() } : ();
+    my $port = $opt{port} // $ENV{TEST_NGINX_REDIS_PORT};
+    my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
+                                     Timeout => 3)
+        or die "cannot connect to redis on port $port: $!\n";
+    binmode $sock;
+    my @commands = ($opt{db} ? (['SELECT', $opt{db}]) : (), [@_]);
+    my $reply;
+    for my $args (@commands) {
+        print $sock '*' . @$args . "\r\n", map { '$' . length($_) . "\r\n$_\r\n" } @$args;
+        $reply = read_reply($sock);
+    }
+    close $sock;
+    return $reply;
+}
+
+# A Redis of the test's own on `port` (one the test can kill or stop);
+# started once and reused by later blocks until killed.
+our %Started;
+sub start_redis {
+    my ($port, @args) = @_;
+    return $Started{$port} if $Started{$port} && kill 0, $Started{$port};
+    my $pid = fork // die "fork: $!";
+    if ($pid == 0) {
+        exec 'redis-server', '--port', $port, '--bind', '127.0.0.1', '--save', '',
+             '--appendonly', 'no', '--logfile', '/dev/null', @args;
+        exit 127;
+    }
+    for (1 .. 100) {
+        last if eval { redis({port => $port}, 'PING') eq 'PONG' };
+        select undef, undef, undef, 0.05;
+    }
+    return $Started{$port} = $pid;
+}
+
+sub signal_redis {
+    my ($signal, $port) = @_;
+    my $pid = $Started{$port} or die "no redis of ours on port $port\n";
+    kill $signal, $pid;
+    if ($signal eq 'KILL' or $signal eq 'TERM') {
+        waitpid $pid, 0;
+        delete $Started{$port};
+    }
+}
+
+END { kill 'KILL', $_ for values %Started }
+
+# A request sent from a child process, so that it can wait on nginx while
+# the block's own request goes on; "--- background_status" checks its answer.
+our ($BackgroundPid, $BackgroundFile);
+sub background_post {
+    my ($uri, $body) = @_;
+    $BackgroundFile = "/tmp/resend-background-$$";
+    unlink $BackgroundFile;
+    $BackgroundPid = fork // die "fork: $!";
+    return if $BackgroundPid;
+    my $started = Time::HiRes::time();
+    my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                     PeerPort => $ENV{TEST_NGINX_SERVER_PORT} || 1984)
+        or POSIX::_exit(1);
+    print $sock "POST $uri HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+              . "Content-Type: application/json\r\nContent-Length: " . length($body)
+              . "\r\n\r\n$body";
+    my $response = do { local $/; <$sock> } // '';
+    open my $out, '>', $BackgroundFile;
+    printf $out "%.3f\n%s", Time::HiRes::time() - $started, $response;
+    close $out;
+    POSIX::_exit(0);
+}
+
+sub read_reply {
+    my $sock = shift;
+    my $line = <$sock>;
+    die "redis closed the connection\n" unless defined $line;
+    $line =~ s/\r\n\z//;
+    my ($type, $rest) = (substr($line, 0, 1), substr($line, 1));
+    return $rest if $type eq '+' or $type eq ':';
+    return "ERR: $rest" if $type eq '-';
+    if ($type eq '$') {
+        return undef if $rest < 0;
+        read($sock, my $data, $rest + 2) == $rest + 2 or die "short bulk reply\n";
+        return substr($data, 0, $rest);
+    }
+    if ($type eq '*') {
+        return undef if $rest < 0;
+        return [map { read_reply($sock) } 1 .. $rest];
+    }
+    die "unexpected redis reply: $line\n";
+}
+
+# "--- stream_db": the stream is in that database.
+# "--- stream eval": the entries the stream must hold after the block's last
+# request, oldest first, each as [field => value, ...] in record order; a
+# value may be a qr// pattern. "--- stream_key" names another stream.
+# "--- stream_len": only the number of entries ("--- stream_len_between: MIN MAX").
+main::add_response_body_check(sub {
+    my ($block, $body, $req_idx, $repeated_req_idx, $dry_run) = @_;
+    return if $dry_run;
+    my $last = $block->pipelined_requests ? $#{ $block->pipelined_requests } : 0;
+    return unless $req_idx == $last;
+    my $key = $block->stream_key // 'resend_confirmation';
+    my $name = $block->name;
+    my %at = (db => $block->stream_db // 0);
+    $at{db} =~ s/\s+\z//;
+
+    if (defined(my $want = $block->background_status)) {
+        waitpid $BackgroundPid, 0;
+        open my $in, '<', $BackgroundFile or die "no background result\n";
+        my ($elapsed, $response) = do { local $/; split /\n/, <$in>, 2 };
+        my ($status) = $response =~ m{\AHTTP/1\.1 (\d+)};
+        Test::More::is($status, ($want =~ /(\d+)/)[0], "$name - background request status");
+        if (my $range = $block->background_elapsed) {
+            my ($min, $max) = split ' ', $range;
+            Test::More::cmp_ok($elapsed, '>=', $min, "$name - background request waited >= $min s");
+            Test::More::cmp_ok($elapsed, '<=', $max, "$name - background request answered <= $max s");
+        }
+        if (my $like = $block->background_like) {
+            Test::More::like($response, qr/$like/, "$name - background response");
+        }
+    }
+
+    if (defined(my $range = $block->stream_len_between)) {
+        my ($min, $max) = split ' ', $range;
+        my $len = redis(\%at, 'XLEN', $key);
+        Test::More::ok($len >= $min && $len <= $max, "$name - stream $key holds $min..$max entries")
+            or Test::More::diag("it holds $len");
+    }
+    if (defined(my $len = $block->stream_len)) {
+        $len =~ s/\s+\z//;
+        Test::More::is(redis(\%at, 'XLEN', $key), $len, "$name - stream $key holds $len entries");
+    }
+    my $expected = $block->stream or return;
+    my $entries = redis(\%at, 'XRANGE', $key, '-', '+');
+    Test::More::is(scalar @$entries, scalar @$expected, "$name - stream $key entry count");
+    for my $i (0 .. $#$expected) {
+        my @want = @{ $expected->[$i] };
+        my @got = @{ $entries->[$i][1] // [] };
+        my @want_names = @want[grep { $_ % 2 == 0 } 0 .. $#want];
+        my @got_names = @got[grep { $_ % 2 == 0 } 0 .. $#got];
+        Test::More::is("@got_names", "@want_names", "$name - entry $i field names");
+        my %got = @got;
+        for (my $f = 0; $f < @want; $f += 2) {
+            my ($field, $value) = @want[$f, $f + 1];
+            if (ref $value eq 'CODE') {
+                Test::More::ok($value->($got{$field}), "$name - entry $i $field")
+                    or Test::More::diag("got: " . ($got{$field} // 'undef'));
+            } elsif (ref $value eq 'Regexp') {
+                Test::More::like($got{$field}, $value, "$name - entry $i $field");
+            } else {
+                Test::More::is($got{$field}, $value, "$name - entry $i $field");
+            }
+        }
+    }
+});
 
 1;

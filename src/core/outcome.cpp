@@ -23,6 +23,9 @@ constexpr std::array<reply, static_cast<std::size_t>(outcome::count_)> replies{{
      RESEND_ERROR_BODY("invalid_request", "The request body must be a JSON object with one string member named email.")},
     {400, "invalid_email",
      RESEND_ERROR_BODY("invalid_email", "The email address is not valid.")},
+    {503, "redis_error",
+     RESEND_ERROR_BODY("unavailable", "The service is temporarily unavailable; retry later.")},
+    {200, "lost", accepted_body},
 }};
 
 #undef RESEND_ERROR_BODY

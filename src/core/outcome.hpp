@@ -15,6 +15,8 @@ enum class outcome : unsigned char {
     invalid_json,
     invalid_request,
     invalid_email,
+    redis_error,  // Redis did not take the record in time: 503 (policy "reject")
+    lost,         // Redis did not take the record, answered 200 anyway (policy "accept")
     count_,
 };
 

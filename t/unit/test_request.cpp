@@ -57,6 +57,8 @@ const char *name(outcome result) {
     case outcome::invalid_json: return "invalid_json";
     case outcome::invalid_request: return "invalid_request";
     case outcome::invalid_email: return "invalid_email";
+    case outcome::redis_error: return "redis_error";
+    case outcome::lost: return "lost";
     case outcome::count_: break;
     }
     return "?";

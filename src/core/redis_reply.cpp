@@ -1,0 +1,92 @@
+#include "redis_reply.hpp"
+
+#include <cstring>
+
+#include <hiredis/read.h>
+
+namespace resend {
+namespace {
+
+// Every object the reader asks for is this placeholder: nothing is
+// allocated, and only the top-level reply's kind is kept (note()).
+char placeholder;
+
+reply_reader *owner(const redisReadTask *task) noexcept {
+    // Walk up to the root task: its privdata is the reader's.
+    while (task->parent != nullptr) task = task->parent;
+    return static_cast<reply_reader *>(task->privdata);
+}
+
+void *on_string(const redisReadTask *task, char *text, size_t size) noexcept {
+    if (task->parent == nullptr) {
+        reply_kind kind = task->type == REDIS_REPLY_ERROR    ? reply_kind::error
+                          : task->type == REDIS_REPLY_STATUS ? reply_kind::status
+                                                             : reply_kind::string;
+        owner(task)->note(kind, text, size);
+    }
+    return &placeholder;
+}
+
+void *on_array(const redisReadTask *task, int) noexcept {
+    if (task->parent == nullptr) owner(task)->note(reply_kind::array, nullptr, 0);
+    return &placeholder;
+}
+
+void *on_integer(const redisReadTask *task, long long) noexcept {
+    if (task->parent == nullptr) owner(task)->note(reply_kind::integer, nullptr, 0);
+    return &placeholder;
+}
+
+void *on_nil(const redisReadTask *task) noexcept {
+    if (task->parent == nullptr) owner(task)->note(reply_kind::nil, nullptr, 0);
+    return &placeholder;
+}
+
+void on_free(void *) noexcept {}
+
+redisReplyObjectFunctions callbacks = {on_string, on_array, on_integer, on_nil, on_free};
+
+}  // namespace
+
+reply_reader::reply_reader() noexcept {
+    redisReader *reader = redisReaderCreateWithFunctions(&callbacks);
+    if (reader != nullptr) reader->privdata = this;
+    reader_ = reader;
+}
+
+reply_reader::~reply_reader() {
+    if (reader_ != nullptr) redisReaderFree(static_cast<redisReader *>(reader_));
+}
+
+bool reply_reader::feed(const char *data, std::size_t size) noexcept {
+    return redisReaderFeed(static_cast<redisReader *>(reader_), data, size) == REDIS_OK;
+}
+
+void reply_reader::note(reply_kind kind, const char *text, std::size_t size) noexcept {
+    last_kind_ = kind;
+    error_size_ = 0;
+    if (kind == reply_kind::error) {
+        error_size_ = size < sizeof(error_) ? size : sizeof(error_);
+        std::memcpy(error_, text, error_size_);
+    }
+}
+
+reply_reader::status reply_reader::next(redis_reply &reply) noexcept {
+    void *object = nullptr;
+    if (redisReaderGetReply(static_cast<redisReader *>(reader_), &object) != REDIS_OK) {
+        return status::protocol_error;
+    }
+    if (object == nullptr) return status::incomplete;
+    reply.kind = last_kind_;
+    reply.error = {error_, error_size_};
+    return status::reply;
+}
+
+void reply_reader::reset() noexcept {
+    if (reader_ != nullptr) redisReaderFree(static_cast<redisReader *>(reader_));
+    redisReader *reader = redisReaderCreateWithFunctions(&callbacks);
+    if (reader != nullptr) reader->privdata = this;
+    reader_ = reader;
+}
+
+}  // namespace resend

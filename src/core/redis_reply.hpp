@@ -1,0 +1,47 @@
+// Redis replies: hiredis's redisReader parses RESP; this keeps only what the
+// link needs of each top-level reply (its kind and an error's text), so that
+// parsing allocates no reply objects.
+#pragma once
+
+#include <cstddef>
+#include <string_view>
+
+namespace resend {
+
+enum class reply_kind : unsigned char { status, error, string, integer, nil, array };
+
+struct redis_reply {
+    reply_kind kind;
+    std::string_view error;  // the error text for reply_kind::error; valid until the next read
+};
+
+class reply_reader {
+public:
+    reply_reader() noexcept;
+    ~reply_reader();
+    reply_reader(const reply_reader &) = delete;
+    reply_reader &operator=(const reply_reader &) = delete;
+
+    bool valid() const noexcept { return reader_ != nullptr; }
+
+    // Appends bytes received from Redis. False when out of memory.
+    bool feed(const char *data, std::size_t size) noexcept;
+
+    enum class status { reply, incomplete, protocol_error };
+    // The next complete top-level reply, if any.
+    status next(redis_reply &reply) noexcept;
+
+    // Forgets buffered bytes (after a reconnect).
+    void reset() noexcept;
+
+    // Part of the reader's callbacks; not for callers.
+    void note(reply_kind kind, const char *text, std::size_t size) noexcept;
+
+private:
+    void *reader_;
+    reply_kind last_kind_ = reply_kind::nil;
+    std::size_t error_size_ = 0;
+    char error_[128];
+};
+
+}  // namespace resend

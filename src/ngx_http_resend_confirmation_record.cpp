@@ -1,0 +1,102 @@
+// The record step of the flow: one stream entry per accepted request,
+//   XADD <stream> MAXLEN ~ <maxlen> * email <as sent> ip <$remote_addr>
+//        request_id <$request_id> received_at <ms since epoch> [<field> <value>]...
+// and the answer once Redis has it (or could not take it).
+
+#include "ngx_http_resend_confirmation.h"
+
+static std::string_view view(const ngx_str_t &s) noexcept {
+    return {reinterpret_cast<const char *>(s.data), s.len};
+}
+
+static void ngx_http_resend_confirmation_record_cleanup(void *data) noexcept {
+    auto *ctx = static_cast<ngx_http_resend_confirmation_ctx_t *>(data);
+    if (ctx->pending != nullptr) {
+        ngx_http_resend_confirmation_link_detach(ctx->pending);
+        ctx->pending = nullptr;
+    }
+}
+
+bool ngx_http_resend_confirmation_record(ngx_http_request_t *r,
+                                         ngx_http_resend_confirmation_ctx_t *ctx) noexcept {
+    auto *lcf = static_cast<ngx_http_resend_confirmation_loc_conf_t *>(
+        ngx_http_get_module_loc_conf(r, ngx_http_resend_confirmation_module));
+    auto *mcf = static_cast<ngx_http_resend_confirmation_main_conf_t *>(
+        ngx_http_get_module_main_conf(r, ngx_http_resend_confirmation_module));
+
+    ngx_uint_t extra = lcf->fields != nullptr ? lcf->fields->nelts : 0;
+    size_t argc = 6 + 8 + 2 * extra;
+    auto *args = static_cast<std::string_view *>(ngx_palloc(r->pool, argc * sizeof(std::string_view)));
+    auto *received_at = static_cast<u_char *>(ngx_pnalloc(r->pool, NGX_INT64_LEN));
+    ngx_http_cleanup_t *cleanup = ngx_http_cleanup_add(r, 0);
+    if (args == nullptr || received_at == nullptr || cleanup == nullptr) return false;
+
+    ngx_time_t *now = ngx_timeofday();
+    u_char *received_at_end = ngx_sprintf(received_at, "%uL",
+                                          static_cast<uint64_t>(now->sec) * 1000 + now->msec);
+    ngx_http_variable_value_t *request_id =
+        ngx_http_get_indexed_variable(r, mcf->request_id_index);
+
+    size_t n = 0;
+    args[n++] = "XADD";
+    args[n++] = view(lcf->stream);
+    args[n++] = "MAXLEN";
+    args[n++] = "~";
+    args[n++] = view(lcf->maxlen_text);
+    args[n++] = "*";
+    args[n++] = "email";
+    args[n++] = view(ctx->email);
+    args[n++] = "ip";
+    args[n++] = view(r->connection->addr_text);
+    args[n++] = "request_id";
+    args[n++] = (request_id != nullptr && !request_id->not_found)
+                    ? std::string_view(reinterpret_cast<const char *>(request_id->data), request_id->len)
+                    : std::string_view();
+    args[n++] = "received_at";
+    args[n++] = {reinterpret_cast<const char *>(received_at),
+                 static_cast<size_t>(received_at_end - received_at)};
+    for (ngx_uint_t i = 0; i < extra; ++i) {
+        auto *field = static_cast<ngx_http_resend_confirmation_field_t *>(lcf->fields->elts) + i;
+        ngx_str_t value;
+        if (ngx_http_complex_value(r, &field->value, &value) != NGX_OK) return false;
+        args[n++] = view(field->name);
+        args[n++] = view(value);
+    }
+
+    ctx->pending = ngx_http_resend_confirmation_link_send(
+        ngx_http_resend_confirmation_worker_link(lcf->redis), r, {args, n});
+    if (ctx->pending == nullptr) return false;
+
+    cleanup->handler = ngx_http_resend_confirmation_record_cleanup;
+    cleanup->data = ctx;
+    // Notice a client that leaves while we wait (nginx finalizes it and the
+    // cleanup above detaches the command).
+    r->read_event_handler = ngx_http_test_reading;
+    return true;
+}
+
+ngx_int_t ngx_http_resend_confirmation_reply_unrecorded(ngx_http_request_t *r,
+                                                        ngx_http_resend_confirmation_ctx_t *ctx) noexcept {
+    auto *lcf = static_cast<ngx_http_resend_confirmation_loc_conf_t *>(
+        ngx_http_get_module_loc_conf(r, ngx_http_resend_confirmation_module));
+    if (static_cast<redis_failure_policy>(lcf->redis_failure) == redis_failure_policy::accept) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "resend_confirmation: request not recorded, answered 200 "
+                      "(resend_confirmation_redis_failure accept)");
+        return ngx_http_resend_confirmation_reply(r, ctx, resend::outcome::lost);
+    }
+    return ngx_http_resend_confirmation_reply(r, ctx, resend::outcome::redis_error);
+}
+
+void ngx_http_resend_confirmation_recorded(ngx_http_request_t *r, bool stored) noexcept {
+    auto *ctx = static_cast<ngx_http_resend_confirmation_ctx_t *>(
+        ngx_http_get_module_ctx(r, ngx_http_resend_confirmation_module));
+    ctx->pending = nullptr;
+    ngx_connection_t *c = r->connection;
+    ngx_int_t rc = stored ? ngx_http_resend_confirmation_reply(r, ctx, resend::outcome::accepted)
+                          : ngx_http_resend_confirmation_reply_unrecorded(r, ctx);
+    ngx_http_finalize_request(r, rc);
+    // We run from the Redis connection's event, not the client's: let
+    // nginx finish what the request posted (as upstream handlers do).
+    ngx_http_run_posted_requests(c);
+}
