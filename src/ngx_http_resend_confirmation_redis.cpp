@@ -47,6 +47,7 @@ struct ngx_http_resend_confirmation_link_s {
     ngx_uint_t handshake_left; // AUTH/SELECT replies still to come
 
     ngx_queue_t pending;  // commands in flight, oldest first
+    ngx_uint_t in_flight; // entries in `pending`
     ngx_queue_t spare;    // recycled entries
     ngx_event_t overdue;  // fires at the oldest command's deadline
     ngx_event_t retry;    // while set, Redis was just found down: do not reconnect yet
@@ -106,6 +107,7 @@ ngx_http_resend_confirmation_link_append(ngx_http_resend_confirmation_link_t *li
     entry->r = r;
     entry->deadline = ngx_current_msec + timeout;
     ngx_queue_insert_tail(&link->pending, &entry->queue);
+    ++link->in_flight;
     if (!link->overdue.timer_set) ngx_add_timer(&link->overdue, timeout);
     return entry;
 }
@@ -202,6 +204,7 @@ static void ngx_http_resend_confirmation_link_fail(ngx_http_resend_confirmation_
     ngx_http_resend_confirmation_link_close(link);
     if (link->overdue.timer_set) ngx_del_timer(&link->overdue);
 
+    link->in_flight = 0;
     while (!ngx_queue_empty(&link->pending)) {
         ngx_queue_t *q = ngx_queue_head(&link->pending);
         ngx_queue_remove(q);
@@ -256,6 +259,9 @@ static void ngx_http_resend_confirmation_link_write(ngx_event_t *wev) noexcept {
             return;
         }
         if (n == NGX_AGAIN) break;
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, link->log, 0,
+                       "resend_confirmation: redis write %z bytes, %ui commands in flight", n,
+                       link->in_flight);
         link->out_sent += n;
         link->handshake_unsent -= ngx_min(link->handshake_unsent, static_cast<size_t>(n));
     }
@@ -274,6 +280,7 @@ static bool ngx_http_resend_confirmation_link_deliver(ngx_http_resend_confirmati
     ngx_queue_t *q = ngx_queue_head(&link->pending);
     ngx_queue_remove(q);
     ngx_queue_insert_tail(&link->spare, q);
+    --link->in_flight;
     auto *entry = ngx_queue_data(q, ngx_http_resend_confirmation_pending_t, queue);
 
     bool ok = reply.kind != resend::reply_kind::error;

@@ -13,7 +13,7 @@ use Time::HiRes ();
 
 our @EXPORT = qw($Accepted $TooLarge $InvalidJson $InvalidRequest $InvalidEmail
                  $NotAllowed $UnsupportedMediaType $Unavailable $Endpoint $Redis
-                 resend_defaults redis start_redis signal_redis background_post);
+                 resend_defaults redis start_redis signal_redis background_post load_posts);
 
 # The Redis the tests record into: t/run starts one; under upstream
 # Test::Nginx start your own and set TEST_NGINX_REDIS_PORT.
@@ -150,7 +150,47 @@ sub read_reply {
     die "unexpected redis reply: $line\n";
 }
 
-# "--- stream_db": the stream is in that database.
+# load_posts($clients, $each, $uri): $clients processes at once, each
+# posting $each distinct valid emails on new connections; returns how many
+# were answered 200 and how many were sent.
+sub load_posts {
+    my ($clients, $each, $uri) = @_;
+    my $dir = "/tmp/resend-load-$$";
+    mkdir $dir;
+    my @pids;
+    for my $client (1 .. $clients) {
+        my $pid = fork // die "fork: $!";
+        if ($pid) { push @pids, $pid; next }
+        my $ok = 0;
+        for my $n (1 .. $each) {
+            my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                             PeerPort => $ENV{TEST_NGINX_SERVER_PORT} || 1984)
+                or next;
+            my $body = qq({"email":"load$client.$n\@example.com"});
+            print $sock "POST $uri HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+                      . "Content-Type: application/json\r\nContent-Length: " . length($body)
+                      . "\r\n\r\n$body";
+            my $response = do { local $/; <$sock> } // '';
+            $ok++ if $response =~ m{\AHTTP/1\.1 200 };
+        }
+        open my $out, '>', "$dir/$client";
+        print $out $ok;
+        close $out;
+        POSIX::_exit(0);
+    }
+    waitpid $_, 0 for @pids;
+    my $ok = 0;
+    for my $client (1 .. $clients) {
+        open my $in, '<', "$dir/$client" or next;
+        $ok += <$in>;
+        unlink "$dir/$client";
+    }
+    rmdir $dir;
+    return ($ok, $clients * $each);
+}
+
+# "--- stream_db": the stream is in that database; "--- stream_port": of
+# the Redis on that port.
 # "--- stream eval": the entries the stream must hold after the block's last
 # request, oldest first, each as [field => value, ...] in record order; a
 # value may be a qr// pattern. "--- stream_key" names another stream.
@@ -164,6 +204,9 @@ main::add_response_body_check(sub {
     my $name = $block->name;
     my %at = (db => $block->stream_db // 0);
     $at{db} =~ s/\s+\z//;
+    if (defined(my $port = $block->stream_port)) {
+        ($at{port} = $port) =~ s/\s+\z//;
+    }
 
     if (defined(my $want = $block->background_status)) {
         waitpid $BackgroundPid, 0;
@@ -188,6 +231,7 @@ main::add_response_body_check(sub {
             or Test::More::diag("it holds $len");
     }
     if (defined(my $len = $block->stream_len)) {
+        $len = $len->() if ref $len eq 'CODE';
         $len =~ s/\s+\z//;
         Test::More::is(redis(\%at, 'XLEN', $key), $len, "$name - stream $key holds $len entries");
     }
