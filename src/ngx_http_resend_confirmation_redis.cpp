@@ -330,7 +330,7 @@ static void ngx_http_resend_confirmation_link_read(ngx_event_t *rev) noexcept {
             return;
         }
         if (!link->reader->feed(reinterpret_cast<const char *>(buffer), n)) {
-            ngx_http_resend_confirmation_link_fail(link, "out of memory");
+            ngx_http_resend_confirmation_link_fail(link, "cannot buffer the reply");
             return;
         }
         resend::redis_reply reply;

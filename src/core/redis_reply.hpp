@@ -24,7 +24,8 @@ public:
 
     bool valid() const noexcept { return reader_ != nullptr; }
 
-    // Appends bytes received from Redis. False when out of memory.
+    // Appends bytes received from Redis. False when out of memory, or after a
+    // protocol error (hiredis then refuses bytes until reset()).
     bool feed(const char *data, std::size_t size) noexcept;
 
     enum class status { reply, incomplete, protocol_error };

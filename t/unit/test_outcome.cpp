@@ -153,6 +153,20 @@ void test_bodies_are_printable_ascii(void **) {
     }
 }
 
+// Redis failures: 503 with the code "unavailable" under policy reject (the
+// variable says redis_error); the very 200 body under policy accept ("lost").
+void test_redis_failures_follow_the_contract(void **) {
+    const resend::reply &unavailable = resend::reply_for(outcome::redis_error);
+    check_eq(unavailable.status, 503);
+    check_bytes_eq(unavailable.word, "redis_error");
+    check_bytes_eq(error_code_of(unavailable.body, __FILE__, __LINE__), "unavailable");
+
+    const resend::reply &lost = resend::reply_for(outcome::lost);
+    check_eq(lost.status, 200);
+    check_bytes_eq(lost.word, "lost");
+    check_bytes_eq(lost.body, spec_accepted_body);
+}
+
 // Not a contract row: an undecided or out-of-range outcome still gets a
 // server-error JSON answer (and reply_for reads nothing out of bounds, which
 // the sanitized build checks).
@@ -179,6 +193,7 @@ int main(void) {
         guarded_test(test_error_bodies_have_the_contract_layout),
         guarded_test(test_error_bodies_differ_from_each_other_and_from_accepted),
         guarded_test(test_bodies_are_printable_ascii),
+        guarded_test(test_redis_failures_follow_the_contract),
         guarded_test(test_undecided_and_out_of_range_outcomes_are_server_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

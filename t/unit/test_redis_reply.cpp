@@ -1,0 +1,492 @@
+// Redis replies: reply_reader reports each top-level reply once it is
+// complete, with its kind and, for an error, its text (truncated to its
+// buffer); nested elements are not reported; protocol errors and reset().
+#include <cstddef>
+#include <string>
+#include <string_view>
+
+#include "core/redis_reply.hpp"
+
+#include "unit_test.hpp"  // last: cmocka's macros
+
+using namespace std::literals;
+
+namespace {
+
+using resend::redis_reply;
+using resend::reply_kind;
+using resend::reply_reader;
+using status = resend::reply_reader::status;
+
+const char *kind_name(reply_kind kind) {
+    switch (kind) {
+    case reply_kind::status: return "status";
+    case reply_kind::error: return "error";
+    case reply_kind::string: return "string";
+    case reply_kind::integer: return "integer";
+    case reply_kind::nil: return "nil";
+    case reply_kind::array: return "array";
+    }
+    return "(not a reply_kind)";
+}
+
+const char *status_name(status s) {
+    switch (s) {
+    case status::reply: return "reply";
+    case status::incomplete: return "incomplete";
+    case status::protocol_error: return "protocol_error";
+    }
+    return "(not a status)";
+}
+
+// The next reply is complete, of `kind`, and (for an error) has `error` as
+// its text; any other kind has no error text.
+void expect_reply_at(reply_reader &reader, reply_kind kind, std::string_view error,
+                     const char *file, int line) {
+    redis_reply reply{};
+    status got = reader.next(reply);
+    if (got != status::reply) {
+        print_error("next() gave %s, expected a %s reply\n", status_name(got), kind_name(kind));
+        unit::record_failure(file, line);
+        return;
+    }
+    if (reply.kind != kind) {
+        print_error("next() gave a %s reply, expected %s\n", kind_name(reply.kind),
+                    kind_name(kind));
+        unit::record_failure(file, line);
+    }
+    unit::check_bytes_equal(reply.error, error, "the reply's error text", file, line);
+}
+
+void expect_status_at(reply_reader &reader, status expected, const char *file, int line) {
+    redis_reply reply{};
+    status got = reader.next(reply);
+    if (got != expected) {
+        print_error("next() gave %s", status_name(got));
+        if (got == status::reply) print_error(" (a %s reply)", kind_name(reply.kind));
+        print_error(", expected %s\n", status_name(expected));
+        unit::record_failure(file, line);
+    }
+}
+
+void feed_at(reply_reader &reader, std::string_view bytes, const char *file, int line) {
+    if (!reader.feed(bytes.data(), bytes.size())) {
+        print_error("feed(\"%s\") failed\n", unit::printable(bytes).c_str());
+        unit::record_failure(file, line);
+    }
+}
+
+#define feed_bytes(reader, bytes) feed_at((reader), (bytes), __FILE__, __LINE__)
+#define expect_reply(reader, kind) expect_reply_at((reader), (kind), "", __FILE__, __LINE__)
+#define expect_error(reader, text) \
+    expect_reply_at((reader), reply_kind::error, (text), __FILE__, __LINE__)
+#define expect_incomplete(reader) expect_status_at((reader), status::incomplete, __FILE__, __LINE__)
+#define expect_protocol_error(reader) \
+    expect_status_at((reader), status::protocol_error, __FILE__, __LINE__)
+
+// One reply fed whole to a new reader: exactly one reply of `kind`, then
+// nothing more.
+void check_single_at(std::string_view bytes, reply_kind kind, std::string_view error,
+                     const char *file, int line) {
+    reply_reader reader;
+    if (!reader.valid()) {
+        print_error("reply_reader() is not valid\n");
+        unit::record_failure(file, line);
+        return;
+    }
+    expect_status_at(reader, status::incomplete, file, line);  // nothing fed yet
+    feed_at(reader, bytes, file, line);
+    expect_reply_at(reader, kind, error, file, line);
+    expect_status_at(reader, status::incomplete, file, line);
+}
+
+#define check_single(bytes, kind) check_single_at((bytes), (kind), "", __FILE__, __LINE__)
+#define check_single_error(bytes, text) \
+    check_single_at((bytes), reply_kind::error, (text), __FILE__, __LINE__)
+
+void test_status_reply(void **) {
+    check_single("+OK\r\n", reply_kind::status);
+    check_single("+PONG\r\n", reply_kind::status);
+    check_single("+\r\n", reply_kind::status);
+}
+
+void test_error_reply_keeps_its_text(void **) {
+    check_single_error("-WRONGPASS invalid username-password pair\r\n",
+                       "WRONGPASS invalid username-password pair");
+    check_single_error("-NOAUTH Authentication required.\r\n", "NOAUTH Authentication required.");
+    check_single_error("-ERR\r\n", "ERR");
+    check_single_error("-\r\n", "");
+    check_single_error("-ERR a\0b\r\n"sv, "ERR a\0b"sv);
+}
+
+void test_bulk_string_reply(void **) {
+    check_single("$5\r\nhello\r\n", reply_kind::string);
+    check_single("$0\r\n\r\n", reply_kind::string);
+    // CR LF inside a bulk string is data: still one reply.
+    check_single("$4\r\n\r\n\r\n\r\n", reply_kind::string);
+    check_single("$12\r\n*1\r\n-ERR x\r\n\r\n", reply_kind::string);
+    check_single("$3\r\n\0\xff\n\r\n"sv, reply_kind::string);
+}
+
+// XADD answers with the new entry's ID as a bulk string.
+void test_xadd_id_reply(void **) {
+    check_single("$15\r\n1700000000000-0\r\n", reply_kind::string);
+}
+
+void test_integer_reply(void **) {
+    check_single(":42\r\n", reply_kind::integer);
+    check_single(":0\r\n", reply_kind::integer);
+    check_single(":-1\r\n", reply_kind::integer);
+    check_single(":9223372036854775807\r\n", reply_kind::integer);
+}
+
+void test_nil_reply(void **) {
+    check_single("$-1\r\n", reply_kind::nil);
+    check_single("*-1\r\n", reply_kind::nil);
+}
+
+void test_array_is_one_top_level_reply(void **) {
+    check_single("*2\r\n$1\r\na\r\n$1\r\nb\r\n", reply_kind::array);
+    check_single("*0\r\n", reply_kind::array);
+    check_single("*3\r\n:1\r\n+OK\r\n$-1\r\n", reply_kind::array);
+    check_single("*2\r\n*2\r\n:1\r\n:2\r\n*1\r\n*0\r\n", reply_kind::array);
+    // XREAD-like: stream name, entries, each an ID and field/value pairs.
+    check_single("*1\r\n*2\r\n$1\r\ns\r\n*1\r\n*2\r\n$15\r\n1700000000000-0\r\n"
+                 "*2\r\n$5\r\nemail\r\n$5\r\na@b.c\r\n",
+                 reply_kind::array);
+}
+
+// EXEC answers with an array whose elements may be errors: the top-level
+// reply is still an array, with no error text.
+void test_error_inside_array_is_not_an_error(void **) {
+    check_single("*1\r\n-ERR x\r\n", reply_kind::array);
+    check_single("*2\r\n+OK\r\n-WRONGTYPE Operation against a key\r\n", reply_kind::array);
+    check_single("*2\r\n*1\r\n-ERR deep\r\n-ERR y\r\n", reply_kind::array);
+
+    // ... and the top-level error after it is reported as such.
+    reply_reader reader;
+    feed_bytes(reader, "*1\r\n-ERR x\r\n-ERR y\r\n+OK\r\n");
+    expect_reply(reader, reply_kind::array);
+    expect_error(reader, "ERR y");
+    expect_reply(reader, reply_kind::status);
+    expect_incomplete(reader);
+}
+
+void test_several_replies_in_one_feed(void **) {
+    reply_reader reader;
+    feed_bytes(reader,
+         "+OK\r\n"
+         "-ERR first\r\n"
+         "$5\r\nhello\r\n"
+         ":42\r\n"
+         "$-1\r\n"
+         "*2\r\n$1\r\na\r\n$1\r\nb\r\n"
+         "-ERR second\r\n"
+         "$15\r\n1700000000000-0\r\n"
+         "*1\r\n-ERR x\r\n"
+         "+QUEUED\r\n");
+    expect_reply(reader, reply_kind::status);
+    expect_error(reader, "ERR first");
+    expect_reply(reader, reply_kind::string);
+    expect_reply(reader, reply_kind::integer);
+    expect_reply(reader, reply_kind::nil);
+    expect_reply(reader, reply_kind::array);
+    expect_error(reader, "ERR second");
+    expect_reply(reader, reply_kind::string);
+    expect_reply(reader, reply_kind::array);
+    expect_reply(reader, reply_kind::status);
+    expect_incomplete(reader);
+    expect_incomplete(reader);
+
+    // More bytes later: the reader goes on.
+    feed_bytes(reader, ":1\r\n");
+    expect_reply(reader, reply_kind::integer);
+    expect_incomplete(reader);
+}
+
+// Each reply fed one byte at a time: nothing until its last byte, then the
+// reply, once.
+void test_replies_split_byte_by_byte(void **) {
+    struct row {
+        std::string_view bytes;
+        reply_kind kind;
+        std::string_view error;
+    };
+    const row rows[] = {
+        {"+OK\r\n", reply_kind::status, ""},
+        {"-WRONGPASS invalid username-password pair\r\n", reply_kind::error,
+         "WRONGPASS invalid username-password pair"},
+        {"$5\r\nhello\r\n", reply_kind::string, ""},
+        {"$4\r\n\r\n\r\n\r\n", reply_kind::string, ""},
+        {":42\r\n", reply_kind::integer, ""},
+        {"$-1\r\n", reply_kind::nil, ""},
+        {"*-1\r\n", reply_kind::nil, ""},
+        {"*2\r\n$1\r\na\r\n$1\r\nb\r\n", reply_kind::array, ""},
+        {"*1\r\n-ERR x\r\n", reply_kind::array, ""},
+        {"*2\r\n*1\r\n:1\r\n-ERR y\r\n", reply_kind::array, ""},
+        {"$15\r\n1700000000000-0\r\n", reply_kind::string, ""},
+    };
+    reply_reader reader;
+    for (const row &r : rows) {
+        for (std::size_t i = 0; i < r.bytes.size(); ++i) {
+            feed_bytes(reader, r.bytes.substr(i, 1));
+            if (i + 1 < r.bytes.size()) {
+                redis_reply reply{};
+                status got = reader.next(reply);
+                if (got != status::incomplete) {
+                    print_error("\"%s\": after %zu of %zu bytes next() gave %s\n",
+                                unit::printable(r.bytes).c_str(), i + 1, r.bytes.size(),
+                                status_name(got));
+                    unit::record_failure(__FILE__, __LINE__);
+                }
+            }
+        }
+        expect_reply_at(reader, r.kind, r.error, __FILE__, __LINE__);
+        expect_incomplete(reader);
+    }
+}
+
+// Replies split at every possible point into two feeds, with next() called
+// in between.
+void test_replies_split_at_every_point(void **) {
+    constexpr std::string_view stream =
+        "-ERR first\r\n*2\r\n$1\r\na\r\n-ERR nested\r\n:7\r\n-ERR last\r\n";
+    for (std::size_t cut = 0; cut <= stream.size(); ++cut) {
+        reply_reader reader;
+        feed_bytes(reader, stream.substr(0, cut));
+        int seen = 0;
+        const auto drain = [&] {
+            redis_reply reply{};
+            while (reader.next(reply) == status::reply) {
+                const reply_kind expected_kinds[] = {reply_kind::error, reply_kind::array,
+                                                     reply_kind::integer, reply_kind::error};
+                const std::string_view expected_errors[] = {"ERR first", "", "", "ERR last"};
+                if (!check(seen < 4)) return;
+                if (reply.kind != expected_kinds[seen] || reply.error != expected_errors[seen]) {
+                    print_error("cut at %zu: reply %d is a %s reply \"%s\"\n", cut, seen,
+                                kind_name(reply.kind), unit::printable(reply.error).c_str());
+                    unit::record_failure(__FILE__, __LINE__);
+                }
+                ++seen;
+            }
+        };
+        drain();
+        feed_bytes(reader, stream.substr(cut));
+        drain();
+        if (seen != 4) {
+            print_error("cut at %zu: %d replies, expected 4\n", cut, seen);
+            unit::record_failure(__FILE__, __LINE__);
+        }
+        expect_incomplete(reader);
+    }
+}
+
+// A large bulk string, fed in chunks.
+void test_large_bulk_string(void **) {
+    const std::string value(100000, 'v');
+    const std::string bytes = "$100000\r\n" + value + "\r\n+OK\r\n";
+    reply_reader reader;
+    for (std::size_t at = 0; at < bytes.size(); at += 4096) {
+        feed_bytes(reader, std::string_view(bytes).substr(at, 4096));
+        if (at + 4096 < bytes.size() - 5) expect_incomplete(reader);
+    }
+    expect_reply(reader, reply_kind::string);
+    expect_reply(reader, reply_kind::status);
+    expect_incomplete(reader);
+}
+
+// The error text is kept in a fixed buffer: a longer text is cut to it.
+void test_long_error_is_truncated(void **) {
+    std::string text = "ERR ";
+    while (text.size() < 300) text += static_cast<char>('a' + text.size() % 26);
+
+    for (std::size_t length : {127u, 128u, 129u, 200u, 300u}) {
+        const std::string error = text.substr(0, length);
+        reply_reader reader;
+        feed_bytes(reader, "-" + error + "\r\n+OK\r\n");
+        redis_reply reply{};
+        if (check(reader.next(reply) == status::reply)) {
+            check_eq(static_cast<int>(reply.kind), static_cast<int>(reply_kind::error));
+            const std::size_t kept = length < 128 ? length : 128;
+            check_eq(reply.error.size(), kept);
+            check_bytes_eq(reply.error, std::string_view(error).substr(0, kept));
+        }
+        // The rest of the long line was consumed, not taken for a reply.
+        expect_reply(reader, reply_kind::status);
+        expect_incomplete(reader);
+    }
+
+    // A short error after a long one has only its own text.
+    reply_reader reader;
+    feed_bytes(reader, "-" + text + "\r\n-ERR x\r\n");
+    redis_reply reply{};
+    check(reader.next(reply) == status::reply);
+    expect_error(reader, "ERR x");
+}
+
+// A later reply that is not an error has no error text.
+void test_error_text_does_not_carry_over(void **) {
+    reply_reader reader;
+    feed_bytes(reader, "-ERR one\r\n+OK\r\n-ERR two\r\n$1\r\nx\r\n-ERR three\r\n*1\r\n-ERR four\r\n");
+    expect_error(reader, "ERR one");
+    expect_reply(reader, reply_kind::status);
+    expect_error(reader, "ERR two");
+    expect_reply(reader, reply_kind::string);
+    expect_error(reader, "ERR three");
+    expect_reply(reader, reply_kind::array);
+    expect_incomplete(reader);
+}
+
+void test_protocol_error(void **) {
+    {
+        reply_reader reader;
+        feed_bytes(reader, "?bad\r\n");
+        expect_protocol_error(reader);
+        // The reader stays in error until reset(); feed()'s result then is not
+        // checked here (hiredis refuses bytes once in error).
+        reader.feed("+OK\r\n", 5);
+        expect_protocol_error(reader);
+    }
+    {
+        // After good replies: those come out first.
+        reply_reader reader;
+        feed_bytes(reader, "+OK\r\n:1\r\n!nope\r\n+OK\r\n");
+        expect_reply(reader, reply_kind::status);
+        expect_reply(reader, reply_kind::integer);
+        expect_protocol_error(reader);
+    }
+    {
+        // A bad byte inside an array.
+        reply_reader reader;
+        feed_bytes(reader, "*2\r\n:1\r\n?x\r\n");
+        expect_protocol_error(reader);
+    }
+    {
+        // A bad bulk or array length.
+        reply_reader reader;
+        feed_bytes(reader, "*x\r\n");
+        expect_protocol_error(reader);
+    }
+}
+
+void test_reset_starts_from_scratch(void **) {
+    {
+        // After a protocol error.
+        reply_reader reader;
+        feed_bytes(reader, "?bad\r\n");
+        expect_protocol_error(reader);
+        reader.reset();
+        check(reader.valid());
+        expect_incomplete(reader);
+        feed_bytes(reader, "+OK\r\n-WRONGPASS invalid username-password pair\r\n");
+        expect_reply(reader, reply_kind::status);
+        expect_error(reader, "WRONGPASS invalid username-password pair");
+        expect_incomplete(reader);
+    }
+    {
+        // Buffered bytes of a partial reply are forgotten.
+        reply_reader reader;
+        feed_bytes(reader, "$5\r\nhel");
+        expect_incomplete(reader);
+        reader.reset();
+        feed_bytes(reader, "+OK\r\n");
+        expect_reply(reader, reply_kind::status);
+        expect_incomplete(reader);
+    }
+    {
+        // Inside an array.
+        reply_reader reader;
+        feed_bytes(reader, "*3\r\n:1\r\n");
+        expect_incomplete(reader);
+        reader.reset();
+        feed_bytes(reader, ":1\r\n:2\r\n");
+        expect_reply(reader, reply_kind::integer);
+        expect_reply(reader, reply_kind::integer);
+        expect_incomplete(reader);
+    }
+    {
+        // Complete replies not yet read are forgotten too.
+        reply_reader reader;
+        feed_bytes(reader, "+OK\r\n+OK\r\n");
+        reader.reset();
+        expect_incomplete(reader);
+        feed_bytes(reader, "-ERR after\r\n");
+        expect_error(reader, "ERR after");
+        expect_incomplete(reader);
+    }
+    {
+        // Many times over.
+        reply_reader reader;
+        for (int i = 0; i < 100; ++i) {
+            feed_bytes(reader, "*2\r\n:1\r\n");
+            if (i % 2 == 0) feed_bytes(reader, "?");
+            reader.reset();
+        }
+        feed_bytes(reader, ":1\r\n");
+        expect_reply(reader, reply_kind::integer);
+        expect_incomplete(reader);
+    }
+}
+
+// Each reader reports its own replies, even fed in turn.
+void test_readers_are_independent(void **) {
+    reply_reader a;
+    reply_reader b;
+    feed_bytes(a, "*1\r\n-ERR");
+    feed_bytes(b, "-ERR b\r\n");
+    expect_incomplete(a);
+    feed_bytes(a, " a\r\n-ERR a\r\n");
+    expect_error(b, "ERR b");
+    expect_reply(a, reply_kind::array);
+    expect_error(a, "ERR a");
+    expect_incomplete(a);
+    expect_incomplete(b);
+}
+
+// hiredis reads arrays nested a few levels deep; deeper ones are a protocol
+// error, not a crash.
+void test_nesting_depth(void **) {
+    {
+        reply_reader reader;
+        std::string bytes;
+        for (int i = 0; i < 7; ++i) bytes += "*1\r\n";
+        bytes += "-ERR deep\r\n";
+        feed_bytes(reader, bytes);
+        expect_reply(reader, reply_kind::array);
+        expect_incomplete(reader);
+    }
+    {
+        reply_reader reader;
+        std::string bytes;
+        for (int i = 0; i < 20; ++i) bytes += "*1\r\n";
+        bytes += ":1\r\n";
+        feed_bytes(reader, bytes);
+        expect_protocol_error(reader);
+    }
+}
+
+}  // namespace
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        guarded_test(test_status_reply),
+        guarded_test(test_error_reply_keeps_its_text),
+        guarded_test(test_bulk_string_reply),
+        guarded_test(test_xadd_id_reply),
+        guarded_test(test_integer_reply),
+        guarded_test(test_nil_reply),
+        guarded_test(test_array_is_one_top_level_reply),
+        guarded_test(test_error_inside_array_is_not_an_error),
+        guarded_test(test_several_replies_in_one_feed),
+        guarded_test(test_replies_split_byte_by_byte),
+        guarded_test(test_replies_split_at_every_point),
+        guarded_test(test_large_bulk_string),
+        guarded_test(test_long_error_is_truncated),
+        guarded_test(test_error_text_does_not_carry_over),
+        guarded_test(test_protocol_error),
+        guarded_test(test_reset_starts_from_scratch),
+        guarded_test(test_readers_are_independent),
+        guarded_test(test_nesting_depth),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
