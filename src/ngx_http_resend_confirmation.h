@@ -11,6 +11,8 @@ extern "C" {
 #include <span>
 #include <string_view>
 
+#include "core/keyed_hash.hpp"
+#include "core/leaky_bucket.hpp"
 #include "core/outcome.hpp"
 #include "core/request.hpp"
 
@@ -42,6 +44,14 @@ struct ngx_http_resend_confirmation_main_conf_t {
     size_t largest_body;  // the largest max_body_size of any location: sizes the parser
     ngx_array_t redis;    // of ngx_http_resend_confirmation_redis_conf_t *
     ngx_int_t request_id_index;  // $request_id
+    ngx_str_t limit_secret;      // resend_confirmation_limit_secret's file content; empty: random
+};
+
+// `resend_confirmation_limit zone=NAME [burst=N] [silent];`
+struct ngx_http_resend_confirmation_limit_t {
+    ngx_shm_zone_t *shm_zone;
+    ngx_uint_t burst;
+    ngx_flag_t silent;
 };
 
 struct ngx_http_resend_confirmation_loc_conf_t {
@@ -54,6 +64,26 @@ struct ngx_http_resend_confirmation_loc_conf_t {
     ngx_str_t maxlen_text;   // MAXLEN ~ argument
     ngx_array_t *fields;     // of ngx_http_resend_confirmation_field_t
     ngx_uint_t redis_failure;  // redis_failure_policy
+    ngx_array_t *limits;       // of ngx_http_resend_confirmation_limit_t
+    ngx_flag_t limit_dry_run;
+    ngx_uint_t limit_status;     // status of refusals, 429 by default
+    ngx_uint_t limit_log_level;  // level of the refusal log line
+};
+
+// A limit that counted this request, to give back if it is refused later.
+struct ngx_http_resend_confirmation_charge_t {
+    ngx_shm_zone_t *shm_zone;
+    uint32_t hash;
+    u_char key_len;
+    u_char key[resend::keyed_hash_size];
+};
+
+enum class limit_phase : unsigned char { client, email };
+
+// What the limits of one phase say about a request.
+struct limit_verdict {
+    enum { passed, refused, silenced } result;
+    ngx_uint_t retry_after;  // seconds, for refused
 };
 
 struct ngx_http_resend_confirmation_pending_s;
@@ -66,6 +96,11 @@ struct ngx_http_resend_confirmation_ctx_t {
     off_t body_received;      // decoded body bytes seen by the request body filter
     ngx_str_t email;          // as sent, copied into the request pool
     ngx_http_resend_confirmation_pending_t *pending;  // XADD in flight, if any
+    ngx_http_resend_confirmation_charge_t *charges;  // email limits that counted it
+    ngx_uint_t ncharges;
+    ngx_uint_t retry_after;   // Retry-After seconds of a 429; 0: none
+    ngx_uint_t status;        // overrides the outcome's status (resend_confirmation_limit_status)
+    unsigned dry_run_limited:1;  // a limit would have refused it, but dry run is on
     unsigned replied:1;       // our own reply was sent: the filters let it pass
     unsigned substitute:1;    // nginx is sending its own error page: replace it
 };
@@ -86,6 +121,17 @@ ngx_int_t ngx_http_resend_confirmation_reply_filters_init(ngx_conf_t *cf) noexce
 
 // variables.cpp
 ngx_int_t ngx_http_resend_confirmation_add_variables(ngx_conf_t *cf) noexcept;
+
+// limit.cpp: rate limits in shared memory.
+char *ngx_http_resend_confirmation_limit_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf) noexcept;
+char *ngx_http_resend_confirmation_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf) noexcept;
+char *ngx_http_resend_confirmation_limit_secret(ngx_conf_t *cf, ngx_command_t *cmd, void *conf) noexcept;
+// Applies the location's limits of `phase`; counts the request where it passes.
+limit_verdict ngx_http_resend_confirmation_limit_check(ngx_http_request_t *r,
+                                                       ngx_http_resend_confirmation_ctx_t *ctx,
+                                                       limit_phase phase) noexcept;
+// Gives back what the email limits took (the request was refused after all).
+void ngx_http_resend_confirmation_limit_refund(ngx_http_resend_confirmation_ctx_t *ctx) noexcept;
 
 // record.cpp: the request's record in Redis.
 // Sends XADD; false when the link cannot take it (answer through the policy now).

@@ -1,6 +1,7 @@
 // The request flow, one function per step:
-// handler -> method/media checks -> read body -> parse+validate ->
-// record (async, ngx_http_resend_confirmation_record.cpp) -> respond.
+// handler -> method/media checks -> client limits -> read body ->
+// parse+validate -> email limits -> record (async,
+// ngx_http_resend_confirmation_record.cpp) -> respond.
 
 #include "ngx_http_resend_confirmation.h"
 
@@ -27,6 +28,21 @@ static resend::outcome ngx_http_resend_confirmation_check_headers(ngx_http_reque
         return resend::outcome::unsupported_media_type;
     }
     return resend::outcome::none;
+}
+
+// The outcome of a request a limit refused or silenced; sets what the
+// answer needs (status, Retry-After).
+static resend::outcome ngx_http_resend_confirmation_limited(ngx_http_request_t *r,
+                                                            ngx_http_resend_confirmation_ctx_t *ctx,
+                                                            limit_verdict limited,
+                                                            limit_phase phase) noexcept {
+    if (limited.result == limit_verdict::silenced) return resend::outcome::silenced;
+    auto *lcf = static_cast<ngx_http_resend_confirmation_loc_conf_t *>(
+        ngx_http_get_module_loc_conf(r, ngx_http_resend_confirmation_module));
+    ctx->status = lcf->limit_status;
+    ctx->retry_after = limited.retry_after;
+    return phase == limit_phase::client ? resend::outcome::client_limited
+                                        : resend::outcome::email_limited;
 }
 
 // Refuse without reading the body.
@@ -57,6 +73,13 @@ ngx_int_t ngx_http_resend_confirmation_handler(ngx_http_request_t *r) noexcept {
     resend::outcome refused = ngx_http_resend_confirmation_check_headers(r);
     if (refused != resend::outcome::none) {
         return ngx_http_resend_confirmation_refuse_early(r, ctx, refused);
+    }
+
+    limit_verdict limited =
+        ngx_http_resend_confirmation_limit_check(r, ctx, limit_phase::client);
+    if (limited.result != limit_verdict::passed) {
+        return ngx_http_resend_confirmation_refuse_early(
+            r, ctx, ngx_http_resend_confirmation_limited(r, ctx, limited, limit_phase::client));
     }
 
     auto *lcf = static_cast<ngx_http_resend_confirmation_loc_conf_t *>(
@@ -117,6 +140,14 @@ static void ngx_http_resend_confirmation_body_ready(ngx_http_request_t *r) noexc
         return;
     }
     ngx_memcpy(ctx->email.data, request.email.data(), request.email.size());
+
+    limit_verdict limited = ngx_http_resend_confirmation_limit_check(r, ctx, limit_phase::email);
+    if (limited.result != limit_verdict::passed) {
+        ngx_http_finalize_request(
+            r, ngx_http_resend_confirmation_reply(
+                   r, ctx, ngx_http_resend_confirmation_limited(r, ctx, limited, limit_phase::email)));
+        return;
+    }
 
     // The answer waits for Redis: ngx_http_resend_confirmation_recorded()
     // finalizes the request. The reference taken by the body reader keeps

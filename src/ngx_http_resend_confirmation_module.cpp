@@ -36,6 +36,16 @@ static void ngx_http_resend_confirmation_exit_process(ngx_cycle_t *cycle) noexce
 static ngx_conf_post_t ngx_http_resend_confirmation_body_size_post = {
     ngx_http_resend_confirmation_check_body_size};
 
+static ngx_conf_enum_t ngx_http_resend_confirmation_log_levels[] = {
+    {ngx_string("info"), NGX_LOG_INFO},
+    {ngx_string("notice"), NGX_LOG_NOTICE},
+    {ngx_string("warn"), NGX_LOG_WARN},
+    {ngx_string("error"), NGX_LOG_ERR},
+    {ngx_null_string, 0}};
+
+static ngx_conf_num_bounds_t ngx_http_resend_confirmation_limit_status_bounds = {
+    ngx_conf_check_num_bounds, 400, 599};
+
 static ngx_conf_enum_t ngx_http_resend_confirmation_redis_failure_policies[] = {
     {ngx_string("reject"), static_cast<ngx_uint_t>(redis_failure_policy::reject)},
     {ngx_string("accept"), static_cast<ngx_uint_t>(redis_failure_policy::accept)},
@@ -60,6 +70,23 @@ static ngx_command_t ngx_http_resend_confirmation_commands[] = {
      ngx_conf_set_enum_slot, NGX_HTTP_LOC_CONF_OFFSET,
      offsetof(ngx_http_resend_confirmation_loc_conf_t, redis_failure),
      ngx_http_resend_confirmation_redis_failure_policies},
+    {ngx_string("resend_confirmation_limit_zone"), NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE3,
+     ngx_http_resend_confirmation_limit_zone, NGX_HTTP_MAIN_CONF_OFFSET, 0, nullptr},
+    {ngx_string("resend_confirmation_limit"), RESEND_ANY_LEVEL | NGX_CONF_TAKE123,
+     ngx_http_resend_confirmation_limit, NGX_HTTP_LOC_CONF_OFFSET, 0, nullptr},
+    {ngx_string("resend_confirmation_limit_dry_run"), RESEND_ANY_LEVEL | NGX_CONF_FLAG,
+     ngx_conf_set_flag_slot, NGX_HTTP_LOC_CONF_OFFSET,
+     offsetof(ngx_http_resend_confirmation_loc_conf_t, limit_dry_run), nullptr},
+    {ngx_string("resend_confirmation_limit_status"), RESEND_ANY_LEVEL | NGX_CONF_TAKE1,
+     ngx_conf_set_num_slot, NGX_HTTP_LOC_CONF_OFFSET,
+     offsetof(ngx_http_resend_confirmation_loc_conf_t, limit_status),
+     &ngx_http_resend_confirmation_limit_status_bounds},
+    {ngx_string("resend_confirmation_limit_log_level"), RESEND_ANY_LEVEL | NGX_CONF_TAKE1,
+     ngx_conf_set_enum_slot, NGX_HTTP_LOC_CONF_OFFSET,
+     offsetof(ngx_http_resend_confirmation_loc_conf_t, limit_log_level),
+     ngx_http_resend_confirmation_log_levels},
+    {ngx_string("resend_confirmation_limit_secret"), NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1,
+     ngx_http_resend_confirmation_limit_secret, NGX_HTTP_MAIN_CONF_OFFSET, 0, nullptr},
     ngx_null_command};
 
 static ngx_http_module_t ngx_http_resend_confirmation_module_ctx = {
@@ -284,6 +311,10 @@ static void *ngx_http_resend_confirmation_create_loc_conf(ngx_conf_t *cf) noexce
     lcf->redis = static_cast<ngx_http_resend_confirmation_redis_conf_t *>(NGX_CONF_UNSET_PTR);
     lcf->fields = static_cast<ngx_array_t *>(NGX_CONF_UNSET_PTR);
     lcf->redis_failure = NGX_CONF_UNSET_UINT;
+    lcf->limits = static_cast<ngx_array_t *>(NGX_CONF_UNSET_PTR);
+    lcf->limit_dry_run = NGX_CONF_UNSET;
+    lcf->limit_status = NGX_CONF_UNSET_UINT;
+    lcf->limit_log_level = NGX_CONF_UNSET_UINT;
     return lcf;
 }
 
@@ -300,6 +331,11 @@ static char *ngx_http_resend_confirmation_merge_loc_conf(ngx_conf_t *cf, void *p
     ngx_conf_merge_ptr_value(conf->fields, parent->fields, nullptr);
     ngx_conf_merge_uint_value(conf->redis_failure, parent->redis_failure,
                               static_cast<ngx_uint_t>(redis_failure_policy::reject));
+    // Limits: a level that sets any replaces the inherited list (limit_req).
+    ngx_conf_merge_ptr_value(conf->limits, parent->limits, nullptr);
+    ngx_conf_merge_value(conf->limit_dry_run, parent->limit_dry_run, 0);
+    ngx_conf_merge_uint_value(conf->limit_status, parent->limit_status, 429);
+    ngx_conf_merge_uint_value(conf->limit_log_level, parent->limit_log_level, NGX_LOG_ERR);
     if (conf->stream.data == nullptr) {
         conf->stream = parent->stream.data != nullptr ? parent->stream : stream_default;
         if (parent->stream.data != nullptr) conf->maxlen_text = parent->maxlen_text;

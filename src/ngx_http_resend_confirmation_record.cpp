@@ -80,11 +80,15 @@ ngx_int_t ngx_http_resend_confirmation_reply_unrecorded(ngx_http_request_t *r,
     auto *lcf = static_cast<ngx_http_resend_confirmation_loc_conf_t *>(
         ngx_http_get_module_loc_conf(r, ngx_http_resend_confirmation_module));
     if (static_cast<redis_failure_policy>(lcf->redis_failure) == redis_failure_policy::accept) {
+        // Answered as accepted: the email limits keep their count.
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "resend_confirmation: request not recorded, answered 200 "
                       "(resend_confirmation_redis_failure accept)");
         return ngx_http_resend_confirmation_reply(r, ctx, resend::outcome::lost);
     }
+    // Refused after all: the email quota it took goes back, so that a retry
+    // (or the next request for the address) is not silenced for nothing.
+    ngx_http_resend_confirmation_limit_refund(ctx);
     return ngx_http_resend_confirmation_reply(r, ctx, resend::outcome::redis_error);
 }
 
@@ -93,7 +97,9 @@ void ngx_http_resend_confirmation_recorded(ngx_http_request_t *r, bool stored) n
         ngx_http_get_module_ctx(r, ngx_http_resend_confirmation_module));
     ctx->pending = nullptr;
     ngx_connection_t *c = r->connection;
-    ngx_int_t rc = stored ? ngx_http_resend_confirmation_reply(r, ctx, resend::outcome::accepted)
+    resend::outcome accepted =
+        ctx->dry_run_limited ? resend::outcome::dry_run_limited : resend::outcome::accepted;
+    ngx_int_t rc = stored ? ngx_http_resend_confirmation_reply(r, ctx, accepted)
                           : ngx_http_resend_confirmation_reply_unrecorded(r, ctx);
     ngx_http_finalize_request(r, rc);
     // We run from the Redis connection's event, not the client's: let

@@ -24,10 +24,12 @@ static ngx_int_t ngx_http_resend_confirmation_add_header(ngx_http_request_t *r, 
 }
 
 // Status, Content-Type, Content-Length, Cache-Control (Allow for 405,
-// Retry-After for 503: the link retries Redis within a second or two).
+// Retry-After for 503: the link retries Redis within a second or two; for a
+// limit, the seconds until a request would pass).
 static ngx_int_t ngx_http_resend_confirmation_set_headers(ngx_http_request_t *r,
+                                                          ngx_http_resend_confirmation_ctx_t *ctx,
                                                           const resend::reply &reply) noexcept {
-    r->headers_out.status = reply.status;
+    r->headers_out.status = ctx->status != 0 ? ctx->status : reply.status;
     r->headers_out.content_type = json_type;
     r->headers_out.content_type_len = json_type.len;
     r->headers_out.content_type_lowcase = nullptr;
@@ -46,6 +48,15 @@ static ngx_int_t ngx_http_resend_confirmation_set_headers(ngx_http_request_t *r,
         ngx_http_resend_confirmation_add_header(r, ngx_string("Retry-After"), ngx_string("1")) !=
             NGX_OK) {
         return NGX_ERROR;
+    }
+    if (ctx->retry_after != 0) {
+        auto *seconds = static_cast<u_char *>(ngx_pnalloc(r->pool, NGX_INT_T_LEN));
+        if (seconds == nullptr) return NGX_ERROR;
+        ngx_str_t value = {static_cast<size_t>(ngx_sprintf(seconds, "%ui", ctx->retry_after) - seconds),
+                           seconds};
+        if (ngx_http_resend_confirmation_add_header(r, ngx_string("Retry-After"), value) != NGX_OK) {
+            return NGX_ERROR;
+        }
     }
     if (reply.status == NGX_HTTP_NOT_ALLOWED &&
         ngx_http_resend_confirmation_add_header(r, ngx_string("Allow"), ngx_string("POST")) !=
@@ -80,7 +91,7 @@ ngx_int_t ngx_http_resend_confirmation_reply(ngx_http_request_t *r,
     ctx->outcome = result;
     ctx->replied = 1;
 
-    if (ngx_http_resend_confirmation_set_headers(r, reply) != NGX_OK) return NGX_ERROR;
+    if (ngx_http_resend_confirmation_set_headers(r, ctx, reply) != NGX_OK) return NGX_ERROR;
     ngx_int_t rc = ngx_http_send_header(r);
     if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) return rc;
     ngx_chain_t *body = ngx_http_resend_confirmation_body_chain(r, reply);
@@ -104,7 +115,7 @@ static ngx_int_t ngx_http_resend_confirmation_header_filter(ngx_http_request_t *
     // nginx's own 413 page for our request: answer our JSON instead.
     ctx->outcome = resend::outcome::payload_too_large;
     ctx->substitute = 1;
-    if (ngx_http_resend_confirmation_set_headers(r, resend::reply_for(ctx->outcome)) != NGX_OK) {
+    if (ngx_http_resend_confirmation_set_headers(r, ctx, resend::reply_for(ctx->outcome)) != NGX_OK) {
         return NGX_ERROR;
     }
     return ngx_http_next_header_filter(r);

@@ -26,6 +26,12 @@ constexpr std::array<reply, static_cast<std::size_t>(outcome::count_)> replies{{
     {503, "redis_error",
      RESEND_ERROR_BODY("unavailable", "The service is temporarily unavailable; retry later.")},
     {200, "lost", accepted_body},
+    {429, "client_limited",
+     RESEND_ERROR_BODY("rate_limited", "Too many requests; retry later.")},
+    {429, "email_limited",
+     RESEND_ERROR_BODY("rate_limited", "Too many requests; retry later.")},
+    {200, "silenced", accepted_body},
+    {200, "dry_run_limited", accepted_body},
 }};
 
 #undef RESEND_ERROR_BODY

@@ -17,6 +17,10 @@ enum class outcome : unsigned char {
     invalid_email,
     redis_error,  // Redis did not take the record in time: 503 (policy "reject")
     lost,         // Redis did not take the record, answered 200 anyway (policy "accept")
+    client_limited,   // over a limit checked before the body: 429
+    email_limited,    // over a (non-silent) limit checked after validation: 429
+    silenced,         // over a silent limit: the same 200, nothing recorded
+    dry_run_limited,  // a limit would have refused it (dry run): accepted and recorded
     count_,
 };
 

@@ -59,6 +59,10 @@ const char *name(outcome result) {
     case outcome::invalid_email: return "invalid_email";
     case outcome::redis_error: return "redis_error";
     case outcome::lost: return "lost";
+    case outcome::client_limited: return "client_limited";
+    case outcome::email_limited: return "email_limited";
+    case outcome::silenced: return "silenced";
+    case outcome::dry_run_limited: return "dry_run_limited";
     case outcome::count_: break;
     }
     return "?";

@@ -1,0 +1,545 @@
+// Rate limits in shared memory, modelled on nginx's limit_req: one zone per
+// name shared by all workers (slab pool + rbtree + LRU queue), a leaky bucket
+// per key (src/core/leaky_bucket.hpp), reject-only.
+//
+// A zone keyed on $resend_confirmation_email is checked after validation
+// and stores HMAC-SHA256(secret, normalized email) truncated to 16 bytes,
+// never the address; any other key is checked before the body is read
+// (keys longer than 16 bytes are hashed the same way, which bounds a node).
+// A full zone evicts its least recently used keys; it never fails a request.
+
+#include "ngx_http_resend_confirmation.h"
+
+#include <openssl/rand.h>
+
+static const size_t secret_size = 32;
+
+// The zone's shared state: survives reloads while the zone keeps its size.
+struct ngx_http_resend_confirmation_limit_shctx_t {
+    ngx_rbtree_t rbtree;
+    ngx_rbtree_node_t sentinel;
+    ngx_queue_t queue;  // least recently used last
+    u_char secret[secret_size];  // the HMAC key of this zone's email keys
+};
+
+// One key: follows ngx_rbtree_node_t's `key`, overlapping from its `color`
+// field on, as limit_req does, so a node is one slab allocation.
+struct ngx_http_resend_confirmation_limit_node_t {
+    u_char color;
+    u_char len;
+    ngx_queue_t queue;
+    int64_t last;     // resend::bucket
+    uint64_t excess;
+    u_char data[1];
+};
+
+// A zone as configured (shm_zone->data), one per configuration cycle.
+struct ngx_http_resend_confirmation_zone_t {
+    ngx_http_resend_confirmation_limit_shctx_t *sh;
+    ngx_slab_pool_t *shpool;
+    ngx_http_complex_value_t key;
+    bool by_email;  // the key uses $resend_confirmation_email
+    resend::rate rate;
+    ngx_http_resend_confirmation_main_conf_t *mcf;  // for the secret
+    resend::keyed_hash hash;  // keyed with sh->secret, set at zone init
+};
+
+static ngx_http_resend_confirmation_zone_t *zone_of(ngx_shm_zone_t *shm_zone) noexcept {
+    return static_cast<ngx_http_resend_confirmation_zone_t *>(shm_zone->data);
+}
+
+static ngx_http_resend_confirmation_limit_node_t *node_of(ngx_rbtree_node_t *node) noexcept {
+    return reinterpret_cast<ngx_http_resend_confirmation_limit_node_t *>(&node->color);
+}
+
+static ngx_rbtree_node_t *rbtree_node_of(ngx_queue_t *q) noexcept {
+    auto *lr = ngx_queue_data(q, ngx_http_resend_confirmation_limit_node_t, queue);
+    return reinterpret_cast<ngx_rbtree_node_t *>(reinterpret_cast<u_char *>(lr) -
+                                                 offsetof(ngx_rbtree_node_t, color));
+}
+
+// --- the rbtree ---------------------------------------------------------------
+
+static void ngx_http_resend_confirmation_limit_insert(ngx_rbtree_node_t *temp,
+                                                      ngx_rbtree_node_t *node,
+                                                      ngx_rbtree_node_t *sentinel) noexcept {
+    for (;;) {
+        ngx_rbtree_node_t **p;
+        if (node->key != temp->key) {
+            p = node->key < temp->key ? &temp->left : &temp->right;
+        } else {
+            auto *a = node_of(node);
+            auto *b = node_of(temp);
+            p = ngx_memn2cmp(a->data, b->data, a->len, b->len) < 0 ? &temp->left : &temp->right;
+        }
+        if (*p == sentinel) {
+            *p = node;
+            break;
+        }
+        temp = *p;
+    }
+    node->parent = temp;
+    node->left = sentinel;
+    node->right = sentinel;
+    ngx_rbt_red(node);
+}
+
+static ngx_rbtree_node_t *ngx_http_resend_confirmation_limit_find(
+    ngx_http_resend_confirmation_zone_t *zone, uint32_t hash, const u_char *key, size_t len) noexcept {
+    ngx_rbtree_node_t *node = zone->sh->rbtree.root;
+    ngx_rbtree_node_t *sentinel = zone->sh->rbtree.sentinel;
+    while (node != sentinel) {
+        if (hash != node->key) {
+            node = hash < node->key ? node->left : node->right;
+            continue;
+        }
+        auto *lr = node_of(node);
+        ngx_int_t rc = ngx_memn2cmp(const_cast<u_char *>(key), lr->data, len, lr->len);
+        if (rc == 0) return node;
+        node = rc < 0 ? node->left : node->right;
+    }
+    return nullptr;
+}
+
+static void ngx_http_resend_confirmation_limit_remove(ngx_http_resend_confirmation_zone_t *zone,
+                                                      ngx_queue_t *q) noexcept {
+    ngx_rbtree_node_t *node = rbtree_node_of(q);
+    ngx_queue_remove(q);
+    ngx_rbtree_delete(&zone->sh->rbtree, node);
+    ngx_slab_free_locked(zone->shpool, node);
+}
+
+// Frees up to two least recently used keys whose buckets have drained: the
+// zone's steady-state cleanup, a little on every insertion, as limit_req.
+static void ngx_http_resend_confirmation_limit_expire(ngx_http_resend_confirmation_zone_t *zone,
+                                                      int64_t now) noexcept {
+    for (int n = 0; n < 2 && !ngx_queue_empty(&zone->sh->queue); ++n) {
+        ngx_queue_t *q = ngx_queue_last(&zone->sh->queue);
+        auto *lr = ngx_queue_data(q, ngx_http_resend_confirmation_limit_node_t, queue);
+        int64_t elapsed = now - lr->last;
+        if (elapsed < 0 || resend::bucket_drain(lr->excess, zone->rate, elapsed) != 0) return;
+        ngx_http_resend_confirmation_limit_remove(zone, q);
+    }
+}
+
+// A node for a new key. When the zone is full, the least recently used keys
+// go, drained or not: a full zone forgets its oldest keys, it never fails.
+static ngx_rbtree_node_t *ngx_http_resend_confirmation_limit_alloc(
+    ngx_http_resend_confirmation_zone_t *zone, size_t len) noexcept {
+    size_t size = offsetof(ngx_rbtree_node_t, color) +
+                  offsetof(ngx_http_resend_confirmation_limit_node_t, data) + len;
+    for (;;) {
+        auto *node = static_cast<ngx_rbtree_node_t *>(ngx_slab_alloc_locked(zone->shpool, size));
+        if (node != nullptr || ngx_queue_empty(&zone->sh->queue)) return node;
+        ngx_http_resend_confirmation_limit_remove(zone, ngx_queue_last(&zone->sh->queue));
+    }
+}
+
+// --- keys ---------------------------------------------------------------------------
+
+struct limit_key {
+    uint32_t hash;
+    u_char len;
+    u_char data[resend::keyed_hash_size];
+};
+
+// False when the key is empty: such requests are not counted (as limit_req).
+static bool ngx_http_resend_confirmation_limit_key(ngx_http_request_t *r,
+                                                   ngx_http_resend_confirmation_zone_t *zone,
+                                                   limit_key *key) noexcept {
+    ngx_str_t value;
+    if (ngx_http_complex_value(r, &zone->key, &value) != NGX_OK || value.len == 0) return false;
+    if (zone->by_email || value.len > resend::keyed_hash_size) {
+        resend::keyed_digest digest =
+            zone->hash.digest({reinterpret_cast<const char *>(value.data), value.len});
+        ngx_memcpy(key->data, digest.data(), digest.size());
+        key->len = static_cast<u_char>(digest.size());
+    } else {
+        ngx_memcpy(key->data, value.data, value.len);
+        key->len = static_cast<u_char>(value.len);
+    }
+    key->hash = ngx_crc32_short(key->data, key->len);
+    return true;
+}
+
+// --- checking ------------------------------------------------------------------------
+
+struct take_result {
+    bool allowed;
+    uint64_t excess;         // after the request, for the log
+    uint64_t retry_after_ms;
+};
+
+static take_result ngx_http_resend_confirmation_limit_take(ngx_http_resend_confirmation_zone_t *zone,
+                                                           const limit_key &key, ngx_uint_t burst,
+                                                           bool count) noexcept {
+    auto now = static_cast<int64_t>(ngx_current_msec);
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    ngx_rbtree_node_t *node = ngx_http_resend_confirmation_limit_find(zone, key.hash, key.data, key.len);
+    resend::bucket current = resend::bucket_first(now);
+    resend::bucket_verdict verdict{true, current, 0};
+    if (node != nullptr) {
+        auto *lr = node_of(node);
+        current = {lr->excess, lr->last};
+        ngx_queue_remove(&lr->queue);
+        ngx_queue_insert_head(&zone->sh->queue, &lr->queue);
+        verdict = resend::bucket_take(current, zone->rate, burst, now);
+    }
+
+    if (verdict.allowed && count) {
+        if (node == nullptr) {
+            ngx_http_resend_confirmation_limit_expire(zone, now);
+            node = ngx_http_resend_confirmation_limit_alloc(zone, key.len);
+            if (node != nullptr) {
+                node->key = key.hash;
+                auto *lr = node_of(node);
+                lr->len = key.len;
+                ngx_memcpy(lr->data, key.data, key.len);
+                ngx_rbtree_insert(&zone->sh->rbtree, node);
+                ngx_queue_insert_head(&zone->sh->queue, &lr->queue);
+            }
+        }
+        if (node != nullptr) {
+            auto *lr = node_of(node);
+            lr->excess = verdict.next.excess;
+            lr->last = verdict.next.last;
+        }
+    }
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+    return {verdict.allowed, verdict.allowed ? verdict.next.excess : current.excess,
+            verdict.retry_after_ms};
+}
+
+static void ngx_http_resend_confirmation_limit_give_back(ngx_shm_zone_t *shm_zone,
+                                                         uint32_t hash, const u_char *key,
+                                                         size_t len) noexcept {
+    auto *zone = zone_of(shm_zone);
+    ngx_shmtx_lock(&zone->shpool->mutex);
+    ngx_rbtree_node_t *node = ngx_http_resend_confirmation_limit_find(zone, hash, key, len);
+    if (node != nullptr) {
+        auto *lr = node_of(node);
+        resend::bucket back = resend::bucket_refund({lr->excess, lr->last});
+        lr->excess = back.excess;
+    }
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+}
+
+limit_verdict ngx_http_resend_confirmation_limit_check(ngx_http_request_t *r,
+                                                       ngx_http_resend_confirmation_ctx_t *ctx,
+                                                       limit_phase phase) noexcept {
+    auto *lcf = static_cast<ngx_http_resend_confirmation_loc_conf_t *>(
+        ngx_http_get_module_loc_conf(r, ngx_http_resend_confirmation_module));
+    limit_verdict verdict{limit_verdict::passed, 0};
+    if (lcf->limits == nullptr) return verdict;
+
+    auto *limits = static_cast<ngx_http_resend_confirmation_limit_t *>(lcf->limits->elts);
+    auto *charges = static_cast<ngx_http_resend_confirmation_charge_t *>(
+        ngx_palloc(r->pool, lcf->limits->nelts * sizeof(ngx_http_resend_confirmation_charge_t)));
+    if (charges == nullptr) return verdict;  // out of memory: do not refuse for it
+    ngx_uint_t ncharges = 0;
+
+    for (ngx_uint_t i = 0; i < lcf->limits->nelts; ++i) {
+        ngx_http_resend_confirmation_limit_t &limit = limits[i];
+        auto *zone = zone_of(limit.shm_zone);
+        if ((phase == limit_phase::email) != zone->by_email) continue;
+
+        limit_key key;
+        if (!ngx_http_resend_confirmation_limit_key(r, zone, &key)) continue;
+
+        // Once a limit refuses, later ones are looked at but not counted.
+        bool count = verdict.result == limit_verdict::passed || lcf->limit_dry_run;
+        take_result taken = ngx_http_resend_confirmation_limit_take(zone, key, limit.burst, count);
+        if (taken.allowed) {
+            if (count) {
+                charges[ncharges] = {limit.shm_zone, key.hash, key.len, {}};
+                ngx_memcpy(charges[ncharges].key, key.data, key.len);
+                ++ncharges;
+            }
+            continue;
+        }
+
+        ngx_log_error(lcf->limit_log_level, r->connection->log, 0,
+                      "resend_confirmation: %s%s by zone \"%V\", excess: %uL.%03uL",
+                      lcf->limit_dry_run ? "dry run, " : "",
+                      limit.silent ? "silencing requests" : "limiting requests",
+                      &limit.shm_zone->shm.name, taken.excess / 1000, taken.excess % 1000);
+        if (lcf->limit_dry_run) {
+            ctx->dry_run_limited = 1;
+            continue;
+        }
+        if (!limit.silent) {
+            verdict.result = limit_verdict::refused;
+            ngx_uint_t seconds = static_cast<ngx_uint_t>((taken.retry_after_ms + 999) / 1000);
+            verdict.retry_after = ngx_max(verdict.retry_after, ngx_max(seconds, (ngx_uint_t) 1));
+        } else if (verdict.result == limit_verdict::passed) {
+            verdict.result = limit_verdict::silenced;
+        }
+    }
+
+    if (verdict.result != limit_verdict::passed) {
+        // Refused after all: what the passing limits counted goes back.
+        for (ngx_uint_t i = 0; i < ncharges; ++i) {
+            ngx_http_resend_confirmation_limit_give_back(charges[i].shm_zone, charges[i].hash,
+                                                         charges[i].key, charges[i].key_len);
+        }
+    } else if (phase == limit_phase::email) {
+        ctx->charges = charges;
+        ctx->ncharges = ncharges;
+    }
+    return verdict;
+}
+
+void ngx_http_resend_confirmation_limit_refund(ngx_http_resend_confirmation_ctx_t *ctx) noexcept {
+    for (ngx_uint_t i = 0; i < ctx->ncharges; ++i) {
+        ngx_http_resend_confirmation_limit_give_back(ctx->charges[i].shm_zone, ctx->charges[i].hash,
+                                                     ctx->charges[i].key, ctx->charges[i].key_len);
+    }
+    ctx->ncharges = 0;
+}
+
+// --- shared memory -------------------------------------------------------------------
+
+// A zone's size can change only with a restart: nginx would silently start
+// an empty zone, and every counter would be lost on reload.
+static bool ngx_http_resend_confirmation_limit_resized(ngx_shm_zone_t *shm_zone) noexcept {
+    // ngx_cycle is still the running (old) cycle while a reload sets up zones.
+    auto *running = const_cast<ngx_cycle_t *>(ngx_cycle);
+    for (ngx_list_part_t *part = &running->shared_memory.part; part != nullptr; part = part->next) {
+        auto *old = static_cast<ngx_shm_zone_t *>(part->elts);
+        for (ngx_uint_t i = 0; i < part->nelts; ++i) {
+            if (old[i].tag != shm_zone->tag || old[i].shm.size == shm_zone->shm.size ||
+                old[i].shm.name.len != shm_zone->shm.name.len ||
+                ngx_strncmp(old[i].shm.name.data, shm_zone->shm.name.data, old[i].shm.name.len) != 0) {
+                continue;
+            }
+            ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
+                          "resend_confirmation_limit_zone \"%V\" was %uz bytes and is now %uz: "
+                          "a zone's size changes only with a restart, not a reload",
+                          &shm_zone->shm.name, old[i].shm.size, shm_zone->shm.size);
+            return true;
+        }
+    }
+    return false;
+}
+
+static void ngx_http_resend_confirmation_limit_set_secret(ngx_http_resend_confirmation_zone_t *zone) noexcept {
+    ngx_str_t &configured = zone->mcf->limit_secret;
+    if (configured.len != 0) {
+        // The configured secret, hashed to the zone's size, replaces the
+        // stored one (its old keys are then unreachable and age out).
+        resend::keyed_hash derive;
+        derive.set_secret({reinterpret_cast<const char *>(configured.data), configured.len});
+        resend::keyed_digest a = derive.digest("resend_confirmation secret 1");
+        resend::keyed_digest b = derive.digest("resend_confirmation secret 2");
+        ngx_memcpy(zone->sh->secret, a.data(), a.size());
+        ngx_memcpy(zone->sh->secret + a.size(), b.data(), b.size());
+    }
+    zone->hash.set_secret({reinterpret_cast<const char *>(zone->sh->secret), secret_size});
+}
+
+static ngx_int_t ngx_http_resend_confirmation_limit_init_zone(ngx_shm_zone_t *shm_zone,
+                                                              void *data) noexcept {
+    auto *zone = zone_of(shm_zone);
+    auto *old = static_cast<ngx_http_resend_confirmation_zone_t *>(data);
+
+    if (old != nullptr) {
+        if (zone->key.value.len != old->key.value.len ||
+            ngx_strncmp(zone->key.value.data, old->key.value.data, zone->key.value.len) != 0) {
+            ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
+                          "resend_confirmation_limit_zone \"%V\" uses the \"%V\" key while "
+                          "previously it used the \"%V\" key: a zone's key changes only with a "
+                          "restart, not a reload",
+                          &shm_zone->shm.name, &zone->key.value, &old->key.value);
+            return NGX_ERROR;
+        }
+        zone->sh = old->sh;
+        zone->shpool = old->shpool;
+        ngx_http_resend_confirmation_limit_set_secret(zone);
+        return NGX_OK;
+    }
+    if (ngx_http_resend_confirmation_limit_resized(shm_zone)) return NGX_ERROR;
+
+    zone->shpool = reinterpret_cast<ngx_slab_pool_t *>(shm_zone->shm.addr);
+    if (shm_zone->shm.exists) {
+        zone->sh = static_cast<ngx_http_resend_confirmation_limit_shctx_t *>(zone->shpool->data);
+        ngx_http_resend_confirmation_limit_set_secret(zone);
+        return NGX_OK;
+    }
+
+    zone->sh = static_cast<ngx_http_resend_confirmation_limit_shctx_t *>(
+        ngx_slab_alloc(zone->shpool, sizeof(ngx_http_resend_confirmation_limit_shctx_t)));
+    if (zone->sh == nullptr) return NGX_ERROR;
+    zone->shpool->data = zone->sh;
+    ngx_rbtree_init(&zone->sh->rbtree, &zone->sh->sentinel,
+                    ngx_http_resend_confirmation_limit_insert);
+    ngx_queue_init(&zone->sh->queue);
+    // No secret configured: a random one, kept in the zone so that reloads
+    // keep it (a restart makes a new one, and forgets every email's count).
+    if (RAND_bytes(zone->sh->secret, secret_size) != 1) return NGX_ERROR;
+    ngx_http_resend_confirmation_limit_set_secret(zone);
+
+    // A full zone is normal here (we evict): no [crit] "no memory" lines.
+    zone->shpool->log_nomem = 0;
+    static const char log_ctx_format[] = " in resend_confirmation zone \"%V\"";
+    size_t len = sizeof(log_ctx_format) + shm_zone->shm.name.len;
+    zone->shpool->log_ctx = static_cast<u_char *>(ngx_slab_alloc(zone->shpool, len));
+    if (zone->shpool->log_ctx == nullptr) return NGX_ERROR;
+    ngx_sprintf(zone->shpool->log_ctx, log_ctx_format, &shm_zone->shm.name);
+    *(zone->shpool->log_ctx + len - 1) = '\0';
+    return NGX_OK;
+}
+
+// --- directives -------------------------------------------------------------------------
+
+static char *conf_error() noexcept { return static_cast<char *>(NGX_CONF_ERROR); }
+
+// resend_confirmation_limit_zone KEY zone=NAME:SIZE rate=RATE;
+char *ngx_http_resend_confirmation_limit_zone(ngx_conf_t *cf, ngx_command_t *, void *conf) noexcept {
+    auto *mcf = static_cast<ngx_http_resend_confirmation_main_conf_t *>(conf);
+    auto *value = static_cast<ngx_str_t *>(cf->args->elts);
+
+    auto *zone = static_cast<ngx_http_resend_confirmation_zone_t *>(
+        ngx_pcalloc(cf->pool, sizeof(ngx_http_resend_confirmation_zone_t)));
+    if (zone == nullptr) return conf_error();
+    zone->mcf = mcf;
+
+    ngx_http_compile_complex_value_t ccv;
+    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+    ccv.cf = cf;
+    ccv.value = &value[1];
+    ccv.complex_value = &zone->key;
+    if (ngx_http_compile_complex_value(&ccv) != NGX_OK) return conf_error();
+    std::string_view key_text(reinterpret_cast<const char *>(value[1].data), value[1].len);
+    zone->by_email = key_text.find("$resend_confirmation_email") != std::string_view::npos ||
+                     key_text.find("${resend_confirmation_email}") != std::string_view::npos;
+
+    ngx_str_t name = ngx_null_string;
+    ssize_t size = 0;
+    bool have_rate = false;
+    for (ngx_uint_t i = 2; i < cf->args->nelts; ++i) {
+        if (ngx_strncmp(value[i].data, "zone=", 5) == 0) {
+            name.data = value[i].data + 5;
+            u_char *end = value[i].data + value[i].len;
+            u_char *colon = ngx_strlchr(name.data, end, ':');
+            if (colon == nullptr) goto invalid;
+            name.len = colon - name.data;
+            ngx_str_t s = {static_cast<size_t>(end - colon - 1), colon + 1};
+            size = ngx_parse_size(&s);
+            if (name.len == 0 || size == NGX_ERROR) goto invalid;
+            if (size < static_cast<ssize_t>(8 * ngx_pagesize)) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "zone \"%V\" is too small: at least %uz bytes",
+                                   &name, 8 * ngx_pagesize);
+                return conf_error();
+            }
+            continue;
+        }
+        if (ngx_strncmp(value[i].data, "rate=", 5) == 0) {
+            std::optional<resend::rate> rate = resend::parse_rate(
+                {reinterpret_cast<const char *>(value[i].data + 5), value[i].len - 5});
+            if (!rate) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid rate \"%V\": use Nr/s, Nr/m, Nr/h or Nr/d", &value[i]);
+                return conf_error();
+            }
+            zone->rate = *rate;
+            have_rate = true;
+            continue;
+        }
+    invalid:
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid parameter \"%V\"", &value[i]);
+        return conf_error();
+    }
+    if (name.len == 0 || !have_rate) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "\"%V\" needs \"zone=NAME:SIZE\" and \"rate=\"",
+                           &value[0]);
+        return conf_error();
+    }
+
+    ngx_shm_zone_t *shm_zone =
+        ngx_shared_memory_add(cf, &name, size, &ngx_http_resend_confirmation_module);
+    if (shm_zone == nullptr) return conf_error();
+    if (shm_zone->data != nullptr) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "duplicate zone \"%V\"", &name);
+        return conf_error();
+    }
+    shm_zone->init = ngx_http_resend_confirmation_limit_init_zone;
+    shm_zone->data = zone;
+    return NGX_CONF_OK;
+}
+
+// resend_confirmation_limit zone=NAME [burst=N] [silent];
+char *ngx_http_resend_confirmation_limit(ngx_conf_t *cf, ngx_command_t *, void *conf) noexcept {
+    auto *lcf = static_cast<ngx_http_resend_confirmation_loc_conf_t *>(conf);
+    auto *value = static_cast<ngx_str_t *>(cf->args->elts);
+
+    ngx_shm_zone_t *shm_zone = nullptr;
+    ngx_int_t burst = 0;
+    bool silent = false;
+    for (ngx_uint_t i = 1; i < cf->args->nelts; ++i) {
+        if (ngx_strncmp(value[i].data, "zone=", 5) == 0) {
+            ngx_str_t name = {value[i].len - 5, value[i].data + 5};
+            shm_zone = ngx_shared_memory_add(cf, &name, 0, &ngx_http_resend_confirmation_module);
+            if (shm_zone == nullptr) return conf_error();
+        } else if (ngx_strncmp(value[i].data, "burst=", 6) == 0) {
+            burst = ngx_atoi(value[i].data + 6, value[i].len - 6);
+            if (burst == NGX_ERROR || burst > 1000000) goto invalid;
+        } else if (value[i].len == 6 && ngx_strncmp(value[i].data, "silent", 6) == 0) {
+            silent = true;
+        } else {
+            goto invalid;
+        }
+        continue;
+    invalid:
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid parameter \"%V\"", &value[i]);
+        return conf_error();
+    }
+    if (shm_zone == nullptr) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "\"%V\" needs \"zone=NAME\"", &value[0]);
+        return conf_error();
+    }
+
+    if (lcf->limits == NGX_CONF_UNSET_PTR || lcf->limits == nullptr) {
+        lcf->limits = ngx_array_create(cf->pool, 2, sizeof(ngx_http_resend_confirmation_limit_t));
+        if (lcf->limits == nullptr) return conf_error();
+    }
+    auto *limits = static_cast<ngx_http_resend_confirmation_limit_t *>(lcf->limits->elts);
+    for (ngx_uint_t i = 0; i < lcf->limits->nelts; ++i) {
+        if (limits[i].shm_zone == shm_zone) return const_cast<char *>("is duplicate");
+    }
+    auto *limit = static_cast<ngx_http_resend_confirmation_limit_t *>(ngx_array_push(lcf->limits));
+    if (limit == nullptr) return conf_error();
+    limit->shm_zone = shm_zone;
+    limit->burst = static_cast<ngx_uint_t>(burst);
+    limit->silent = silent;
+    return NGX_CONF_OK;
+}
+
+// resend_confirmation_limit_secret FILE;  (at least 16 bytes, read at start)
+char *ngx_http_resend_confirmation_limit_secret(ngx_conf_t *cf, ngx_command_t *, void *conf) noexcept {
+    auto *mcf = static_cast<ngx_http_resend_confirmation_main_conf_t *>(conf);
+    if (mcf->limit_secret.data != nullptr) return const_cast<char *>("is duplicate");
+    ngx_str_t path = static_cast<ngx_str_t *>(cf->args->elts)[1];
+    if (ngx_conf_full_name(cf->cycle, &path, 1) != NGX_OK) return conf_error();
+
+    ngx_fd_t fd = ngx_open_file(path.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+    if (fd == NGX_INVALID_FILE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno, ngx_open_file_n " \"%V\" failed", &path);
+        return conf_error();
+    }
+    u_char buffer[4096];
+    ssize_t n = read(fd, buffer, sizeof(buffer));
+    ngx_close_file(fd);
+    while (n > 0 && (buffer[n - 1] == '\n' || buffer[n - 1] == '\r')) --n;
+    if (n < 16) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "the secret in \"%V\" is shorter than 16 bytes", &path);
+        return conf_error();
+    }
+    mcf->limit_secret.data = static_cast<u_char *>(ngx_pnalloc(cf->pool, n));
+    if (mcf->limit_secret.data == nullptr) return conf_error();
+    ngx_memcpy(mcf->limit_secret.data, buffer, n);
+    mcf->limit_secret.len = n;
+    ngx_explicit_memzero(buffer, sizeof(buffer));
+    return NGX_CONF_OK;
+}
