@@ -109,15 +109,14 @@ static void ngx_http_resend_confirmation_limit_remove(ngx_http_resend_confirmati
     ngx_slab_free_locked(zone->shpool, node);
 }
 
-// Frees up to two least recently used keys whose buckets have drained: the
+// Frees up to two least recently used keys that have gone idle: the
 // zone's steady-state cleanup, a little on every insertion, as limit_req.
 static void ngx_http_resend_confirmation_limit_expire(ngx_http_resend_confirmation_zone_t *zone,
                                                       int64_t now) noexcept {
     for (int n = 0; n < 2 && !ngx_queue_empty(&zone->sh->queue); ++n) {
         ngx_queue_t *q = ngx_queue_last(&zone->sh->queue);
         auto *lr = ngx_queue_data(q, ngx_http_resend_confirmation_limit_node_t, queue);
-        int64_t elapsed = now - lr->last;
-        if (elapsed < 0 || resend::bucket_drain(lr->excess, zone->rate, elapsed) != 0) return;
+        if (!resend::bucket_idle({lr->excess, lr->last}, zone->rate, now)) return;
         ngx_http_resend_confirmation_limit_remove(zone, q);
     }
 }
@@ -219,8 +218,12 @@ static void ngx_http_resend_confirmation_limit_give_back(ngx_shm_zone_t *shm_zon
     ngx_rbtree_node_t *node = ngx_http_resend_confirmation_limit_find(zone, hash, key, len);
     if (node != nullptr) {
         auto *lr = node_of(node);
-        resend::bucket back = resend::bucket_refund({lr->excess, lr->last});
-        lr->excess = back.excess;
+        std::optional<resend::bucket> back = resend::bucket_refund({lr->excess, lr->last});
+        if (back) {
+            lr->excess = back->excess;
+        } else {
+            ngx_http_resend_confirmation_limit_remove(zone, &lr->queue);
+        }
     }
     ngx_shmtx_unlock(&zone->shpool->mutex);
 }

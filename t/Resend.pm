@@ -150,11 +150,11 @@ sub read_reply {
     die "unexpected redis reply: $line\n";
 }
 
-# load_posts($clients, $each, $uri): $clients processes at once, each
-# posting $each distinct valid emails on new connections; returns how many
-# were answered 200 and how many were sent.
+# load_posts($clients, $each, $uri [, $email]): $clients processes at once,
+# each posting $each distinct valid emails (or all the same $email) on new
+# connections; returns how many were answered 200 and how many were sent.
 sub load_posts {
-    my ($clients, $each, $uri) = @_;
+    my ($clients, $each, $uri, $email) = @_;
     my $dir = "/tmp/resend-load-$$";
     mkdir $dir;
     my @pids;
@@ -166,7 +166,7 @@ sub load_posts {
             my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
                                              PeerPort => $ENV{TEST_NGINX_SERVER_PORT} || 1984)
                 or next;
-            my $body = qq({"email":"load$client.$n\@example.com"});
+            my $body = '{"email":"' . ($email // "load$client.$n\@example.com") . '"}';
             print $sock "POST $uri HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
                       . "Content-Type: application/json\r\nContent-Length: " . length($body)
                       . "\r\n\r\n$body";
@@ -198,7 +198,8 @@ sub load_posts {
 main::add_response_body_check(sub {
     my ($block, $body, $req_idx, $repeated_req_idx, $dry_run) = @_;
     return if $dry_run;
-    my $last = $block->pipelined_requests ? $#{ $block->pipelined_requests } : 0;
+    my $requests = $block->pipelined_requests // $block->request;
+    my $last = ref $requests eq 'ARRAY' ? $#$requests : 0;
     return unless $req_idx == $last;
     my $key = $block->stream_key // 'resend_confirmation';
     my $name = $block->name;

@@ -43,8 +43,15 @@ bucket_verdict bucket_take(bucket current, rate r, std::uint64_t burst, std::int
     return {false, current, wait};
 }
 
-bucket bucket_refund(bucket current) noexcept {
-    current.excess = current.excess >= 1000 ? current.excess - 1000 : 0;
+bool bucket_idle(bucket current, rate r, std::int64_t now_ms) noexcept {
+    std::int64_t elapsed = now_ms - current.last;
+    if (elapsed < 0) return false;
+    return bucket_drain(current.excess + 1000, r, static_cast<std::uint64_t>(elapsed)) == 0;
+}
+
+std::optional<bucket> bucket_refund(bucket current) noexcept {
+    if (current.excess < 1000) return std::nullopt;
+    current.excess -= 1000;
     return current;
 }
 

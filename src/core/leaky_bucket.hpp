@@ -42,7 +42,16 @@ inline bucket bucket_first(std::int64_t now_ms) noexcept { return {0, now_ms}; }
 // limit_req does.
 bucket_verdict bucket_take(bucket current, rate r, std::uint64_t burst, std::int64_t now_ms) noexcept;
 
-// Gives one request back (a request refused after it was counted).
-bucket bucket_refund(bucket current) noexcept;
+// True when the key can be forgotten: it has drained a whole request more
+// than its excess, so a first request now (burst + 1 allowed) is no more
+// lenient than remembering it. Before that, forgetting would let a silenced
+// address through early.
+bool bucket_idle(bucket current, rate r, std::int64_t now_ms) noexcept;
+
+// Gives one request back (a request refused after it was counted). A
+// bucket holds its first request as excess 0 (bucket_first), so giving back
+// less than one request's worth means the key has nothing left: nullopt,
+// forget it.
+std::optional<bucket> bucket_refund(bucket current) noexcept;
 
 }  // namespace resend

@@ -1,0 +1,174 @@
+# Limit directives: syntax errors name the problem and the file:line;
+# invalid requests count against client zones; a secret from a file.
+use Test::Nginx::Socket 'no_plan';
+use t::Resend;
+
+resend_defaults(no_error_log => "[alert]\n[crit]", more_headers => "Content-Type: application/json");
+
+sub zone_config { "$t::Resend::Redis\n" . shift }
+
+no_shuffle();
+run_tests();
+
+__DATA__
+
+=== TEST 1: invalid requests count against a client zone
+--- http_config eval
+main::zone_config('resend_confirmation_limit_zone $binary_remote_addr zone=c:1m rate=1r/m;')
+--- config
+    location = /r {
+        resend_confirmation;
+        resend_confirmation_limit zone=c;
+    }
+--- request eval
+["POST /r\nnot json", "POST /r\n" . '{"email":"user@example.com"}']
+--- error_code eval
+[400, 429]
+--- stream_len: 0
+
+
+
+=== TEST 2: a secret from a file keys the email zone
+--- user_files
+>>> secret.key
+0123456789abcdef0123456789abcdef
+--- http_config eval
+main::zone_config("resend_confirmation_limit_secret $ENV{TEST_NGINX_SERVER_ROOT}/html/secret.key;\n"
+  . 'resend_confirmation_limit_zone $resend_confirmation_email zone=e:1m rate=1r/h;')
+--- config
+    location = /r {
+        resend_confirmation;
+        resend_confirmation_limit zone=e silent;
+        add_header X-Outcome $resend_confirmation_outcome always;
+    }
+--- request eval
+["POST /r\n" . '{"email":"user@example.com"}', "POST /r\n" . '{"email":"USER@example.com"}']
+--- error_code eval
+[200, 200]
+--- response_headers eval
+["X-Outcome: accepted", "X-Outcome: silenced"]
+--- stream_len: 1
+
+
+
+=== TEST 3: a secret shorter than 16 bytes is refused
+--- user_files
+>>> short.key
+tooshort
+--- http_config eval
+main::zone_config("resend_confirmation_limit_secret $ENV{TEST_NGINX_SERVER_ROOT}/html/short.key;")
+--- config
+    location = /r {
+        resend_confirmation;
+    }
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*the secret in "\S+short\.key" is shorter than 16 bytes in \S+nginx\.conf:\d+/
+
+
+
+=== TEST 4: a bad rate is refused
+--- http_config eval
+main::zone_config('resend_confirmation_limit_zone $binary_remote_addr zone=c:1m rate=10r/w;')
+--- config
+    location = /r {
+        resend_confirmation;
+    }
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*invalid rate "rate=10r\/w": use Nr\/s, Nr\/m, Nr\/h or Nr\/d in \S+nginx\.conf:\d+/
+
+
+
+=== TEST 5: a zone too small is refused
+--- http_config eval
+main::zone_config('resend_confirmation_limit_zone $binary_remote_addr zone=c:8k rate=1r/s;')
+--- config
+    location = /r {
+        resend_confirmation;
+    }
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*zone "c" is too small: at least \d+ bytes in \S+nginx\.conf:\d+/
+
+
+
+=== TEST 6: a zone without rate is refused
+--- http_config eval
+main::zone_config('resend_confirmation_limit_zone $binary_remote_addr zone=c:1m;')
+--- config
+    location = /r {
+        resend_confirmation;
+    }
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*invalid number of arguments in "resend_confirmation_limit_zone" directive in \S+nginx\.conf:\d+/
+
+
+
+=== TEST 7: a limit on an undefined zone is refused
+--- http_config eval
+main::zone_config('')
+--- config
+    location = /r {
+        resend_confirmation;
+        resend_confirmation_limit zone=nowhere;
+    }
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*zero size shared memory zone "nowhere"/
+
+
+
+=== TEST 8: the same zone twice in one place is refused
+--- http_config eval
+main::zone_config('resend_confirmation_limit_zone $binary_remote_addr zone=c:1m rate=1r/s;')
+--- config
+    location = /r {
+        resend_confirmation;
+        resend_confirmation_limit zone=c;
+        resend_confirmation_limit zone=c burst=5;
+    }
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*"resend_confirmation_limit" directive is duplicate in \S+nginx\.conf:\d+/
+
+
+
+=== TEST 9: a zone name defined twice is refused
+--- http_config eval
+main::zone_config("resend_confirmation_limit_zone \$binary_remote_addr zone=c:1m rate=1r/s;\n"
+  . "resend_confirmation_limit_zone \$http_x zone=c:1m rate=1r/s;")
+--- config
+    location = /r {
+        resend_confirmation;
+    }
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*duplicate zone "c" in \S+nginx\.conf:\d+/
+
+
+
+=== TEST 10: limit_zone belongs to the http level
+--- config
+    location = /r {
+        resend_confirmation;
+        resend_confirmation_limit_zone $binary_remote_addr zone=c:1m rate=1r/s;
+    }
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*"resend_confirmation_limit_zone" directive is not allowed here in \S+nginx\.conf:\d+/
+
+
+
+=== TEST 11: a bad burst is refused
+--- http_config eval
+main::zone_config('resend_confirmation_limit_zone $binary_remote_addr zone=c:1m rate=1r/s;')
+--- config
+    location = /r {
+        resend_confirmation;
+        resend_confirmation_limit zone=c burst=lots;
+    }
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*invalid parameter "burst=lots" in \S+nginx\.conf:\d+/
