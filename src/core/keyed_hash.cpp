@@ -15,7 +15,7 @@ void keyed_hash::set_secret(std::string_view secret) noexcept {
     unsigned char key[SHA256_CBLOCK] = {};
     if (secret.size() > SHA256_CBLOCK) {
         SHA256(reinterpret_cast<const unsigned char *>(secret.data()), secret.size(), key);
-    } else {
+    } else if (!secret.empty()) {
         std::memcpy(key, secret.data(), secret.size());
     }
     unsigned char pad[SHA256_CBLOCK];

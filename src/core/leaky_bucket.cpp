@@ -31,7 +31,9 @@ bucket_verdict bucket_take(bucket current, rate r, std::uint64_t burst, std::int
     } else if (elapsed < 0) {
         elapsed = 0;
     }
-    std::uint64_t excess = bucket_drain(current.excess, r, static_cast<std::uint64_t>(elapsed)) + 1000;
+    // As limit_req: the drain may also take the new request's 1000 (a key
+    // asking exactly once per 1/rate never builds up an excess).
+    std::uint64_t excess = bucket_drain(current.excess + 1000, r, static_cast<std::uint64_t>(elapsed));
     std::uint64_t limit = burst * 1000;
     if (excess <= limit) return {true, {excess, now_ms}, 0};
 
