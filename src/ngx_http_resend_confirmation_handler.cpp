@@ -49,11 +49,16 @@ static resend::outcome ngx_http_resend_confirmation_limited(ngx_http_request_t *
 static ngx_int_t ngx_http_resend_confirmation_refuse_early(
     ngx_http_request_t *r, ngx_http_resend_confirmation_ctx_t *ctx,
     resend::outcome result) noexcept {
-    if (result == resend::outcome::payload_too_large) {
+    bool http2 = false;
+#if (NGX_HTTP_V2)
+    http2 = r->stream != nullptr;
+#endif
+    if (result == resend::outcome::payload_too_large && !http2) {
         // As nginx's own client_max_body_size: no "100 Continue", so the
         // client need not send what we would only throw away; no keep-alive,
         // and a lingering close that half-closes at once, so the client sees
         // the end of the answer without waiting for us to drain its body.
+        // (An HTTP/2 stream just skips its DATA frames: discarded below.)
         r->expect_tested = 1;
         r->keepalive = 0;
         r->lingering_close = 1;

@@ -29,6 +29,7 @@ struct ngx_http_resend_confirmation_pending_s {
     ngx_queue_t queue;      // in link->pending (in flight) or link->spare
     ngx_http_request_t *r;  // null: a handshake command, or the request went away
     ngx_msec_t deadline;    // when its reply is overdue
+    bool handshake;         // AUTH or SELECT: an error fails the connection
 };
 
 enum class link_state : unsigned char { down, connecting, handshaking, up };
@@ -85,7 +86,8 @@ static bool ngx_http_resend_confirmation_link_reserve(ngx_http_resend_confirmati
 static ngx_http_resend_confirmation_pending_t *
 ngx_http_resend_confirmation_link_append(ngx_http_resend_confirmation_link_t *link,
                                          std::span<const std::string_view> args,
-                                         ngx_http_request_t *r, ngx_msec_t timeout) noexcept {
+                                         ngx_http_request_t *r, ngx_msec_t timeout,
+                                         bool handshake = false) noexcept {
     ngx_http_resend_confirmation_pending_t *entry;
     if (!ngx_queue_empty(&link->spare)) {
         ngx_queue_t *q = ngx_queue_head(&link->spare);
@@ -105,6 +107,7 @@ ngx_http_resend_confirmation_link_append(ngx_http_resend_confirmation_link_t *li
     link->out_size = end - link->out;
 
     entry->r = r;
+    entry->handshake = handshake;
     entry->deadline = ngx_current_msec + timeout;
     ngx_queue_insert_tail(&link->pending, &entry->queue);
     ++link->in_flight;
@@ -137,8 +140,8 @@ static bool ngx_http_resend_confirmation_link_handshake(ngx_http_resend_confirma
         }
         auth[n++] = {reinterpret_cast<const char *>(conf->password.data), conf->password.len};
         if (ngx_http_resend_confirmation_link_append(link, {auth, n}, nullptr,
-                                                     conf->connect_timeout + conf->timeout) ==
-            nullptr) {
+                                                     conf->connect_timeout + conf->timeout,
+                                                     true) == nullptr) {
             return false;
         }
         ++commands;
@@ -148,8 +151,8 @@ static bool ngx_http_resend_confirmation_link_handshake(ngx_http_resend_confirma
                                       {reinterpret_cast<const char *>(conf->db_text.data),
                                        conf->db_text.len}};
         if (ngx_http_resend_confirmation_link_append(link, select, nullptr,
-                                                     conf->connect_timeout + conf->timeout) ==
-            nullptr) {
+                                                     conf->connect_timeout + conf->timeout,
+                                                     true) == nullptr) {
             return false;
         }
         ++commands;
@@ -160,6 +163,13 @@ static bool ngx_http_resend_confirmation_link_handshake(ngx_http_resend_confirma
 }
 
 static bool ngx_http_resend_confirmation_link_connect(ngx_http_resend_confirmation_link_t *link) noexcept {
+    if (!link->reader->valid()) {  // reset() could not allocate
+        link->reader->reset();
+        if (!link->reader->valid()) {
+            ngx_http_resend_confirmation_link_fail(link, "out of memory");
+            return false;
+        }
+    }
     ngx_peer_connection_t *peer = &link->peer;
     ngx_memzero(peer, sizeof(ngx_peer_connection_t));
     peer->sockaddr = link->conf->addr.sockaddr;
@@ -182,6 +192,13 @@ static bool ngx_http_resend_confirmation_link_connect(ngx_http_resend_confirmati
     c->read->handler = ngx_http_resend_confirmation_link_read;
     c->write->handler = ngx_http_resend_confirmation_link_write;
     link->state = link_state::connecting;
+    if (peer->sockaddr->sa_family != AF_UNIX) {
+        // Small pipelined writes go out at once; a peer that vanished
+        // silently (NAT, failover) is noticed on an idle link too.
+        int on = 1;
+        (void) setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
+        (void) setsockopt(c->fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on));
+    }
 
     if (!ngx_http_resend_confirmation_link_handshake(link)) {
         ngx_http_resend_confirmation_link_fail(link, "out of memory");
@@ -203,18 +220,33 @@ static void ngx_http_resend_confirmation_link_fail(ngx_http_resend_confirmation_
                   &link->conf->addr.name, why);
     ngx_http_resend_confirmation_link_close(link);
     if (link->overdue.timer_set) ngx_del_timer(&link->overdue);
+    link->backoff = link->backoff == 0 ? backoff_first : ngx_min(link->backoff * 2, backoff_ceiling);
+    ngx_add_timer(&link->retry, link->backoff);
 
+    // Take the waiting entries out first: answering a request may, in
+    // principle, send a new command on this link.
+    ngx_queue_t failed;
+    ngx_queue_init(&failed);
+    if (!ngx_queue_empty(&link->pending)) {
+        ngx_queue_add(&failed, &link->pending);
+        ngx_queue_init(&link->pending);
+    }
     link->in_flight = 0;
-    while (!ngx_queue_empty(&link->pending)) {
-        ngx_queue_t *q = ngx_queue_head(&link->pending);
+    while (!ngx_queue_empty(&failed)) {
+        ngx_queue_t *q = ngx_queue_head(&failed);
         ngx_queue_remove(q);
         ngx_queue_insert_tail(&link->spare, q);
         auto *entry = ngx_queue_data(q, ngx_http_resend_confirmation_pending_t, queue);
         if (entry->r != nullptr) ngx_http_resend_confirmation_recorded(entry->r, false);
     }
+}
 
-    link->backoff = link->backoff == 0 ? backoff_first : ngx_min(link->backoff * 2, backoff_ceiling);
-    ngx_add_timer(&link->retry, link->backoff);
+// Redis closed a connection with nothing in flight (its idle `timeout`, a
+// CLIENT KILL, a proxy): not a failure; the next command reconnects.
+static void ngx_http_resend_confirmation_link_drop_idle(ngx_http_resend_confirmation_link_t *link) noexcept {
+    ngx_log_error(NGX_LOG_INFO, link->log, 0, "resend_confirmation: redis %V closed an idle connection",
+                  &link->conf->addr.name);
+    ngx_http_resend_confirmation_link_close(link);
 }
 
 // --- events ---------------------------------------------------------------------------
@@ -284,7 +316,7 @@ static bool ngx_http_resend_confirmation_link_deliver(ngx_http_resend_confirmati
     auto *entry = ngx_queue_data(q, ngx_http_resend_confirmation_pending_t, queue);
 
     bool ok = reply.kind != resend::reply_kind::error;
-    if (entry->r == nullptr && !ok) {
+    if (entry->handshake && !ok) {
         // A handshake command (AUTH or SELECT) refused: nothing will work.
         ngx_log_error(NGX_LOG_ERR, link->log, 0,
                       "resend_confirmation: redis %V refused the connection handshake: %*s",
@@ -292,11 +324,16 @@ static bool ngx_http_resend_confirmation_link_deliver(ngx_http_resend_confirmati
         ngx_http_resend_confirmation_link_fail(link, "handshake failed");
         return false;
     }
-    if (entry->r == nullptr && link->state == link_state::handshaking &&
-        --link->handshake_left == 0) {
-        // Redis accepted AUTH/SELECT: release the commands queued meanwhile.
+    if (entry->handshake && --link->handshake_left == 0) {
+        // Redis accepted AUTH/SELECT: release the commands queued meanwhile,
+        // their time counted from now (connecting is not their wait).
         link->state = link_state::up;
         ngx_post_event(link->peer.connection->write, &ngx_posted_events);
+        for (ngx_queue_t *p = ngx_queue_head(&link->pending); p != ngx_queue_sentinel(&link->pending);
+             p = ngx_queue_next(p)) {
+            auto *waiting = ngx_queue_data(p, ngx_http_resend_confirmation_pending_t, queue);
+            waiting->deadline = ngx_current_msec + link->conf->timeout;
+        }
     }
     if (!ok) {
         ngx_log_error(NGX_LOG_ERR, link->log, 0, "resend_confirmation: redis %V refused XADD: %*s",
@@ -321,12 +358,26 @@ static void ngx_http_resend_confirmation_link_read(ngx_event_t *rev) noexcept {
     auto *link = static_cast<ngx_http_resend_confirmation_link_t *>(c->data);
     u_char buffer[4096];
 
+    if (c->close) {
+        // worker_shutdown_timeout passed: nginx asks every connection to go.
+        if (ngx_queue_empty(&link->pending)) {
+            ngx_http_resend_confirmation_link_drop_idle(link);
+        } else {
+            ngx_http_resend_confirmation_link_fail(link, "worker shutting down");
+        }
+        return;
+    }
+
     for (;;) {
         ssize_t n = c->recv(c, buffer, sizeof(buffer));
         if (n == NGX_AGAIN) break;
         if (n == 0 || n == NGX_ERROR) {
-            ngx_http_resend_confirmation_link_fail(link, n == 0 ? "connection closed by redis"
-                                                                : "read failed");
+            if (ngx_queue_empty(&link->pending)) {
+                ngx_http_resend_confirmation_link_drop_idle(link);
+            } else {
+                ngx_http_resend_confirmation_link_fail(link, n == 0 ? "connection closed by redis"
+                                                                    : "read failed");
+            }
             return;
         }
         if (!link->reader->feed(reinterpret_cast<const char *>(buffer), n)) {

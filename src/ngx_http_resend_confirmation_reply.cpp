@@ -106,12 +106,23 @@ ngx_http_resend_confirmation_ctx_to_substitute(ngx_http_request_t *r) noexcept {
 }
 
 static ngx_int_t ngx_http_resend_confirmation_header_filter(ngx_http_request_t *r) noexcept {
-    auto *ctx = static_cast<ngx_http_resend_confirmation_ctx_t *>(
-        ngx_http_get_module_ctx(r, ngx_http_resend_confirmation_module));
-    if (ctx == nullptr || ctx->replied ||
-        r->headers_out.status != NGX_HTTP_REQUEST_ENTITY_TOO_LARGE) {
+    if (r->headers_out.status != NGX_HTTP_REQUEST_ENTITY_TOO_LARGE) {
         return ngx_http_next_header_filter(r);
     }
+    auto *ctx = static_cast<ngx_http_resend_confirmation_ctx_t *>(
+        ngx_http_get_module_ctx(r, ngx_http_resend_confirmation_module));
+    if (ctx == nullptr) {
+        // nginx refused a Content-Length over client_max_body_size before
+        // our handler ran: still our endpoint, still our JSON.
+        auto *lcf = static_cast<ngx_http_resend_confirmation_loc_conf_t *>(
+            ngx_http_get_module_loc_conf(r, ngx_http_resend_confirmation_module));
+        if (!lcf->enabled) return ngx_http_next_header_filter(r);
+        ctx = static_cast<ngx_http_resend_confirmation_ctx_t *>(
+            ngx_pcalloc(r->pool, sizeof(ngx_http_resend_confirmation_ctx_t)));
+        if (ctx == nullptr) return NGX_ERROR;
+        ngx_http_set_ctx(r, ctx, ngx_http_resend_confirmation_module);
+    }
+    if (ctx->replied) return ngx_http_next_header_filter(r);
     // nginx's own 413 page for our request: answer our JSON instead.
     ctx->outcome = resend::outcome::payload_too_large;
     ctx->substitute = 1;

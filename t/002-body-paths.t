@@ -290,3 +290,26 @@ Content-Type: application/json
 --- error_code: 413
 --- response_body eval
 $::TooLarge
+
+
+
+=== TEST 16: a Content-Length over nginx's client_max_body_size is still answered in JSON
+--- config
+    location = /accounts/resend-confirmation {
+        client_max_body_size 1k;
+        resend_confirmation;
+        add_header X-Outcome $resend_confirmation_outcome always;
+    }
+--- request eval
+"POST /accounts/resend-confirmation\n" . '{"email":"user@example.com","pad":"' . ('x' x 2000) . '"}'
+--- more_headers
+Content-Type: application/json
+--- error_code: 413
+--- response_headers
+Content-Type: application/json
+Cache-Control: no-store
+--- response_body eval
+$::TooLarge
+--- no_error_log
+[alert]
+[crit]

@@ -52,7 +52,7 @@ X-Outcome: redis_error
 --- response_body eval
 $::Unavailable
 --- error_log eval
-qr/\[error\] .*resend_confirmation: redis 127\.0\.0\.1:\d+: (connection closed by redis|connection refused or unreachable|cannot connect)/
+qr/\[error\] .*resend_confirmation: redis 127\.0\.0\.1:\d+: (connection closed by redis|connection refused or unreachable|cannot connect|read failed|write failed)/
 
 
 
