@@ -105,6 +105,24 @@ struct ngx_http_resend_confirmation_ctx_t {
     unsigned substitute:1;    // nginx is sending its own error page: replace it
 };
 
+// Directive parsing helpers shared by the directive handlers.
+inline char *ngx_http_resend_confirmation_conf_error() noexcept {
+    return static_cast<char *>(NGX_CONF_ERROR);
+}
+inline char *ngx_http_resend_confirmation_invalid_parameter(ngx_conf_t *cf, ngx_str_t *value) noexcept {
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid parameter \"%V\"", value);
+    return ngx_http_resend_confirmation_conf_error();
+}
+// True when `s` begins with `prefix`; `rest` is what follows it.
+inline bool ngx_http_resend_confirmation_has_prefix(const ngx_str_t &s, const char *prefix,
+                                                   ngx_str_t *rest) noexcept {
+    size_t n = ngx_strlen(prefix);
+    if (s.len < n || ngx_strncmp(s.data, prefix, n) != 0) return false;
+    rest->data = s.data + n;
+    rest->len = s.len - n;
+    return true;
+}
+
 // handler.cpp
 ngx_int_t ngx_http_resend_confirmation_handler(ngx_http_request_t *r) noexcept;
 

@@ -395,7 +395,6 @@ static ngx_int_t ngx_http_resend_confirmation_limit_init_zone(ngx_shm_zone_t *sh
 
 // --- directives -------------------------------------------------------------------------
 
-static char *conf_error() noexcept { return static_cast<char *>(NGX_CONF_ERROR); }
 
 // resend_confirmation_limit_zone KEY zone=NAME:SIZE rate=RATE;
 char *ngx_http_resend_confirmation_limit_zone(ngx_conf_t *cf, ngx_command_t *, void *conf) noexcept {
@@ -404,7 +403,7 @@ char *ngx_http_resend_confirmation_limit_zone(ngx_conf_t *cf, ngx_command_t *, v
 
     auto *zone = static_cast<ngx_http_resend_confirmation_zone_t *>(
         ngx_pcalloc(cf->pool, sizeof(ngx_http_resend_confirmation_zone_t)));
-    if (zone == nullptr) return conf_error();
+    if (zone == nullptr) return ngx_http_resend_confirmation_conf_error();
     zone->mcf = mcf;
 
     ngx_http_compile_complex_value_t ccv;
@@ -412,7 +411,7 @@ char *ngx_http_resend_confirmation_limit_zone(ngx_conf_t *cf, ngx_command_t *, v
     ccv.cf = cf;
     ccv.value = &value[1];
     ccv.complex_value = &zone->key;
-    if (ngx_http_compile_complex_value(&ccv) != NGX_OK) return conf_error();
+    if (ngx_http_compile_complex_value(&ccv) != NGX_OK) return ngx_http_resend_confirmation_conf_error();
     std::string_view key_text(reinterpret_cast<const char *>(value[1].data), value[1].len);
     zone->by_email = key_text.find("$resend_confirmation_email") != std::string_view::npos ||
                      key_text.find("${resend_confirmation_email}") != std::string_view::npos;
@@ -433,7 +432,7 @@ char *ngx_http_resend_confirmation_limit_zone(ngx_conf_t *cf, ngx_command_t *, v
             if (size < static_cast<ssize_t>(8 * ngx_pagesize)) {
                 ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "zone \"%V\" is too small: at least %uz bytes",
                                    &name, 8 * ngx_pagesize);
-                return conf_error();
+                return ngx_http_resend_confirmation_conf_error();
             }
             continue;
         }
@@ -443,28 +442,27 @@ char *ngx_http_resend_confirmation_limit_zone(ngx_conf_t *cf, ngx_command_t *, v
             if (!rate) {
                 ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                    "invalid rate \"%V\": use Nr/s, Nr/m, Nr/h or Nr/d", &value[i]);
-                return conf_error();
+                return ngx_http_resend_confirmation_conf_error();
             }
             zone->rate = *rate;
             have_rate = true;
             continue;
         }
     invalid:
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid parameter \"%V\"", &value[i]);
-        return conf_error();
+        return ngx_http_resend_confirmation_invalid_parameter(cf, &value[i]);
     }
     if (name.len == 0 || !have_rate) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "\"%V\" needs \"zone=NAME:SIZE\" and \"rate=\"",
                            &value[0]);
-        return conf_error();
+        return ngx_http_resend_confirmation_conf_error();
     }
 
     ngx_shm_zone_t *shm_zone =
         ngx_shared_memory_add(cf, &name, size, &ngx_http_resend_confirmation_module);
-    if (shm_zone == nullptr) return conf_error();
+    if (shm_zone == nullptr) return ngx_http_resend_confirmation_conf_error();
     if (shm_zone->data != nullptr) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "duplicate zone \"%V\"", &name);
-        return conf_error();
+        return ngx_http_resend_confirmation_conf_error();
     }
     shm_zone->init = ngx_http_resend_confirmation_limit_init_zone;
     shm_zone->data = zone;
@@ -483,7 +481,7 @@ char *ngx_http_resend_confirmation_limit(ngx_conf_t *cf, ngx_command_t *, void *
         if (ngx_strncmp(value[i].data, "zone=", 5) == 0) {
             ngx_str_t name = {value[i].len - 5, value[i].data + 5};
             shm_zone = ngx_shared_memory_add(cf, &name, 0, &ngx_http_resend_confirmation_module);
-            if (shm_zone == nullptr) return conf_error();
+            if (shm_zone == nullptr) return ngx_http_resend_confirmation_conf_error();
         } else if (ngx_strncmp(value[i].data, "burst=", 6) == 0) {
             burst = ngx_atoi(value[i].data + 6, value[i].len - 6);
             if (burst == NGX_ERROR || burst > 1000000) goto invalid;
@@ -494,24 +492,23 @@ char *ngx_http_resend_confirmation_limit(ngx_conf_t *cf, ngx_command_t *, void *
         }
         continue;
     invalid:
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid parameter \"%V\"", &value[i]);
-        return conf_error();
+        return ngx_http_resend_confirmation_invalid_parameter(cf, &value[i]);
     }
     if (shm_zone == nullptr) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "\"%V\" needs \"zone=NAME\"", &value[0]);
-        return conf_error();
+        return ngx_http_resend_confirmation_conf_error();
     }
 
     if (lcf->limits == NGX_CONF_UNSET_PTR || lcf->limits == nullptr) {
         lcf->limits = ngx_array_create(cf->pool, 2, sizeof(ngx_http_resend_confirmation_limit_t));
-        if (lcf->limits == nullptr) return conf_error();
+        if (lcf->limits == nullptr) return ngx_http_resend_confirmation_conf_error();
     }
     auto *limits = static_cast<ngx_http_resend_confirmation_limit_t *>(lcf->limits->elts);
     for (ngx_uint_t i = 0; i < lcf->limits->nelts; ++i) {
         if (limits[i].shm_zone == shm_zone) return const_cast<char *>("is duplicate");
     }
     auto *limit = static_cast<ngx_http_resend_confirmation_limit_t *>(ngx_array_push(lcf->limits));
-    if (limit == nullptr) return conf_error();
+    if (limit == nullptr) return ngx_http_resend_confirmation_conf_error();
     limit->shm_zone = shm_zone;
     limit->burst = static_cast<ngx_uint_t>(burst);
     limit->silent = silent;
@@ -523,12 +520,12 @@ char *ngx_http_resend_confirmation_limit_secret(ngx_conf_t *cf, ngx_command_t *,
     auto *mcf = static_cast<ngx_http_resend_confirmation_main_conf_t *>(conf);
     if (mcf->limit_secret.data != nullptr) return const_cast<char *>("is duplicate");
     ngx_str_t path = static_cast<ngx_str_t *>(cf->args->elts)[1];
-    if (ngx_conf_full_name(cf->cycle, &path, 1) != NGX_OK) return conf_error();
+    if (ngx_conf_full_name(cf->cycle, &path, 1) != NGX_OK) return ngx_http_resend_confirmation_conf_error();
 
     ngx_fd_t fd = ngx_open_file(path.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
     if (fd == NGX_INVALID_FILE) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno, ngx_open_file_n " \"%V\" failed", &path);
-        return conf_error();
+        return ngx_http_resend_confirmation_conf_error();
     }
     u_char buffer[4096];
     ssize_t n = read(fd, buffer, sizeof(buffer));
@@ -537,10 +534,10 @@ char *ngx_http_resend_confirmation_limit_secret(ngx_conf_t *cf, ngx_command_t *,
     if (n < 16) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "the secret in \"%V\" is shorter than 16 bytes", &path);
-        return conf_error();
+        return ngx_http_resend_confirmation_conf_error();
     }
     mcf->limit_secret.data = static_cast<u_char *>(ngx_pnalloc(cf->pool, n));
-    if (mcf->limit_secret.data == nullptr) return conf_error();
+    if (mcf->limit_secret.data == nullptr) return ngx_http_resend_confirmation_conf_error();
     ngx_memcpy(mcf->limit_secret.data, buffer, n);
     mcf->limit_secret.len = n;
     ngx_explicit_memzero(buffer, sizeof(buffer));

@@ -129,15 +129,6 @@ ngx_http_resend_confirmation_worker_link(ngx_http_resend_confirmation_redis_conf
     return worker_links[conf->index];
 }
 
-static char *conf_error() noexcept { return static_cast<char *>(NGX_CONF_ERROR); }
-
-static bool starts_with(const ngx_str_t &s, const char *prefix, ngx_str_t *rest) noexcept {
-    size_t n = ngx_strlen(prefix);
-    if (s.len < n || ngx_strncmp(s.data, prefix, n) != 0) return false;
-    rest->data = s.data + n;
-    rest->len = s.len - n;
-    return true;
-}
 
 static char *ngx_http_resend_confirmation_enable(ngx_conf_t *cf, ngx_command_t *, void *conf) noexcept {
     auto *lcf = static_cast<ngx_http_resend_confirmation_loc_conf_t *>(conf);
@@ -172,7 +163,7 @@ static char *ngx_http_resend_confirmation_redis(ngx_conf_t *cf, ngx_command_t *,
 
     auto *redis = static_cast<ngx_http_resend_confirmation_redis_conf_t *>(
         ngx_pcalloc(cf->pool, sizeof(ngx_http_resend_confirmation_redis_conf_t)));
-    if (redis == nullptr) return conf_error();
+    if (redis == nullptr) return ngx_http_resend_confirmation_conf_error();
 
     ngx_url_t url;
     ngx_memzero(&url, sizeof(ngx_url_t));
@@ -181,7 +172,7 @@ static char *ngx_http_resend_confirmation_redis(ngx_conf_t *cf, ngx_command_t *,
     if (ngx_parse_url(cf->pool, &url) != NGX_OK || url.naddrs == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid redis address \"%V\": %s", &value[1],
                            url.err != nullptr ? url.err : "host not found");
-        return conf_error();
+        return ngx_http_resend_confirmation_conf_error();
     }
     redis->addr = url.addrs[0];
     redis->addr.name = value[1];
@@ -190,17 +181,17 @@ static char *ngx_http_resend_confirmation_redis(ngx_conf_t *cf, ngx_command_t *,
 
     for (ngx_uint_t i = 2; i < cf->args->nelts; ++i) {
         ngx_str_t arg;
-        if (starts_with(value[i], "db=", &arg)) {
+        if (ngx_http_resend_confirmation_has_prefix(value[i], "db=", &arg)) {
             if (ngx_atoi(arg.data, arg.len) == NGX_ERROR) goto invalid;
             if (ngx_atoi(arg.data, arg.len) != 0) redis->db_text = arg;
-        } else if (starts_with(value[i], "user=", &arg) && arg.len > 0) {
+        } else if (ngx_http_resend_confirmation_has_prefix(value[i], "user=", &arg) && arg.len > 0) {
             redis->user = arg;
-        } else if (starts_with(value[i], "password=", &arg) && arg.len > 0) {
+        } else if (ngx_http_resend_confirmation_has_prefix(value[i], "password=", &arg) && arg.len > 0) {
             redis->password = arg;
-        } else if (starts_with(value[i], "connect_timeout=", &arg)) {
+        } else if (ngx_http_resend_confirmation_has_prefix(value[i], "connect_timeout=", &arg)) {
             redis->connect_timeout = ngx_parse_time(&arg, 0);
             if (redis->connect_timeout == (ngx_msec_t) NGX_ERROR || redis->connect_timeout == 0) goto invalid;
-        } else if (starts_with(value[i], "timeout=", &arg)) {
+        } else if (ngx_http_resend_confirmation_has_prefix(value[i], "timeout=", &arg)) {
             redis->timeout = ngx_parse_time(&arg, 0);
             if (redis->timeout == (ngx_msec_t) NGX_ERROR || redis->timeout == 0) goto invalid;
         } else {
@@ -208,18 +199,17 @@ static char *ngx_http_resend_confirmation_redis(ngx_conf_t *cf, ngx_command_t *,
         }
         continue;
     invalid:
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid parameter \"%V\"", &value[i]);
-        return conf_error();
+        return ngx_http_resend_confirmation_invalid_parameter(cf, &value[i]);
     }
     if (redis->user.len != 0 && redis->password.len == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "\"user=\" needs \"password=\"");
-        return conf_error();
+        return ngx_http_resend_confirmation_conf_error();
     }
 
     auto *mcf = static_cast<ngx_http_resend_confirmation_main_conf_t *>(
         ngx_http_conf_get_module_main_conf(cf, ngx_http_resend_confirmation_module));
     auto **slot = static_cast<ngx_http_resend_confirmation_redis_conf_t **>(ngx_array_push(&mcf->redis));
-    if (slot == nullptr) return conf_error();
+    if (slot == nullptr) return ngx_http_resend_confirmation_conf_error();
     redis->index = mcf->redis.nelts - 1;
     *slot = redis;
     lcf->redis = redis;
@@ -235,9 +225,8 @@ static char *ngx_http_resend_confirmation_stream(ngx_conf_t *cf, ngx_command_t *
     lcf->stream = value[1];
     if (cf->args->nelts == 3) {
         ngx_str_t arg;
-        if (!starts_with(value[2], "maxlen=", &arg) || ngx_atoi(arg.data, arg.len) <= 0) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid parameter \"%V\"", &value[2]);
-            return conf_error();
+        if (!ngx_http_resend_confirmation_has_prefix(value[2], "maxlen=", &arg) || ngx_atoi(arg.data, arg.len) <= 0) {
+            return ngx_http_resend_confirmation_invalid_parameter(cf, &value[2]);
         }
         lcf->maxlen_text = arg;
     }
@@ -253,17 +242,17 @@ static char *ngx_http_resend_confirmation_field(ngx_conf_t *cf, ngx_command_t *,
         if (value[1].len == ngx_strlen(name) && ngx_strncmp(value[1].data, name, value[1].len) == 0) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "field \"%V\" is always recorded by the module", &value[1]);
-            return conf_error();
+            return ngx_http_resend_confirmation_conf_error();
         }
     }
     if (value[1].len == 0) return const_cast<char *>("needs a non-empty field name");
 
     if (lcf->fields == NGX_CONF_UNSET_PTR || lcf->fields == nullptr) {
         lcf->fields = ngx_array_create(cf->pool, 4, sizeof(ngx_http_resend_confirmation_field_t));
-        if (lcf->fields == nullptr) return conf_error();
+        if (lcf->fields == nullptr) return ngx_http_resend_confirmation_conf_error();
     }
     auto *field = static_cast<ngx_http_resend_confirmation_field_t *>(ngx_array_push(lcf->fields));
-    if (field == nullptr) return conf_error();
+    if (field == nullptr) return ngx_http_resend_confirmation_conf_error();
     field->name = value[1];
 
     ngx_http_compile_complex_value_t ccv;
@@ -271,7 +260,7 @@ static char *ngx_http_resend_confirmation_field(ngx_conf_t *cf, ngx_command_t *,
     ccv.cf = cf;
     ccv.value = &value[2];
     ccv.complex_value = &field->value;
-    if (ngx_http_compile_complex_value(&ccv) != NGX_OK) return conf_error();
+    if (ngx_http_compile_complex_value(&ccv) != NGX_OK) return ngx_http_resend_confirmation_conf_error();
     return NGX_CONF_OK;
 }
 
@@ -347,7 +336,7 @@ static char *ngx_http_resend_confirmation_merge_loc_conf(ngx_conf_t *cf, void *p
                       "\"resend_confirmation\" needs a Redis to record requests in: add "
                       "\"resend_confirmation_redis\" in this location or above it in %s:%ui",
                       conf->enabled_file, conf->enabled_line);
-        return conf_error();
+        return ngx_http_resend_confirmation_conf_error();
     }
 
     auto *mcf = static_cast<ngx_http_resend_confirmation_main_conf_t *>(
