@@ -201,3 +201,20 @@ qr/\[error\] .*resend_confirmation: redis 127\.0\.0\.1:\d+ refused the connectio
 --- stream eval
 [[email => 'r@example.com', ip => '127.0.0.1', request_id => qr/\A[0-9a-f]{32}\z/,
   received_at => qr/\A\d{13}\z/, location => 'r']]
+
+
+
+=== TEST 13: request_id is the request's $request_id (as the access log shows it), new for every request
+--- config
+    location = /r {
+        resend_confirmation;
+        resend_confirmation_field rid $request_id;
+    }
+--- request eval
+["POST /r\n" . '{"email":"one@example.com"}', "POST /r\n" . '{"email":"two@example.com"}']
+--- error_code eval
+[200, 200]
+--- stream eval
+[map { [email => $_, ip => '127.0.0.1',
+        request_id => sub { $_[0] =~ /\A[0-9a-f]{32}\z/ && $_[0] eq $_[1]{rid} && !$main::Seen{$_[0]}++ },
+        received_at => qr/\A\d{13}\z/, rid => qr/\A[0-9a-f]{32}\z/] } qw(one@example.com two@example.com)]

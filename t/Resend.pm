@@ -249,7 +249,7 @@ main::add_response_body_check(sub {
         for (my $f = 0; $f < @want; $f += 2) {
             my ($field, $value) = @want[$f, $f + 1];
             if (ref $value eq 'CODE') {
-                Test::More::ok($value->($got{$field}), "$name - entry $i $field")
+                Test::More::ok($value->($got{$field}, \%got), "$name - entry $i $field")
                     or Test::More::diag("got: " . ($got{$field} // 'undef'));
             } elsif (ref $value eq 'Regexp') {
                 Test::More::like($got{$field}, $value, "$name - entry $i $field");

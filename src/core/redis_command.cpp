@@ -1,6 +1,7 @@
 #include "redis_command.hpp"
 
 #include <charconv>
+#include <cstring>
 
 namespace resend {
 namespace {
@@ -36,7 +37,8 @@ char *resp_write(char *out, std::span<const std::string_view> args) noexcept {
     out = write_header(out, '*', args.size());
     for (std::string_view arg : args) {
         out = write_header(out, '$', arg.size());
-        for (char c : arg) *out++ = c;
+        if (!arg.empty()) std::memcpy(out, arg.data(), arg.size());
+        out += arg.size();
         *out++ = '\r';
         *out++ = '\n';
     }
