@@ -13,6 +13,19 @@ static ngx_int_t ngx_http_resend_confirmation_request_body_filter(ngx_http_reque
         ngx_http_get_module_ctx(r, ngx_http_resend_confirmation_module));
     if (ctx == nullptr) return ngx_http_next_request_body_filter(r, in);
 
+    if (ctx->draining) {
+        // Drop the data; let only the end of the body through, so that
+        // nginx sees the body complete and calls the post handler.
+        ngx_chain_t *last = nullptr;
+        for (ngx_chain_t *cl = in; cl != nullptr; cl = cl->next) {
+            cl->buf->pos = cl->buf->last;
+            if (cl->buf->last_buf) last = cl;
+        }
+        if (last == nullptr) return NGX_OK;
+        ngx_chain_t end = {last->buf, nullptr};
+        return ngx_http_next_request_body_filter(r, &end);
+    }
+
     auto *lcf = static_cast<ngx_http_resend_confirmation_loc_conf_t *>(
         ngx_http_get_module_loc_conf(r, ngx_http_resend_confirmation_module));
     for (ngx_chain_t *cl = in; cl != nullptr; cl = cl->next) {

@@ -9,6 +9,9 @@
 
 static void ngx_http_resend_confirmation_body_ready(ngx_http_request_t *r) noexcept;
 
+// HTTP/2's default initial window: a client may send this much unasked.
+static const off_t http2_drain_limit = 65535;
+
 static ngx_http_resend_confirmation_ctx_t *
 ngx_http_resend_confirmation_create_ctx(ngx_http_request_t *r) noexcept {
     auto *ctx = static_cast<ngx_http_resend_confirmation_ctx_t *>(
@@ -90,6 +93,19 @@ ngx_int_t ngx_http_resend_confirmation_handler(ngx_http_request_t *r) noexcept {
     auto *lcf = static_cast<ngx_http_resend_confirmation_loc_conf_t *>(
         ngx_http_get_module_loc_conf(r, ngx_http_resend_confirmation_module));
     if (r->headers_in.content_length_n > static_cast<off_t>(lcf->max_body_size)) {
+#if (NGX_HTTP_V2)
+        // HTTP/2 and a body small enough to be in flight already (within the
+        // initial flow-control window): answering before it ends makes nginx
+        // close the stream with RST_STREAM(NO_ERROR), which RFC 9113 allows
+        // but some clients (curl 7.88) report as an error instead of the
+        // 413. Take the body in, drop it as it comes, then answer.
+        if (r->stream != nullptr && r->headers_in.content_length_n <= http2_drain_limit) {
+            ctx->draining = 1;
+            ngx_int_t rc =
+                ngx_http_read_client_request_body(r, ngx_http_resend_confirmation_body_ready);
+            return rc >= NGX_HTTP_SPECIAL_RESPONSE ? rc : NGX_DONE;
+        }
+#endif
         return ngx_http_resend_confirmation_refuse_early(r, ctx,
                                                          resend::outcome::payload_too_large);
     }
@@ -113,6 +129,12 @@ static void ngx_http_resend_confirmation_body_ready(ngx_http_request_t *r) noexc
         ngx_http_get_module_ctx(r, ngx_http_resend_confirmation_module));
     auto *lcf = static_cast<ngx_http_resend_confirmation_loc_conf_t *>(
         ngx_http_get_module_loc_conf(r, ngx_http_resend_confirmation_module));
+
+    if (ctx->draining) {
+        ngx_http_finalize_request(
+            r, ngx_http_resend_confirmation_reply(r, ctx, resend::outcome::payload_too_large));
+        return;
+    }
 
     size_t size = 0;
     bool too_large = false;
