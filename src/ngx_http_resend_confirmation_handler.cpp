@@ -52,9 +52,22 @@ static resend::outcome ngx_http_resend_confirmation_limited(ngx_http_request_t *
 static ngx_int_t ngx_http_resend_confirmation_refuse_early(
     ngx_http_request_t *r, ngx_http_resend_confirmation_ctx_t *ctx,
     resend::outcome result) noexcept {
-    bool http2 = false;
 #if (NGX_HTTP_V2)
-    http2 = r->stream != nullptr;
+    // HTTP/2 and a body small enough to be in flight already (within the
+    // initial flow-control window): answering before it ends makes nginx
+    // close the stream with RST_STREAM(NO_ERROR), which RFC 9113 allows but
+    // some clients (curl 7.88) report as an error instead of our answer.
+    // Take the body in, drop it as it comes, then answer.
+    if (r->stream != nullptr && r->headers_in.content_length_n > 0 &&
+        r->headers_in.content_length_n <= http2_drain_limit) {
+        ctx->draining = 1;
+        ctx->refusal = result;
+        ngx_int_t rc = ngx_http_read_client_request_body(r, ngx_http_resend_confirmation_body_ready);
+        return rc >= NGX_HTTP_SPECIAL_RESPONSE ? rc : NGX_DONE;
+    }
+    bool http2 = r->stream != nullptr;
+#else
+    bool http2 = false;
 #endif
     if (result == resend::outcome::payload_too_large && !http2) {
         // As nginx's own client_max_body_size: no "100 Continue", so the
@@ -93,19 +106,6 @@ ngx_int_t ngx_http_resend_confirmation_handler(ngx_http_request_t *r) noexcept {
     auto *lcf = static_cast<ngx_http_resend_confirmation_loc_conf_t *>(
         ngx_http_get_module_loc_conf(r, ngx_http_resend_confirmation_module));
     if (r->headers_in.content_length_n > static_cast<off_t>(lcf->max_body_size)) {
-#if (NGX_HTTP_V2)
-        // HTTP/2 and a body small enough to be in flight already (within the
-        // initial flow-control window): answering before it ends makes nginx
-        // close the stream with RST_STREAM(NO_ERROR), which RFC 9113 allows
-        // but some clients (curl 7.88) report as an error instead of the
-        // 413. Take the body in, drop it as it comes, then answer.
-        if (r->stream != nullptr && r->headers_in.content_length_n <= http2_drain_limit) {
-            ctx->draining = 1;
-            ngx_int_t rc =
-                ngx_http_read_client_request_body(r, ngx_http_resend_confirmation_body_ready);
-            return rc >= NGX_HTTP_SPECIAL_RESPONSE ? rc : NGX_DONE;
-        }
-#endif
         return ngx_http_resend_confirmation_refuse_early(r, ctx,
                                                          resend::outcome::payload_too_large);
     }
@@ -130,9 +130,8 @@ static void ngx_http_resend_confirmation_body_ready(ngx_http_request_t *r) noexc
     auto *lcf = static_cast<ngx_http_resend_confirmation_loc_conf_t *>(
         ngx_http_get_module_loc_conf(r, ngx_http_resend_confirmation_module));
 
-    if (ctx->draining) {
-        ngx_http_finalize_request(
-            r, ngx_http_resend_confirmation_reply(r, ctx, resend::outcome::payload_too_large));
+    if (ctx->draining) {  // refused before the body (HTTP/2): now answer
+        ngx_http_finalize_request(r, ngx_http_resend_confirmation_reply(r, ctx, ctx->refusal));
         return;
     }
 

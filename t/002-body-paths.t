@@ -313,3 +313,31 @@ $::TooLarge
 --- no_error_log
 [alert]
 [crit]
+
+
+
+=== TEST 17: HTTP/2, a refused method with a body: 405 in JSON
+--- http2
+--- skip_eval
+3: defined &Test::Nginx::Util::use_http3 && $Test::Nginx::Util::NginxVersion < 1.025001
+--- request eval
+"PUT /accounts/resend-confirmation\n" . '{"email":"user@example.com"}'
+--- more_headers
+Content-Type: application/json
+--- error_code: 405
+--- response_body eval
+$::NotAllowed
+
+
+
+=== TEST 18: HTTP/2, a wrong media type with a body: 415 in JSON
+--- http2
+--- skip_eval
+3: defined &Test::Nginx::Util::use_http3 && $Test::Nginx::Util::NginxVersion < 1.025001
+--- request eval
+"POST /accounts/resend-confirmation\n" . '{"email":"user@example.com"}'
+--- more_headers
+Content-Type: text/plain
+--- error_code: 415
+--- response_body eval
+$::UnsupportedMediaType
