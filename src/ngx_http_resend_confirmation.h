@@ -101,8 +101,11 @@ struct ngx_http_resend_confirmation_ctx_t {
     ngx_uint_t retry_after;   // Retry-After seconds of a 429; 0: none
     ngx_uint_t status;        // overrides the outcome's status (resend_confirmation_limit_status)
     unsigned dry_run_limited:1;  // a limit would have refused it, but dry run is on
+    unsigned silenced:1;         // a silent client limit: a valid body gets the silent 200
     resend::outcome refusal;  // the answer decided before the body, while draining
     unsigned draining:1;      // refused already: read the body only to drop it
+    unsigned reading_client_keys:1;  // the client limits' keys are being evaluated
+    unsigned email_read_early:1;     // ... and one asked for $resend_confirmation_email
     unsigned replied:1;       // our own reply was sent: the filters let it pass
     unsigned substitute:1;    // nginx is sending its own error page: replace it
 };

@@ -98,7 +98,11 @@ ngx_int_t ngx_http_resend_confirmation_handler(ngx_http_request_t *r) noexcept {
 
     limit_verdict limited =
         ngx_http_resend_confirmation_limit_check(r, ctx, limit_phase::client);
-    if (limited.result != limit_verdict::passed) {
+    if (limited.result == limit_verdict::silenced) {
+        // A silent client limit: the answer must not tell, so the body is
+        // still read and validated; a valid one then gets the silent 200.
+        ctx->silenced = 1;
+    } else if (limited.result != limit_verdict::passed) {
         return ngx_http_resend_confirmation_refuse_early(
             r, ctx, ngx_http_resend_confirmation_limited(r, ctx, limited, limit_phase::client));
     }
@@ -155,6 +159,12 @@ static void ngx_http_resend_confirmation_body_ready(ngx_http_request_t *r) noexc
 
     if (request.result != resend::outcome::accepted) {
         ngx_http_finalize_request(r, ngx_http_resend_confirmation_reply(r, ctx, request.result));
+        return;
+    }
+
+    if (ctx->silenced) {
+        ngx_http_finalize_request(
+            r, ngx_http_resend_confirmation_reply(r, ctx, resend::outcome::silenced));
         return;
     }
 

@@ -19,7 +19,7 @@ struct ngx_http_resend_confirmation_limit_shctx_t {
     ngx_rbtree_t rbtree;
     ngx_rbtree_node_t sentinel;
     ngx_queue_t queue;  // least recently used last
-    u_char secret[secret_size];  // the HMAC key of this zone's email keys
+    u_char secret[secret_size];  // random, made with the zone: the HMAC key unless one is configured
 };
 
 // One key: follows ngx_rbtree_node_t's `key`, overlapping from its `color`
@@ -38,10 +38,10 @@ struct ngx_http_resend_confirmation_zone_t {
     ngx_http_resend_confirmation_limit_shctx_t *sh;
     ngx_slab_pool_t *shpool;
     ngx_http_complex_value_t key;
-    bool by_email;  // the key uses $resend_confirmation_email
+    bool by_email;  // checked after validation: the key uses $resend_confirmation_email
     resend::rate rate;
     ngx_http_resend_confirmation_main_conf_t *mcf;  // for the secret
-    resend::keyed_hash hash;  // keyed with sh->secret, set at zone init
+    resend::keyed_hash hash;  // keyed with the configured or the zone's secret, at zone init
 };
 
 static ngx_http_resend_confirmation_zone_t *zone_of(ngx_shm_zone_t *shm_zone) noexcept {
@@ -165,7 +165,7 @@ static bool ngx_http_resend_confirmation_limit_key(ngx_http_request_t *r,
 
 struct take_result {
     bool allowed;
-    uint64_t excess;         // after the request, for the log
+    uint64_t excess;         // what the request made it (over the limit when refused), for the log
     uint64_t retry_after_ms;
 };
 
@@ -177,7 +177,7 @@ static take_result ngx_http_resend_confirmation_limit_take(ngx_http_resend_confi
 
     ngx_rbtree_node_t *node = ngx_http_resend_confirmation_limit_find(zone, key.hash, key.data, key.len);
     resend::bucket current = resend::bucket_first(now);
-    resend::bucket_verdict verdict{true, current, 0};
+    resend::bucket_verdict verdict{true, current, 0, 0};
     if (node != nullptr) {
         auto *lr = node_of(node);
         current = {lr->excess, lr->last};
@@ -206,8 +206,7 @@ static take_result ngx_http_resend_confirmation_limit_take(ngx_http_resend_confi
         }
     }
     ngx_shmtx_unlock(&zone->shpool->mutex);
-    return {verdict.allowed, verdict.allowed ? verdict.next.excess : current.excess,
-            verdict.retry_after_ms};
+    return {verdict.allowed, verdict.excess, verdict.retry_after_ms};
 }
 
 static void ngx_http_resend_confirmation_limit_give_back(ngx_shm_zone_t *shm_zone,
@@ -241,6 +240,7 @@ limit_verdict ngx_http_resend_confirmation_limit_check(ngx_http_request_t *r,
         ngx_palloc(r->pool, lcf->limits->nelts * sizeof(ngx_http_resend_confirmation_charge_t)));
     if (charges == nullptr) return verdict;  // out of memory: do not refuse for it
     ngx_uint_t ncharges = 0;
+    ctx->reading_client_keys = phase == limit_phase::client;
 
     for (ngx_uint_t i = 0; i < lcf->limits->nelts; ++i) {
         ngx_http_resend_confirmation_limit_t &limit = limits[i];
@@ -248,7 +248,18 @@ limit_verdict ngx_http_resend_confirmation_limit_check(ngx_http_request_t *r,
         if ((phase == limit_phase::email) != zone->by_email) continue;
 
         limit_key key;
-        if (!ngx_http_resend_confirmation_limit_key(r, zone, &key)) continue;
+        ctx->email_read_early = 0;
+        bool counted = ngx_http_resend_confirmation_limit_key(r, zone, &key);
+        if (ctx->email_read_early) {
+            // The key reaches the email through map or set: it cannot be
+            // known yet, and the zone would silently never apply.
+            ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                          "resend_confirmation: the key of zone \"%V\" reads "
+                          "$resend_confirmation_email before the body is read; add "
+                          "\"after_validation\" to its resend_confirmation_limit_zone",
+                          &limit.shm_zone->shm.name);
+        }
+        if (!counted) continue;
 
         // Once a limit refuses, later ones are looked at but not counted.
         bool count = verdict.result == limit_verdict::passed || lcf->limit_dry_run;
@@ -280,6 +291,7 @@ limit_verdict ngx_http_resend_confirmation_limit_check(ngx_http_request_t *r,
         }
     }
 
+    ctx->reading_client_keys = 0;
     if (verdict.result != limit_verdict::passed) {
         // Refused after all: what the passing limits counted goes back.
         for (ngx_uint_t i = 0; i < ncharges; ++i) {
@@ -326,19 +338,16 @@ static bool ngx_http_resend_confirmation_limit_resized(ngx_shm_zone_t *shm_zone)
     return false;
 }
 
+// The HMAC key of this configuration's email keys, kept in process memory:
+// the configured secret, else the zone's random one. Nothing is written to
+// the shared zone, so a reload that fails later leaves it as it was.
 static void ngx_http_resend_confirmation_limit_set_secret(ngx_http_resend_confirmation_zone_t *zone) noexcept {
     ngx_str_t &configured = zone->mcf->limit_secret;
     if (configured.len != 0) {
-        // The configured secret, hashed to the zone's size, replaces the
-        // stored one (its old keys are then unreachable and age out).
-        resend::keyed_hash derive;
-        derive.set_secret({reinterpret_cast<const char *>(configured.data), configured.len});
-        resend::keyed_digest a = derive.digest("resend_confirmation secret 1");
-        resend::keyed_digest b = derive.digest("resend_confirmation secret 2");
-        ngx_memcpy(zone->sh->secret, a.data(), a.size());
-        ngx_memcpy(zone->sh->secret + a.size(), b.data(), b.size());
+        zone->hash.set_secret({reinterpret_cast<const char *>(configured.data), configured.len});
+    } else {
+        zone->hash.set_secret({reinterpret_cast<const char *>(zone->sh->secret), secret_size});
     }
-    zone->hash.set_secret({reinterpret_cast<const char *>(zone->sh->secret), secret_size});
 }
 
 static ngx_int_t ngx_http_resend_confirmation_limit_init_zone(ngx_shm_zone_t *shm_zone,
@@ -388,15 +397,14 @@ static ngx_int_t ngx_http_resend_confirmation_limit_init_zone(ngx_shm_zone_t *sh
     size_t len = sizeof(log_ctx_format) + shm_zone->shm.name.len;
     zone->shpool->log_ctx = static_cast<u_char *>(ngx_slab_alloc(zone->shpool, len));
     if (zone->shpool->log_ctx == nullptr) return NGX_ERROR;
-    ngx_sprintf(zone->shpool->log_ctx, log_ctx_format, &shm_zone->shm.name);
-    *(zone->shpool->log_ctx + len - 1) = '\0';
+    *ngx_sprintf(zone->shpool->log_ctx, log_ctx_format, &shm_zone->shm.name) = '\0';
     return NGX_OK;
 }
 
 // --- directives -------------------------------------------------------------------------
 
 
-// resend_confirmation_limit_zone KEY zone=NAME:SIZE rate=RATE;
+// resend_confirmation_limit_zone KEY zone=NAME:SIZE rate=RATE [after_validation];
 char *ngx_http_resend_confirmation_limit_zone(ngx_conf_t *cf, ngx_command_t *, void *conf) noexcept {
     auto *mcf = static_cast<ngx_http_resend_confirmation_main_conf_t *>(conf);
     auto *value = static_cast<ngx_str_t *>(cf->args->elts);
@@ -434,6 +442,10 @@ char *ngx_http_resend_confirmation_limit_zone(ngx_conf_t *cf, ngx_command_t *, v
                                    &name, 8 * ngx_pagesize);
                 return ngx_http_resend_confirmation_conf_error();
             }
+            continue;
+        }
+        if (value[i].len == 16 && ngx_strncmp(value[i].data, "after_validation", 16) == 0) {
+            zone->by_email = true;
             continue;
         }
         if (ngx_strncmp(value[i].data, "rate=", 5) == 0) {

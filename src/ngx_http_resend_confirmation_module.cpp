@@ -70,7 +70,7 @@ static ngx_command_t ngx_http_resend_confirmation_commands[] = {
      ngx_conf_set_enum_slot, NGX_HTTP_LOC_CONF_OFFSET,
      offsetof(ngx_http_resend_confirmation_loc_conf_t, redis_failure),
      ngx_http_resend_confirmation_redis_failure_policies},
-    {ngx_string("resend_confirmation_limit_zone"), NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE3,
+    {ngx_string("resend_confirmation_limit_zone"), NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE3 | NGX_CONF_TAKE4,
      ngx_http_resend_confirmation_limit_zone, NGX_HTTP_MAIN_CONF_OFFSET, 0, nullptr},
     {ngx_string("resend_confirmation_limit"), RESEND_ANY_LEVEL | NGX_CONF_TAKE123,
      ngx_http_resend_confirmation_limit, NGX_HTTP_LOC_CONF_OFFSET, 0, nullptr},

@@ -172,3 +172,69 @@ main::zone_config('resend_confirmation_limit_zone $binary_remote_addr zone=c:1m 
 --- must_die
 --- error_log eval
 qr/\[emerg\] .*invalid parameter "burst=lots" in \S+nginx\.conf:\d+/
+
+
+
+=== TEST 12: a key that reaches the email through map: after_validation checks it after the body
+--- http_config eval
+main::zone_config(q{
+    map $resend_confirmation_email $email_domain { ~@(?<domain>.+)$ $domain; }
+    resend_confirmation_limit_zone $email_domain zone=domain:1m rate=1r/h after_validation;
+})
+--- config
+    location = /r {
+        resend_confirmation;
+        resend_confirmation_limit zone=domain;
+        add_header X-Outcome $resend_confirmation_outcome always;
+    }
+--- request eval
+["POST /r\n" . '{"email":"one@example.com"}', "POST /r\n" . '{"email":"two@example.com"}',
+ "POST /r\n" . '{"email":"one@example.org"}']
+--- error_code eval
+[200, 429, 200]
+--- response_headers eval
+["X-Outcome: accepted", "X-Outcome: email_limited", "X-Outcome: accepted"]
+--- stream_len: 2
+
+
+
+=== TEST 13: the same key without after_validation: nginx says the zone cannot work
+--- http_config eval
+main::zone_config(q{
+    map $resend_confirmation_email $email_domain { ~@(?<domain>.+)$ $domain; }
+    resend_confirmation_limit_zone $email_domain zone=domain:1m rate=1r/h;
+})
+--- config
+    location = /r {
+        resend_confirmation;
+        resend_confirmation_limit zone=domain;
+    }
+--- request eval
+"POST /r\n" . '{"email":"one@example.com"}'
+--- error_code: 200
+--- error_log eval
+qr/\[warn\] .*resend_confirmation: the key of zone "domain" reads \$resend_confirmation_email before the body is read; add "after_validation" to its resend_confirmation_limit_zone/
+
+
+
+=== TEST 14: a silent client limit does not tell: an invalid body still gets its 400, a valid one the silent 200
+--- http_config eval
+main::zone_config('resend_confirmation_limit_zone $http_x_client zone=k:1m rate=1r/h;')
+--- config
+    location = /r {
+        resend_confirmation;
+        resend_confirmation_limit zone=k silent;
+        add_header X-Outcome $resend_confirmation_outcome always;
+    }
+--- more_headers
+Content-Type: application/json
+X-Client: one
+--- request eval
+["POST /r\n" . '{"email":"a@example.com"}', "POST /r\nnot json", "POST /r\n" . '{"email":"b@example.com"}']
+--- error_code eval
+[200, 400, 200]
+--- response_headers eval
+["X-Outcome: accepted", "X-Outcome: invalid_json", "X-Outcome: silenced"]
+--- response_body eval
+[$::Accepted, $::InvalidJson, $::Accepted]
+--- stream_len: 1

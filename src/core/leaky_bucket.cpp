@@ -35,14 +35,14 @@ bucket_verdict bucket_take(bucket current, rate r, std::uint64_t burst, std::int
     // asking exactly once per 1/rate never builds up an excess).
     std::uint64_t excess = bucket_drain(current.excess + 1000, r, static_cast<std::uint64_t>(elapsed));
     std::uint64_t limit = burst * 1000;
-    if (excess <= limit) return {true, {excess, now_ms}, 0};
+    if (excess <= limit) return {true, {excess, now_ms}, 0, excess};
 
     // Refused: wait until the drain brings `excess` down to `limit`, i.e.
     // (excess - limit) milli-requests at requests*1000 per period.
     unsigned __int128 owed = static_cast<unsigned __int128>(excess - limit) * r.period_ms;
     std::uint64_t per = r.requests * 1000;
     auto wait = static_cast<std::uint64_t>((owed + per - 1) / per);
-    return {false, current, wait};
+    return {false, current, wait, excess};
 }
 
 bool bucket_idle(bucket current, rate r, std::int64_t now_ms) noexcept {

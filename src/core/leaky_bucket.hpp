@@ -27,6 +27,7 @@ struct bucket_verdict {
     bool allowed;
     bucket next;                  // the bucket to store when allowed (unchanged when refused)
     std::uint64_t retry_after_ms; // when refused: wait until one request would pass
+    std::uint64_t excess;         // what this request made the excess (over the limit when refused)
 };
 
 // What is left of `excess` after `elapsed_ms` at `r`; exact (no float, no
