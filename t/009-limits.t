@@ -281,3 +281,57 @@ qr/\[emerg\] .*resend_confirmation_limit_zone "client" was 1048576 bytes and is 
 --- no_error_log
 [alert]
 [crit]
+
+
+
+=== TEST 13: a reload that fails after the email zone was set up leaves the zone's key alone
+--- init
+my $root = server_root();
+open my $key, '>', "$root/html/secret.key" or die $!;
+print $key "a-secret-of-more-than-16-bytes\n";
+close $key;
+my $conf = "$root/conf/nginx.conf";
+open my $in, '<', $conf or die $!;
+my $text = do { local $/; <$in> };
+close $in;
+$text =~ s/zone=client:2m/zone=client:1m/;
+# the next good reload: as before, plus a header that shows it took effect
+$main::Original = $text =~ s/(location = \/own \{)/$1\n        add_header X-Config second always;/r;
+# a secret, and a zone resized after the email zone: the reload fails late
+$text =~ s/(resend_confirmation_limit_zone \$resend_confirmation_email zone=email:1m)/resend_confirmation_limit_secret $root\/html\/secret.key;\n    $1/ or die "no email zone";
+$text =~ s/zone=tiny:32k/zone=tiny:64k/ or die "no tiny zone";
+open my $out, '>', $conf or die $!;
+print $out $text;
+close $out;
+kill 'HUP', main::master_pid();
+select undef, undef, undef, 1;
+--- request eval
+main::post("/own", 'refund@example.com')
+--- error_code: 200
+--- response_headers
+X-Outcome: silenced
+--- error_log eval
+qr/\[emerg\] .*resend_confirmation_limit_zone "tiny" was 32768 bytes and is now 65536/
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 14: ... so that the next good reload still knows the address
+--- init
+my $conf = server_root() . '/conf/nginx.conf';
+open my $out, '>', $conf or die $!;
+print $out $main::Original;
+close $out;
+kill 'HUP', main::master_pid();
+select undef, undef, undef, 1;
+--- request eval
+main::post("/own", 'refund@example.com')
+--- error_code: 200
+--- response_headers
+X-Config: second
+X-Outcome: silenced
+--- no_error_log
+[alert]
+[crit]
