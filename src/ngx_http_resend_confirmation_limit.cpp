@@ -209,22 +209,26 @@ static take_result ngx_http_resend_confirmation_limit_take(ngx_http_resend_confi
     return {verdict.allowed, verdict.excess, verdict.retry_after_ms};
 }
 
-static void ngx_http_resend_confirmation_limit_give_back(ngx_shm_zone_t *shm_zone,
-                                                         uint32_t hash, const u_char *key,
-                                                         size_t len) noexcept {
-    auto *zone = zone_of(shm_zone);
-    ngx_shmtx_lock(&zone->shpool->mutex);
-    ngx_rbtree_node_t *node = ngx_http_resend_confirmation_limit_find(zone, hash, key, len);
-    if (node != nullptr) {
-        auto *lr = node_of(node);
-        std::optional<resend::bucket> back = resend::bucket_refund({lr->excess, lr->last});
-        if (back) {
-            lr->excess = back->excess;
-        } else {
-            ngx_http_resend_confirmation_limit_remove(zone, &lr->queue);
+// Gives back what `charges` counted (keys no longer in the zone are skipped).
+static void ngx_http_resend_confirmation_limit_give_back(
+    const ngx_http_resend_confirmation_charge_t *charges, ngx_uint_t n) noexcept {
+    for (ngx_uint_t i = 0; i < n; ++i) {
+        const ngx_http_resend_confirmation_charge_t &charge = charges[i];
+        auto *zone = zone_of(charge.shm_zone);
+        ngx_shmtx_lock(&zone->shpool->mutex);
+        ngx_rbtree_node_t *node =
+            ngx_http_resend_confirmation_limit_find(zone, charge.hash, charge.key, charge.key_len);
+        if (node != nullptr) {
+            auto *lr = node_of(node);
+            std::optional<resend::bucket> back = resend::bucket_refund({lr->excess, lr->last});
+            if (back) {
+                lr->excess = back->excess;
+            } else {
+                ngx_http_resend_confirmation_limit_remove(zone, &lr->queue);
+            }
         }
+        ngx_shmtx_unlock(&zone->shpool->mutex);
     }
-    ngx_shmtx_unlock(&zone->shpool->mutex);
 }
 
 limit_verdict ngx_http_resend_confirmation_limit_check(ngx_http_request_t *r,
@@ -236,9 +240,7 @@ limit_verdict ngx_http_resend_confirmation_limit_check(ngx_http_request_t *r,
     if (lcf->limits == nullptr) return verdict;
 
     auto *limits = static_cast<ngx_http_resend_confirmation_limit_t *>(lcf->limits->elts);
-    auto *charges = static_cast<ngx_http_resend_confirmation_charge_t *>(
-        ngx_palloc(r->pool, lcf->limits->nelts * sizeof(ngx_http_resend_confirmation_charge_t)));
-    if (charges == nullptr) return verdict;  // out of memory: do not refuse for it
+    ngx_http_resend_confirmation_charge_t *charges = nullptr;  // allocated at the first count
     ngx_uint_t ncharges = 0;
     ctx->reading_client_keys = phase == limit_phase::client;
 
@@ -265,7 +267,11 @@ limit_verdict ngx_http_resend_confirmation_limit_check(ngx_http_request_t *r,
         bool count = verdict.result == limit_verdict::passed || lcf->limit_dry_run;
         take_result taken = ngx_http_resend_confirmation_limit_take(zone, key, limit.burst, count);
         if (taken.allowed) {
-            if (count) {
+            if (count && charges == nullptr) {
+                charges = static_cast<ngx_http_resend_confirmation_charge_t *>(ngx_palloc(
+                    r->pool, lcf->limits->nelts * sizeof(ngx_http_resend_confirmation_charge_t)));
+            }
+            if (count && charges != nullptr) {  // out of memory: counted, never given back
                 charges[ncharges] = {limit.shm_zone, key.hash, key.len, {}};
                 ngx_memcpy(charges[ncharges].key, key.data, key.len);
                 ++ncharges;
@@ -294,10 +300,7 @@ limit_verdict ngx_http_resend_confirmation_limit_check(ngx_http_request_t *r,
     ctx->reading_client_keys = 0;
     if (verdict.result != limit_verdict::passed) {
         // Refused after all: what the passing limits counted goes back.
-        for (ngx_uint_t i = 0; i < ncharges; ++i) {
-            ngx_http_resend_confirmation_limit_give_back(charges[i].shm_zone, charges[i].hash,
-                                                         charges[i].key, charges[i].key_len);
-        }
+        ngx_http_resend_confirmation_limit_give_back(charges, ncharges);
     } else if (phase == limit_phase::email) {
         ctx->charges = charges;
         ctx->ncharges = ncharges;
@@ -306,10 +309,7 @@ limit_verdict ngx_http_resend_confirmation_limit_check(ngx_http_request_t *r,
 }
 
 void ngx_http_resend_confirmation_limit_refund(ngx_http_resend_confirmation_ctx_t *ctx) noexcept {
-    for (ngx_uint_t i = 0; i < ctx->ncharges; ++i) {
-        ngx_http_resend_confirmation_limit_give_back(ctx->charges[i].shm_zone, ctx->charges[i].hash,
-                                                     ctx->charges[i].key, ctx->charges[i].key_len);
-    }
+    ngx_http_resend_confirmation_limit_give_back(ctx->charges, ctx->ncharges);
     ctx->ncharges = 0;
 }
 

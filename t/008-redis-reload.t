@@ -11,12 +11,6 @@ master_on();
 workers(1);
 resend_defaults(more_headers => "Content-Type: application/json");
 
-sub master_pid {
-    open my $in, '<', server_root() . '/logs/nginx.pid' or die "no pid file: $!\n";
-    my $pid = <$in>;
-    chomp $pid;
-    return $pid;
-}
 
 no_shuffle();
 run_tests();

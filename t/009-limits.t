@@ -39,11 +39,21 @@ _EOC_
 
 sub post { my ($uri, $email) = @_; "POST $uri\n" . qq({"email":"$email"}) }
 
-sub master_pid {
-    open my $in, '<', server_root() . '/logs/nginx.pid' or die "no pid file: $!\n";
-    chomp(my $pid = <$in>);
-    return $pid;
+# Rewrites the running nginx.conf with $edit (a sub on its text), then
+# reloads and waits for the reload to be over.
+sub reload_with {
+    my $edit = shift;
+    my $conf = server_root() . '/conf/nginx.conf';
+    open my $in, '<', $conf or die $!;
+    my $text = $edit->(do { local $/; <$in> });
+    close $in;
+    open my $out, '>', $conf or die $!;
+    print $out $text;
+    close $out;
+    kill 'HUP', master_pid();
+    select undef, undef, undef, 1;
 }
+
 
 # No default config: blocks without one keep the previous block's nginx
 # (and its zones), which the state tests rely on.
@@ -240,16 +250,8 @@ X-Outcome: accepted
 
 === TEST 11: a reload that changes a zone's key is refused, and the old configuration goes on
 --- init
-my $conf = server_root() . '/conf/nginx.conf';
-open my $in, '<', $conf or die $!;
-my $text = do { local $/; <$in> };
-close $in;
-$text =~ s/\$binary_remote_addr zone=client:1m/\$http_x_client zone=client:1m/ or die "no zone";
-open my $out, '>', $conf or die $!;
-print $out $text;
-close $out;
-kill 'HUP', main::master_pid();
-select undef, undef, undef, 1;
+main::reload_with(sub { $_[0] =~ s/\$binary_remote_addr zone=client:1m/\$http_x_client zone=client:1m/r
+                        or die "no zone" });
 --- request eval
 main::post("/own", 'still@example.com')
 --- error_code: 200
@@ -263,16 +265,8 @@ qr/\[emerg\] .*resend_confirmation_limit_zone "client" uses the "\$http_x_client
 
 === TEST 12: a reload that changes a zone's size is refused
 --- init
-my $conf = server_root() . '/conf/nginx.conf';
-open my $in, '<', $conf or die $!;
-my $text = do { local $/; <$in> };
-close $in;
-$text =~ s/limit_zone \S+ zone=client:1m/limit_zone \$binary_remote_addr zone=client:2m/ or die "no zone";
-open my $out, '>', $conf or die $!;
-print $out $text;
-close $out;
-kill 'HUP', main::master_pid();
-select undef, undef, undef, 1;
+main::reload_with(sub { $_[0] =~ s/limit_zone \S+ zone=client:1m/limit_zone \$binary_remote_addr zone=client:2m/r
+                        or die "no zone" });
 --- request eval
 main::post("/own", 'still2@example.com')
 --- error_code: 200
@@ -290,21 +284,16 @@ my $root = server_root();
 open my $key, '>', "$root/html/secret.key" or die $!;
 print $key "a-secret-of-more-than-16-bytes\n";
 close $key;
-my $conf = "$root/conf/nginx.conf";
-open my $in, '<', $conf or die $!;
-my $text = do { local $/; <$in> };
-close $in;
-$text =~ s/zone=client:2m/zone=client:1m/;
-# the next good reload: as before, plus a header that shows it took effect
-$main::Original = $text =~ s/(location = \/own \{)/$1\n        add_header X-Config second always;/r;
-# a secret, and a zone resized after the email zone: the reload fails late
-$text =~ s/(resend_confirmation_limit_zone \$resend_confirmation_email zone=email:1m)/resend_confirmation_limit_secret $root\/html\/secret.key;\n    $1/ or die "no email zone";
-$text =~ s/zone=tiny:32k/zone=tiny:64k/ or die "no tiny zone";
-open my $out, '>', $conf or die $!;
-print $out $text;
-close $out;
-kill 'HUP', main::master_pid();
-select undef, undef, undef, 1;
+main::reload_with(sub {
+    my $text = $_[0] =~ s/zone=client:2m/zone=client:1m/r;
+    # the next good reload: as before, plus a header that shows it took effect
+    $main::Original = $text =~ s/(location = \/own \{)/$1\n        add_header X-Config second always;/r;
+    # a secret, and a zone resized after the email zone: the reload fails late
+    $text =~ s/(resend_confirmation_limit_zone \$resend_confirmation_email zone=email:1m)/resend_confirmation_limit_secret $root\/html\/secret.key;\n    $1/
+        or die "no email zone";
+    $text =~ s/zone=tiny:32k/zone=tiny:64k/ or die "no tiny zone";
+    $text;
+});
 --- request eval
 main::post("/own", 'refund@example.com')
 --- error_code: 200
@@ -320,12 +309,7 @@ qr/\[emerg\] .*resend_confirmation_limit_zone "tiny" was 32768 bytes and is now 
 
 === TEST 14: ... so that the next good reload still knows the address
 --- init
-my $conf = server_root() . '/conf/nginx.conf';
-open my $out, '>', $conf or die $!;
-print $out $main::Original;
-close $out;
-kill 'HUP', main::master_pid();
-select undef, undef, undef, 1;
+main::reload_with(sub { $main::Original });
 --- request eval
 main::post("/own", 'refund@example.com')
 --- error_code: 200

@@ -13,7 +13,7 @@ use Time::HiRes ();
 
 our @EXPORT = qw($Accepted $TooLarge $InvalidJson $InvalidRequest $InvalidEmail
                  $NotAllowed $UnsupportedMediaType $Unavailable $Endpoint $Redis
-                 resend_defaults redis start_redis signal_redis background_post load_posts);
+                 resend_defaults redis start_redis signal_redis background_post load_posts master_pid);
 
 # The Redis the tests record into: t/run starts one; under upstream
 # Test::Nginx start your own and set TEST_NGINX_REDIS_PORT.
@@ -74,6 +74,13 @@ sub redis {
     }
     close $sock;
     return $reply;
+}
+
+# The pid of the nginx master the harness started (tests that reload it).
+sub master_pid {
+    open my $in, '<', main::server_root() . '/logs/nginx.pid' or die "no pid file: $!\n";
+    chomp(my $pid = <$in>);
+    return $pid;
 }
 
 # A Redis of the test's own on `port` (one the test can kill or stop);
