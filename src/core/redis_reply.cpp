@@ -2,6 +2,7 @@
 
 #include <cstring>
 
+#include <hiredis/hiredis.h>  // HIREDIS_MAJOR
 #include <hiredis/read.h>
 
 namespace resend {
@@ -27,7 +28,16 @@ void *on_string(const redisReadTask *task, char *text, size_t size) noexcept {
     return &placeholder;
 }
 
-void *on_array(const redisReadTask *task, int) noexcept {
+// hiredis 1.0 counts array elements in a size_t (0.14: int) and adds RESP3's
+// doubles and booleans; only RESP2 is spoken here, but a reply of those kinds
+// is still noted rather than left to look like the previous one.
+#if HIREDIS_MAJOR >= 1
+using element_count = size_t;
+#else
+using element_count = int;
+#endif
+
+void *on_array(const redisReadTask *task, element_count) noexcept {
     if (task->parent == nullptr) owner(task)->note(reply_kind::array, nullptr, 0);
     return &placeholder;
 }
@@ -42,9 +52,35 @@ void *on_nil(const redisReadTask *task) noexcept {
     return &placeholder;
 }
 
+#if HIREDIS_MAJOR >= 1
+void *on_double(const redisReadTask *task, double, char *text, size_t size) noexcept {
+    if (task->parent == nullptr) owner(task)->note(reply_kind::string, text, size);
+    return &placeholder;
+}
+
+void *on_bool(const redisReadTask *task, int) noexcept {
+    if (task->parent == nullptr) owner(task)->note(reply_kind::integer, nullptr, 0);
+    return &placeholder;
+}
+#endif
+
 void on_free(void *) noexcept {}
 
-redisReplyObjectFunctions callbacks = {on_string, on_array, on_integer, on_nil, on_free};
+// Designated, so that the members each hiredis version has are named, not
+// counted.
+redisReplyObjectFunctions callbacks = {
+    .createString = on_string,
+    .createArray = on_array,
+    .createInteger = on_integer,
+#if HIREDIS_MAJOR >= 1
+    .createDouble = on_double,
+#endif
+    .createNil = on_nil,
+#if HIREDIS_MAJOR >= 1
+    .createBool = on_bool,
+#endif
+    .freeObject = on_free,
+};
 
 }  // namespace
 
