@@ -6,6 +6,7 @@ package t::Resend;
 use strict;
 use warnings;
 use Exporter 'import';
+use File::Temp ();
 use IO::Socket::INET;
 use POSIX ();
 use Test::More ();
@@ -13,7 +14,12 @@ use Time::HiRes ();
 
 our @EXPORT = qw($Accepted $TooLarge $InvalidJson $InvalidRequest $InvalidEmail
                  $NotAllowed $UnsupportedMediaType $Unavailable $Endpoint $Redis
-                 resend_defaults redis start_redis signal_redis background_post load_posts master_pid);
+                 resend_defaults redis start_redis signal_redis background_post load_posts master_pid
+                 $NginxDebug);
+
+# Whether the nginx under test was built --with-debug: assertions on debug
+# log lines are skipped without it (nginx.org's packages, for one).
+our $NginxDebug = `$Test::Nginx::Util::NginxBinary -V 2>&1` =~ /--with-debug/ ? 1 : 0;
 
 # The Redis the tests record into: t/run starts one; under upstream
 # Test::Nginx start your own and set TEST_NGINX_REDIS_PORT.
@@ -119,7 +125,9 @@ END { kill 'KILL', $_ for values %Started }
 our ($BackgroundPid, $BackgroundFile);
 sub background_post {
     my ($uri, $body) = @_;
-    $BackgroundFile = "/tmp/resend-background-$$";
+    # Not named by $$: test files run side by side in PID namespaces of
+    # their own, where the same pid comes up in each.
+    $BackgroundFile = File::Temp::tempdir(CLEANUP => 1) . '/answer';
     unlink $BackgroundFile;
     $BackgroundPid = fork // die "fork: $!";
     return if $BackgroundPid;
@@ -162,8 +170,7 @@ sub read_reply {
 # connections; returns how many were answered 200 and how many were sent.
 sub load_posts {
     my ($clients, $each, $uri, $email) = @_;
-    my $dir = "/tmp/resend-load-$$";
-    mkdir $dir;
+    my $dir = File::Temp::tempdir(CLEANUP => 1);
     my @pids;
     for my $client (1 .. $clients) {
         my $pid = fork // die "fork: $!";
