@@ -68,20 +68,24 @@ void prometheus_text::family(std::string_view name, std::string_view type,
     put("\n");
 }
 
+void prometheus_text::series(std::string_view name, std::string_view suffix, metric_labels labels,
+                             const metric_label *extra) noexcept {
+    put(name);
+    put(suffix);
+    put_labels(labels, extra);
+    put(" ");
+}
+
 void prometheus_text::sample(std::string_view name, metric_labels labels,
                              std::uint64_t value) noexcept {
-    put(name);
-    put_labels(labels, nullptr);
-    put(" ");
+    series(name, "", labels, nullptr);
     put_number(value);
     put("\n");
 }
 
 void prometheus_text::sample_ms_as_seconds(std::string_view name, metric_labels labels,
                                            std::uint64_t milliseconds) noexcept {
-    put(name);
-    put_labels(labels, nullptr);
-    put(" ");
+    series(name, "", labels, nullptr);
     put_seconds(milliseconds);
     put("\n");
 }
@@ -104,23 +108,14 @@ void prometheus_text::histogram_ms(std::string_view name, metric_labels labels,
             if (bound[bound_size - 1] == '.') --bound_size;
         }
         metric_label le{"le", i < bound_count ? std::string_view(bound, bound_size) : "+Inf"};
-        put(name);
-        put("_bucket");
-        put_labels(labels, &le);
-        put(" ");
+        series(name, "_bucket", labels, &le);
         put_number(cumulative);
         put("\n");
     }
-    put(name);
-    put("_sum");
-    put_labels(labels, nullptr);
-    put(" ");
+    series(name, "_sum", labels, nullptr);
     put_seconds(sum_ms);
     put("\n");
-    put(name);
-    put("_count");
-    put_labels(labels, nullptr);
-    put(" ");
+    series(name, "_count", labels, nullptr);
     put_number(cumulative);
     put("\n");
 }

@@ -55,6 +55,9 @@ private:
     void put_number(std::uint64_t value) noexcept;
     void put_seconds(std::uint64_t milliseconds) noexcept;
     void put_labels(metric_labels labels, const metric_label *extra) noexcept;
+    // "name<suffix>{labels[,extra]} ": what comes before a sample's value.
+    void series(std::string_view name, std::string_view suffix, metric_labels labels,
+                const metric_label *extra) noexcept;
     void put_escaped(std::string_view value) noexcept;
 
     char *buffer_;
