@@ -14,26 +14,37 @@ namespace {
 
 using resend::outcome;
 
-// The spec's 200 body, copied here from DESIGN.md ("The contract"), not from
-// the code under test.
+// The spec's 200 body, copied here from the README's contract, not from the
+// code under test.
 constexpr std::string_view spec_accepted_body =
     "{\"data\":{\"message\":\"Please check your inbox. If a root account is associated "
     "with this email and remains unconfirmed, a reconfirmation message should have "
     "been sent.\"}}";
 
+// Every row of the README's contract table: the outcome, its status, its
+// $resend_confirmation_outcome word, and the body's error.code (empty: the
+// body is the spec's 200 body).
 struct contract_row {
     outcome result;
     unsigned status;
     std::string_view word;
+    std::string_view code;
 };
 
-constexpr contract_row contract_errors[] = {
-    {outcome::method_not_allowed, 405, "method_not_allowed"},
-    {outcome::unsupported_media_type, 415, "unsupported_media_type"},
-    {outcome::payload_too_large, 413, "payload_too_large"},
-    {outcome::invalid_json, 400, "invalid_json"},
-    {outcome::invalid_request, 400, "invalid_request"},
-    {outcome::invalid_email, 400, "invalid_email"},
+constexpr contract_row contract[] = {
+    {outcome::accepted, 200, "accepted", ""},
+    {outcome::client_limited, 429, "client_limited", "rate_limited"},
+    {outcome::email_limited, 429, "email_limited", "rate_limited"},
+    {outcome::silenced, 200, "silenced", ""},
+    {outcome::dry_run_limited, 200, "dry_run_limited", ""},
+    {outcome::redis_error, 503, "redis_error", "unavailable"},
+    {outcome::lost, 200, "lost", ""},
+    {outcome::method_not_allowed, 405, "method_not_allowed", "method_not_allowed"},
+    {outcome::unsupported_media_type, 415, "unsupported_media_type", "unsupported_media_type"},
+    {outcome::payload_too_large, 413, "payload_too_large", "payload_too_large"},
+    {outcome::invalid_json, 400, "invalid_json", "invalid_json"},
+    {outcome::invalid_request, 400, "invalid_request", "invalid_request"},
+    {outcome::invalid_email, 400, "invalid_email", "invalid_email"},
 };
 
 // Checks that `body` is valid JSON of exactly the form
@@ -91,8 +102,22 @@ void test_accepted_body_is_json_with_the_message(void **) {
                    "been sent.");
 }
 
-void test_error_statuses_and_words_follow_the_contract(void **) {
-    for (const contract_row &row : contract_errors) {
+// The table has one row for each outcome but `none`, each outcome once.
+void test_the_table_covers_every_outcome(void **) {
+    constexpr std::size_t n = sizeof contract / sizeof contract[0];
+    check_eq(n, static_cast<std::size_t>(outcome::count_) - 1);
+    for (unsigned i = 1; i < static_cast<unsigned>(outcome::count_); ++i) {
+        std::size_t rows = 0;
+        for (const contract_row &row : contract) rows += row.result == static_cast<outcome>(i);
+        if (rows != 1) {
+            print_error("outcome %u: %zu rows\n", i, rows);
+            unit::record_failure(__FILE__, __LINE__);
+        }
+    }
+}
+
+void test_statuses_and_words_follow_the_contract(void **) {
+    for (const contract_row &row : contract) {
         const resend::reply &reply = resend::reply_for(row.result);
         if (reply.status != row.status) {
             print_error("%.*s: status %u, expected %u\n", static_cast<int>(row.word.size()),
@@ -103,20 +128,31 @@ void test_error_statuses_and_words_follow_the_contract(void **) {
     }
 }
 
-void test_error_bodies_are_json_with_the_word_as_code(void **) {
-    for (const contract_row &row : contract_errors) {
+// The 200 rows answer the spec's body byte for byte: the answer never tells
+// accepted, silenced, dry run and lost apart.
+void test_200_rows_have_the_spec_body(void **) {
+    for (const contract_row &row : contract) {
+        if (!row.code.empty()) continue;
+        check_bytes_eq(resend::reply_for(row.result).body, spec_accepted_body);
+    }
+}
+
+void test_error_bodies_are_json_with_the_contract_code(void **) {
+    for (const contract_row &row : contract) {
+        if (row.code.empty()) continue;
         std::string_view body = resend::reply_for(row.result).body;
         std::string code = error_code_of(body, __FILE__, __LINE__);
-        check_bytes_eq(code, row.word);
+        check_bytes_eq(code, row.code);
     }
 }
 
 // The body text itself has the contract's shape, members in this order.
 void test_error_bodies_have_the_contract_layout(void **) {
-    for (const contract_row &row : contract_errors) {
+    for (const contract_row &row : contract) {
+        if (row.code.empty()) continue;
         std::string_view body = resend::reply_for(row.result).body;
         std::string prefix =
-            "{\"error\":{\"code\":\"" + std::string(row.word) + "\",\"message\":\"";
+            "{\"error\":{\"code\":\"" + std::string(row.code) + "\",\"message\":\"";
         if (body.substr(0, prefix.size()) != prefix || body.size() < prefix.size() + 4 ||
             body.substr(body.size() - 3) != "\"}}") {
             print_error("unexpected layout: %s\n", unit::printable(body).c_str());
@@ -125,16 +161,22 @@ void test_error_bodies_have_the_contract_layout(void **) {
     }
 }
 
-void test_error_bodies_differ_from_each_other_and_from_accepted(void **) {
-    constexpr std::size_t n = sizeof contract_errors / sizeof contract_errors[0];
+// Error bodies differ from the 200 body, and from each other unless they
+// share their code (client_limited and email_limited: the answer does not
+// say which limit refused); every outcome has its own word.
+void test_bodies_differ_unless_the_code_is_shared(void **) {
+    constexpr std::size_t n = sizeof contract / sizeof contract[0];
     for (std::size_t i = 0; i < n; ++i) {
-        std::string_view body = resend::reply_for(contract_errors[i].result).body;
-        check(body != resend::accepted_body);
-        check(body.find("\"data\"") == std::string_view::npos);
+        std::string_view body = resend::reply_for(contract[i].result).body;
+        if (!contract[i].code.empty()) {
+            check(body != resend::accepted_body);
+            check(body.find("\"data\"") == std::string_view::npos);
+        }
         for (std::size_t j = i + 1; j < n; ++j) {
-            check(body != resend::reply_for(contract_errors[j].result).body);
-            check(resend::reply_for(contract_errors[i].result).word !=
-                  resend::reply_for(contract_errors[j].result).word);
+            std::string_view other = resend::reply_for(contract[j].result).body;
+            check((body == other) == (contract[i].code == contract[j].code));
+            check(resend::reply_for(contract[i].result).word !=
+                  resend::reply_for(contract[j].result).word);
         }
     }
 }
@@ -188,10 +230,12 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         guarded_test(test_accepted_is_200_with_the_spec_body),
         guarded_test(test_accepted_body_is_json_with_the_message),
-        guarded_test(test_error_statuses_and_words_follow_the_contract),
-        guarded_test(test_error_bodies_are_json_with_the_word_as_code),
+        guarded_test(test_the_table_covers_every_outcome),
+        guarded_test(test_statuses_and_words_follow_the_contract),
+        guarded_test(test_200_rows_have_the_spec_body),
+        guarded_test(test_error_bodies_are_json_with_the_contract_code),
         guarded_test(test_error_bodies_have_the_contract_layout),
-        guarded_test(test_error_bodies_differ_from_each_other_and_from_accepted),
+        guarded_test(test_bodies_differ_unless_the_code_is_shared),
         guarded_test(test_bodies_are_printable_ascii),
         guarded_test(test_redis_failures_follow_the_contract),
         guarded_test(test_undecided_and_out_of_range_outcomes_are_server_errors),
