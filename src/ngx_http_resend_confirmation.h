@@ -166,6 +166,10 @@ void ngx_http_resend_confirmation_recorded(ngx_http_request_t *r, bool stored) n
 ngx_int_t ngx_http_resend_confirmation_reply_unrecorded(ngx_http_request_t *r,
                                                         ngx_http_resend_confirmation_ctx_t *ctx) noexcept;
 
+// request_id.cpp: the request's $request_id (drawn from a per-worker buffer
+// unless the request already has one); null when out of memory.
+ngx_http_variable_value_t *ngx_http_resend_confirmation_request_id(ngx_http_request_t *r) noexcept;
+
 // redis.cpp: the per-worker link to one Redis.
 ngx_http_resend_confirmation_link_t *
 ngx_http_resend_confirmation_link_create(ngx_http_resend_confirmation_redis_conf_t *conf,

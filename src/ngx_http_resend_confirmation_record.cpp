@@ -7,40 +7,6 @@
 
 #include <charconv>
 
-#include <openssl/rand.h>
-
-// $request_id for the record, and for the access log: nginx draws 16 bytes
-// from RAND_bytes for every request, which costs a fifth of the accepted
-// path (and a getpid()). We set the request's $request_id ourselves, in the
-// same form (32 hex digits, 128 random bits), from a per-worker buffer that
-// one RAND_bytes call refills every 256 requests. $request_id in the access
-// log then shows this value, so the two still join.
-static ngx_http_variable_value_t *ngx_http_resend_confirmation_request_id(
-    ngx_http_request_t *r, ngx_int_t index) noexcept {
-    ngx_http_variable_value_t *value = &r->variables[index];
-    if (value->valid || value->not_found) return value;  // already drawn for this request
-
-    static u_char random[4096];
-    static size_t used = sizeof(random);
-    if (used + 16 > sizeof(random)) {
-        if (RAND_bytes(random, sizeof(random)) != 1) {
-            return ngx_http_get_indexed_variable(r, index);  // nginx's own way
-        }
-        used = 0;
-    }
-    auto *hex = static_cast<u_char *>(ngx_pnalloc(r->pool, 32));
-    if (hex == nullptr) return nullptr;
-    ngx_hex_dump(hex, random + used, 16);
-    ngx_explicit_memzero(random + used, 16);  // drawn once, never reused
-    used += 16;
-    value->data = hex;
-    value->len = 32;
-    value->valid = 1;
-    value->no_cacheable = 0;
-    value->not_found = 0;
-    return value;
-}
-
 static std::string_view view(const ngx_str_t &s) noexcept {
     return {reinterpret_cast<const char *>(s.data), s.len};
 }
@@ -57,8 +23,6 @@ bool ngx_http_resend_confirmation_record(ngx_http_request_t *r,
                                          ngx_http_resend_confirmation_ctx_t *ctx) noexcept {
     auto *lcf = static_cast<ngx_http_resend_confirmation_loc_conf_t *>(
         ngx_http_get_module_loc_conf(r, ngx_http_resend_confirmation_module));
-    auto *mcf = static_cast<ngx_http_resend_confirmation_main_conf_t *>(
-        ngx_http_get_module_main_conf(r, ngx_http_resend_confirmation_module));
 
     ngx_uint_t extra = lcf->fields != nullptr ? lcf->fields->nelts : 0;
     size_t argc = 6 + 8 + 2 * extra;
@@ -68,14 +32,13 @@ bool ngx_http_resend_confirmation_record(ngx_http_request_t *r,
     if (args == nullptr || received_at == nullptr || cleanup == nullptr) return false;
 
     ngx_time_t *now = ngx_timeofday();
-    // std::to_chars: a tenth of ngx_sprintf's cost on this hot path.
+    // std::to_chars rather than ngx_sprintf: this runs for every accepted request.
     auto *received_at_end = reinterpret_cast<u_char *>(
         std::to_chars(reinterpret_cast<char *>(received_at),
                       reinterpret_cast<char *>(received_at) + NGX_INT64_LEN,
                       static_cast<uint64_t>(now->sec) * 1000 + now->msec)
             .ptr);
-    ngx_http_variable_value_t *request_id =
-        ngx_http_resend_confirmation_request_id(r, mcf->request_id_index);
+    ngx_http_variable_value_t *request_id = ngx_http_resend_confirmation_request_id(r);
 
     size_t n = 0;
     args[n++] = "XADD";
