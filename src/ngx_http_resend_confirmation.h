@@ -176,6 +176,8 @@ ngx_http_resend_confirmation_link_create(ngx_http_resend_confirmation_redis_conf
                                          ngx_cycle_t *cycle) noexcept;
 void ngx_http_resend_confirmation_link_destroy(ngx_http_resend_confirmation_link_t *link) noexcept;
 // Queues a command for `r`; null when the link is down (the caller answers).
+// args[0], the command's name, must be a literal: an error reply is logged
+// with it.
 ngx_http_resend_confirmation_pending_t *
 ngx_http_resend_confirmation_link_send(ngx_http_resend_confirmation_link_t *link,
                                        ngx_http_request_t *r,
