@@ -78,12 +78,34 @@ struct ngx_http_resend_confirmation_charge_t {
     u_char key[resend::keyed_hash_size];
 };
 
-enum class limit_phase : unsigned char { client, email };
+// When a zone is checked: client zones before the body is read, email
+// zones after it is validated.
+enum class ngx_http_resend_confirmation_limit_phase_t : unsigned char { client, email };
 
 // What the limits of one phase say about a request.
-struct limit_verdict {
+struct ngx_http_resend_confirmation_limit_verdict_t {
     enum { passed, refused, silenced } result;
     ngx_uint_t retry_after;  // seconds, for refused
+};
+
+struct ngx_http_resend_confirmation_limit_shctx_s;
+typedef struct ngx_http_resend_confirmation_limit_shctx_s ngx_http_resend_confirmation_limit_shctx_t;
+
+// `resend_confirmation_limit_zone`: a zone as configured (shm_zone->data),
+// one per configuration cycle, in the cycle's pool.
+struct ngx_http_resend_confirmation_zone_t {
+    ngx_http_resend_confirmation_limit_shctx_t *sh;
+    ngx_slab_pool_t *shpool;
+    ngx_str_t name;
+    ngx_http_complex_value_t key;
+    // Decided at configuration: email when the compiled key reads
+    // $resend_confirmation_email or the zone says after_validation.
+    ngx_http_resend_confirmation_limit_phase_t phase;
+    bool warned;  // the key was found reading the email too early (logged once)
+    ngx_int_t email_index;  // $resend_confirmation_email
+    resend::rate rate;
+    ngx_http_resend_confirmation_main_conf_t *mcf;  // for the secret
+    resend::keyed_hash hash;  // keyed with the configured or the zone's secret, at zone init
 };
 
 struct ngx_http_resend_confirmation_pending_s;
@@ -104,8 +126,6 @@ struct ngx_http_resend_confirmation_ctx_t {
     unsigned silenced:1;         // a silent client limit: a valid body gets the silent 200
     resend::outcome refusal;  // the answer decided before the body, while draining
     unsigned draining:1;      // refused already: read the body only to drop it
-    unsigned reading_client_keys:1;  // the client limits' keys are being evaluated
-    unsigned email_read_early:1;     // ... and one asked for $resend_confirmation_email
     unsigned replied:1;       // our own reply was sent: the filters let it pass
     unsigned substitute:1;    // nginx is sending its own error page: replace it
 };
@@ -127,6 +147,21 @@ inline bool ngx_http_resend_confirmation_has_prefix(const ngx_str_t &s, const ch
     rest->len = s.len - n;
     return true;
 }
+// Compiles a directive's value that may hold variables into `cv`.
+inline bool ngx_http_resend_confirmation_compile(ngx_conf_t *cf, ngx_str_t *value,
+                                                 ngx_http_complex_value_t *cv) noexcept {
+    ngx_http_compile_complex_value_t ccv;
+    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+    ccv.cf = cf;
+    ccv.value = value;
+    ccv.complex_value = cv;
+    return ngx_http_compile_complex_value(&ccv) == NGX_OK;
+}
+// True when `s` is exactly `word`.
+inline bool ngx_http_resend_confirmation_is(const ngx_str_t &s, const char *word) noexcept {
+    size_t n = ngx_strlen(word);
+    return s.len == n && ngx_strncmp(s.data, word, n) == 0;
+}
 
 // handler.cpp
 ngx_int_t ngx_http_resend_confirmation_handler(ngx_http_request_t *r) noexcept;
@@ -145,14 +180,20 @@ ngx_int_t ngx_http_resend_confirmation_reply_filters_init(ngx_conf_t *cf) noexce
 // variables.cpp
 ngx_int_t ngx_http_resend_confirmation_add_variables(ngx_conf_t *cf) noexcept;
 
-// limit.cpp: rate limits in shared memory.
+// limit_directives.cpp: the rate-limit directives.
 char *ngx_http_resend_confirmation_limit_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf) noexcept;
 char *ngx_http_resend_confirmation_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf) noexcept;
 char *ngx_http_resend_confirmation_limit_secret(ngx_conf_t *cf, ngx_command_t *cmd, void *conf) noexcept;
+
+// limit.cpp: rate limits in shared memory.
+// shm_zone->init of a zone: sets up its shared memory, or takes over the
+// running one's (refusing a changed key or size).
+ngx_int_t ngx_http_resend_confirmation_limit_init_zone(ngx_shm_zone_t *shm_zone, void *data) noexcept;
 // Applies the location's limits of `phase`; counts the request where it passes.
-limit_verdict ngx_http_resend_confirmation_limit_check(ngx_http_request_t *r,
-                                                       ngx_http_resend_confirmation_ctx_t *ctx,
-                                                       limit_phase phase) noexcept;
+ngx_http_resend_confirmation_limit_verdict_t
+ngx_http_resend_confirmation_limit_check(ngx_http_request_t *r,
+                                         ngx_http_resend_confirmation_ctx_t *ctx,
+                                         ngx_http_resend_confirmation_limit_phase_t phase) noexcept;
 // Gives back what the email limits took (the request was refused after all).
 void ngx_http_resend_confirmation_limit_refund(ngx_http_resend_confirmation_ctx_t *ctx) noexcept;
 

@@ -37,14 +37,14 @@ static resend::outcome ngx_http_resend_confirmation_check_headers(ngx_http_reque
 // answer needs (status, Retry-After).
 static resend::outcome ngx_http_resend_confirmation_limited(ngx_http_request_t *r,
                                                             ngx_http_resend_confirmation_ctx_t *ctx,
-                                                            limit_verdict limited,
-                                                            limit_phase phase) noexcept {
-    if (limited.result == limit_verdict::silenced) return resend::outcome::silenced;
+                                                            ngx_http_resend_confirmation_limit_verdict_t limited,
+                                                            ngx_http_resend_confirmation_limit_phase_t phase) noexcept {
+    if (limited.result == ngx_http_resend_confirmation_limit_verdict_t::silenced) return resend::outcome::silenced;
     auto *lcf = static_cast<ngx_http_resend_confirmation_loc_conf_t *>(
         ngx_http_get_module_loc_conf(r, ngx_http_resend_confirmation_module));
     ctx->status = lcf->limit_status;
     ctx->retry_after = limited.retry_after;
-    return phase == limit_phase::client ? resend::outcome::client_limited
+    return phase == ngx_http_resend_confirmation_limit_phase_t::client ? resend::outcome::client_limited
                                         : resend::outcome::email_limited;
 }
 
@@ -96,15 +96,15 @@ ngx_int_t ngx_http_resend_confirmation_handler(ngx_http_request_t *r) noexcept {
         return ngx_http_resend_confirmation_refuse_early(r, ctx, refused);
     }
 
-    limit_verdict limited =
-        ngx_http_resend_confirmation_limit_check(r, ctx, limit_phase::client);
-    if (limited.result == limit_verdict::silenced) {
+    ngx_http_resend_confirmation_limit_verdict_t limited =
+        ngx_http_resend_confirmation_limit_check(r, ctx, ngx_http_resend_confirmation_limit_phase_t::client);
+    if (limited.result == ngx_http_resend_confirmation_limit_verdict_t::silenced) {
         // A silent client limit: the answer must not tell, so the body is
         // still read and validated; a valid one then gets the silent 200.
         ctx->silenced = 1;
-    } else if (limited.result != limit_verdict::passed) {
+    } else if (limited.result != ngx_http_resend_confirmation_limit_verdict_t::passed) {
         return ngx_http_resend_confirmation_refuse_early(
-            r, ctx, ngx_http_resend_confirmation_limited(r, ctx, limited, limit_phase::client));
+            r, ctx, ngx_http_resend_confirmation_limited(r, ctx, limited, ngx_http_resend_confirmation_limit_phase_t::client));
     }
 
     auto *lcf = static_cast<ngx_http_resend_confirmation_loc_conf_t *>(
@@ -177,11 +177,11 @@ static void ngx_http_resend_confirmation_body_ready(ngx_http_request_t *r) noexc
     }
     ngx_memcpy(ctx->email.data, request.email.data(), request.email.size());
 
-    limit_verdict limited = ngx_http_resend_confirmation_limit_check(r, ctx, limit_phase::email);
-    if (limited.result != limit_verdict::passed) {
+    ngx_http_resend_confirmation_limit_verdict_t limited = ngx_http_resend_confirmation_limit_check(r, ctx, ngx_http_resend_confirmation_limit_phase_t::email);
+    if (limited.result != ngx_http_resend_confirmation_limit_verdict_t::passed) {
         ngx_http_finalize_request(
             r, ngx_http_resend_confirmation_reply(
-                   r, ctx, ngx_http_resend_confirmation_limited(r, ctx, limited, limit_phase::email)));
+                   r, ctx, ngx_http_resend_confirmation_limited(r, ctx, limited, ngx_http_resend_confirmation_limit_phase_t::email)));
         return;
     }
 

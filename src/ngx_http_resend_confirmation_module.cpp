@@ -255,12 +255,9 @@ static char *ngx_http_resend_confirmation_field(ngx_conf_t *cf, ngx_command_t *,
     if (field == nullptr) return ngx_http_resend_confirmation_conf_error();
     field->name = value[1];
 
-    ngx_http_compile_complex_value_t ccv;
-    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
-    ccv.cf = cf;
-    ccv.value = &value[2];
-    ccv.complex_value = &field->value;
-    if (ngx_http_compile_complex_value(&ccv) != NGX_OK) return ngx_http_resend_confirmation_conf_error();
+    if (!ngx_http_resend_confirmation_compile(cf, &value[2], &field->value)) {
+        return ngx_http_resend_confirmation_conf_error();
+    }
     return NGX_CONF_OK;
 }
 

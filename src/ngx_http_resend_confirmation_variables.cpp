@@ -34,7 +34,6 @@ static ngx_int_t ngx_http_resend_confirmation_email_variable(ngx_http_request_t 
                                                              uintptr_t) noexcept {
     auto *ctx = ngx_http_resend_confirmation_variable_ctx(r);
     if (ctx == nullptr || ctx->email.len == 0) {
-        if (ctx != nullptr && ctx->reading_client_keys) ctx->email_read_early = 1;
         v->not_found = 1;
         return NGX_OK;
     }
