@@ -10,6 +10,7 @@ extern "C" {
 
 #include <span>
 #include <string_view>
+#include <type_traits>
 
 #include "core/keyed_hash.hpp"
 #include "core/leaky_bucket.hpp"
@@ -113,8 +114,21 @@ typedef struct ngx_http_resend_confirmation_pending_s ngx_http_resend_confirmati
 struct ngx_http_resend_confirmation_link_s;
 typedef struct ngx_http_resend_confirmation_link_s ngx_http_resend_confirmation_link_t;
 
+// Where a request is, as far as the body and answer filters need to know.
+enum class ngx_http_resend_confirmation_stage_t : unsigned char {
+    handling,   // from the handler until the answer: checks, body, limits, record
+    draining,   // refused before the body (HTTP/2): the body is read only to be
+                // dropped, then `outcome` is answered
+    replacing,  // nginx is sending its own 413 page: the filters put ours in its place
+    answered,   // our answer is on its way: the filters let it pass
+};
+
 struct ngx_http_resend_confirmation_ctx_t {
-    resend::outcome outcome;  // how the request ended ($resend_confirmation_outcome)
+    resend::outcome outcome;  // the answer, once decided ($resend_confirmation_outcome
+                              // unless still draining)
+    ngx_http_resend_confirmation_stage_t stage;
+    unsigned silenced:1;         // a silent client limit: a valid body gets the silent 200
+    unsigned dry_run_limited:1;  // a limit would have refused it, but dry run is on
     off_t body_received;      // decoded body bytes seen by the request body filter
     ngx_str_t email;          // as sent, copied into the request pool
     ngx_http_resend_confirmation_pending_t *pending;  // XADD in flight, if any
@@ -122,13 +136,56 @@ struct ngx_http_resend_confirmation_ctx_t {
     ngx_uint_t ncharges;
     ngx_uint_t retry_after;   // Retry-After seconds of a 429; 0: none
     ngx_uint_t status;        // overrides the outcome's status (resend_confirmation_limit_status)
-    unsigned dry_run_limited:1;  // a limit would have refused it, but dry run is on
-    unsigned silenced:1;         // a silent client limit: a valid body gets the silent 200
-    resend::outcome refusal;  // the answer decided before the body, while draining
-    unsigned draining:1;      // refused already: read the body only to drop it
-    unsigned replied:1;       // our own reply was sent: the filters let it pass
-    unsigned substitute:1;    // nginx is sending its own error page: replace it
 };
+
+// The ways a request is found too large; what follows is
+// ngx_http_resend_confirmation_too_large()'s (handler.cpp).
+enum class ngx_http_resend_confirmation_too_large_t : unsigned char {
+    declared,  // its Content-Length, before anything is read
+    counted,   // the body filter, while reading
+    by_nginx,  // nginx is sending its own 413 for it (after `counted`, or client_max_body_size)
+};
+
+// Everything that lives in an nginx pool or shared zone is never destroyed,
+// only freed with its memory: it must not need a destructor.
+static_assert(std::is_trivially_destructible_v<ngx_http_resend_confirmation_redis_conf_t>);
+static_assert(std::is_trivially_destructible_v<ngx_http_resend_confirmation_field_t>);
+static_assert(std::is_trivially_destructible_v<ngx_http_resend_confirmation_main_conf_t>);
+static_assert(std::is_trivially_destructible_v<ngx_http_resend_confirmation_limit_t>);
+static_assert(std::is_trivially_destructible_v<ngx_http_resend_confirmation_loc_conf_t>);
+static_assert(std::is_trivially_destructible_v<ngx_http_resend_confirmation_charge_t>);
+static_assert(std::is_trivially_destructible_v<ngx_http_resend_confirmation_zone_t>);
+static_assert(std::is_trivially_destructible_v<ngx_http_resend_confirmation_ctx_t>);
+
+// The configuration and context of a request, one getter each.
+inline ngx_http_resend_confirmation_loc_conf_t *
+ngx_http_resend_confirmation_loc_conf(ngx_http_request_t *r) noexcept {
+    return static_cast<ngx_http_resend_confirmation_loc_conf_t *>(
+        ngx_http_get_module_loc_conf(r, ngx_http_resend_confirmation_module));
+}
+inline ngx_http_resend_confirmation_main_conf_t *
+ngx_http_resend_confirmation_main_conf(ngx_http_request_t *r) noexcept {
+    return static_cast<ngx_http_resend_confirmation_main_conf_t *>(
+        ngx_http_get_module_main_conf(r, ngx_http_resend_confirmation_module));
+}
+// The main configuration while the configuration is read.
+inline ngx_http_resend_confirmation_main_conf_t *
+ngx_http_resend_confirmation_conf_main_conf(ngx_conf_t *cf) noexcept {
+    return static_cast<ngx_http_resend_confirmation_main_conf_t *>(
+        ngx_http_conf_get_module_main_conf(cf, ngx_http_resend_confirmation_module));
+}
+// Null for requests the module has not seen.
+inline ngx_http_resend_confirmation_ctx_t *ngx_http_resend_confirmation_get_ctx(ngx_http_request_t *r) noexcept {
+    return static_cast<ngx_http_resend_confirmation_ctx_t *>(
+        ngx_http_get_module_ctx(r, ngx_http_resend_confirmation_module));
+}
+// A new, empty context for `r` (stage handling); null when out of memory.
+inline ngx_http_resend_confirmation_ctx_t *ngx_http_resend_confirmation_create_ctx(ngx_http_request_t *r) noexcept {
+    auto *ctx = static_cast<ngx_http_resend_confirmation_ctx_t *>(
+        ngx_pcalloc(r->pool, sizeof(ngx_http_resend_confirmation_ctx_t)));
+    if (ctx != nullptr) ngx_http_set_ctx(r, ctx, ngx_http_resend_confirmation_module);
+    return ctx;
+}
 
 // Directive parsing helpers shared by the directive handlers.
 inline char *ngx_http_resend_confirmation_conf_error() noexcept {
@@ -165,17 +222,21 @@ inline bool ngx_http_resend_confirmation_is(const ngx_str_t &s, const char *word
 
 // handler.cpp
 ngx_int_t ngx_http_resend_confirmation_handler(ngx_http_request_t *r) noexcept;
+// What happens to a request that is too large, found `when`: see there.
+ngx_int_t ngx_http_resend_confirmation_too_large(ngx_http_request_t *r,
+                                                 ngx_http_resend_confirmation_ctx_t *ctx,
+                                                 ngx_http_resend_confirmation_too_large_t when) noexcept;
 
 // body.cpp
 ngx_int_t ngx_http_resend_confirmation_body_filter_init(ngx_conf_t *cf) noexcept;
-u_char *ngx_http_resend_confirmation_body_flatten(ngx_http_request_t *r, size_t limit,
-                                                  size_t *size, bool *too_large) noexcept;
+// The whole body in one buffer padded for the parser; null when out of memory.
+u_char *ngx_http_resend_confirmation_body_flatten(ngx_http_request_t *r, size_t *size) noexcept;
 
-// reply.cpp
-ngx_int_t ngx_http_resend_confirmation_reply(ngx_http_request_t *r,
+// answer.cpp: the HTTP answers.
+ngx_int_t ngx_http_resend_confirmation_answer(ngx_http_request_t *r,
                                              ngx_http_resend_confirmation_ctx_t *ctx,
                                              resend::outcome result) noexcept;
-ngx_int_t ngx_http_resend_confirmation_reply_filters_init(ngx_conf_t *cf) noexcept;
+ngx_int_t ngx_http_resend_confirmation_answer_filters_init(ngx_conf_t *cf) noexcept;
 
 // variables.cpp
 ngx_int_t ngx_http_resend_confirmation_add_variables(ngx_conf_t *cf) noexcept;
@@ -204,7 +265,7 @@ bool ngx_http_resend_confirmation_record(ngx_http_request_t *r,
 // Called by the link with the result; answers and finalizes the request.
 void ngx_http_resend_confirmation_recorded(ngx_http_request_t *r, bool stored) noexcept;
 // Answers a request whose record failed, per resend_confirmation_redis_failure.
-ngx_int_t ngx_http_resend_confirmation_reply_unrecorded(ngx_http_request_t *r,
+ngx_int_t ngx_http_resend_confirmation_answer_unrecorded(ngx_http_request_t *r,
                                                         ngx_http_resend_confirmation_ctx_t *ctx) noexcept;
 
 // request_id.cpp: the request's $request_id (drawn from a per-worker buffer

@@ -268,8 +268,7 @@ static void ngx_http_resend_confirmation_limit_give_back(
 ngx_http_resend_confirmation_limit_verdict_t ngx_http_resend_confirmation_limit_check(ngx_http_request_t *r,
                                                        ngx_http_resend_confirmation_ctx_t *ctx,
                                                        ngx_http_resend_confirmation_limit_phase_t phase) noexcept {
-    auto *lcf = static_cast<ngx_http_resend_confirmation_loc_conf_t *>(
-        ngx_http_get_module_loc_conf(r, ngx_http_resend_confirmation_module));
+    auto *lcf = ngx_http_resend_confirmation_loc_conf(r);
     ngx_http_resend_confirmation_limit_verdict_t verdict{ngx_http_resend_confirmation_limit_verdict_t::passed, 0};
     if (lcf->limits == nullptr) return verdict;
 

@@ -149,7 +149,7 @@ static char *ngx_http_resend_confirmation_check_body_size(ngx_conf_t *cf, void *
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"resend_confirmation_max_body_size\" must be between 1 and %uz bytes",
                            max_body_size_ceiling);
-        return static_cast<char *>(NGX_CONF_ERROR);
+        return ngx_http_resend_confirmation_conf_error();
     }
     return NGX_CONF_OK;
 }
@@ -206,8 +206,7 @@ static char *ngx_http_resend_confirmation_redis(ngx_conf_t *cf, ngx_command_t *,
         return ngx_http_resend_confirmation_conf_error();
     }
 
-    auto *mcf = static_cast<ngx_http_resend_confirmation_main_conf_t *>(
-        ngx_http_conf_get_module_main_conf(cf, ngx_http_resend_confirmation_module));
+    auto *mcf = ngx_http_resend_confirmation_conf_main_conf(cf);
     auto **slot = static_cast<ngx_http_resend_confirmation_redis_conf_t **>(ngx_array_push(&mcf->redis));
     if (slot == nullptr) return ngx_http_resend_confirmation_conf_error();
     redis->index = mcf->redis.nelts - 1;
@@ -266,14 +265,13 @@ static ngx_int_t ngx_http_resend_confirmation_preconfiguration(ngx_conf_t *cf) n
 }
 
 static ngx_int_t ngx_http_resend_confirmation_postconfiguration(ngx_conf_t *cf) noexcept {
-    auto *mcf = static_cast<ngx_http_resend_confirmation_main_conf_t *>(
-        ngx_http_conf_get_module_main_conf(cf, ngx_http_resend_confirmation_module));
+    auto *mcf = ngx_http_resend_confirmation_conf_main_conf(cf);
     static ngx_str_t request_id = ngx_string("request_id");
     mcf->request_id_index = ngx_http_get_variable_index(cf, &request_id);
     if (mcf->request_id_index == NGX_ERROR) return NGX_ERROR;
 
     if (ngx_http_resend_confirmation_body_filter_init(cf) != NGX_OK) return NGX_ERROR;
-    return ngx_http_resend_confirmation_reply_filters_init(cf);
+    return ngx_http_resend_confirmation_answer_filters_init(cf);
 }
 
 static void *ngx_http_resend_confirmation_create_main_conf(ngx_conf_t *cf) noexcept {
@@ -336,8 +334,7 @@ static char *ngx_http_resend_confirmation_merge_loc_conf(ngx_conf_t *cf, void *p
         return ngx_http_resend_confirmation_conf_error();
     }
 
-    auto *mcf = static_cast<ngx_http_resend_confirmation_main_conf_t *>(
-        ngx_http_conf_get_module_main_conf(cf, ngx_http_resend_confirmation_module));
+    auto *mcf = ngx_http_resend_confirmation_conf_main_conf(cf);
     if (conf->enabled && conf->max_body_size > mcf->largest_body) {
         mcf->largest_body = conf->max_body_size;
     }

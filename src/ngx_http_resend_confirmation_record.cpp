@@ -21,8 +21,7 @@ static void ngx_http_resend_confirmation_record_cleanup(void *data) noexcept {
 
 bool ngx_http_resend_confirmation_record(ngx_http_request_t *r,
                                          ngx_http_resend_confirmation_ctx_t *ctx) noexcept {
-    auto *lcf = static_cast<ngx_http_resend_confirmation_loc_conf_t *>(
-        ngx_http_get_module_loc_conf(r, ngx_http_resend_confirmation_module));
+    auto *lcf = ngx_http_resend_confirmation_loc_conf(r);
 
     ngx_uint_t extra = lcf->fields != nullptr ? lcf->fields->nelts : 0;
     size_t argc = 6 + 8 + 2 * extra;
@@ -78,32 +77,30 @@ bool ngx_http_resend_confirmation_record(ngx_http_request_t *r,
     return true;
 }
 
-ngx_int_t ngx_http_resend_confirmation_reply_unrecorded(ngx_http_request_t *r,
+ngx_int_t ngx_http_resend_confirmation_answer_unrecorded(ngx_http_request_t *r,
                                                         ngx_http_resend_confirmation_ctx_t *ctx) noexcept {
-    auto *lcf = static_cast<ngx_http_resend_confirmation_loc_conf_t *>(
-        ngx_http_get_module_loc_conf(r, ngx_http_resend_confirmation_module));
+    auto *lcf = ngx_http_resend_confirmation_loc_conf(r);
     if (static_cast<redis_failure_policy>(lcf->redis_failure) == redis_failure_policy::accept) {
         // Answered as accepted: the email limits keep their count.
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "resend_confirmation: request not recorded, answered 200 "
                       "(resend_confirmation_redis_failure accept)");
-        return ngx_http_resend_confirmation_reply(r, ctx, resend::outcome::lost);
+        return ngx_http_resend_confirmation_answer(r, ctx, resend::outcome::lost);
     }
     // Refused after all: the email quota it took goes back, so that a retry
     // (or the next request for the address) is not silenced for nothing.
     ngx_http_resend_confirmation_limit_refund(ctx);
-    return ngx_http_resend_confirmation_reply(r, ctx, resend::outcome::redis_error);
+    return ngx_http_resend_confirmation_answer(r, ctx, resend::outcome::redis_error);
 }
 
 void ngx_http_resend_confirmation_recorded(ngx_http_request_t *r, bool stored) noexcept {
-    auto *ctx = static_cast<ngx_http_resend_confirmation_ctx_t *>(
-        ngx_http_get_module_ctx(r, ngx_http_resend_confirmation_module));
+    auto *ctx = ngx_http_resend_confirmation_get_ctx(r);
     ctx->pending = nullptr;
     ngx_connection_t *c = r->connection;
     resend::outcome accepted =
         ctx->dry_run_limited ? resend::outcome::dry_run_limited : resend::outcome::accepted;
-    ngx_int_t rc = stored ? ngx_http_resend_confirmation_reply(r, ctx, accepted)
-                          : ngx_http_resend_confirmation_reply_unrecorded(r, ctx);
+    ngx_int_t rc = stored ? ngx_http_resend_confirmation_answer(r, ctx, accepted)
+                          : ngx_http_resend_confirmation_answer_unrecorded(r, ctx);
     ngx_http_finalize_request(r, rc);
     // We run from the Redis connection's event, not the client's: let
     // nginx finish what the request posted (as upstream handlers do).

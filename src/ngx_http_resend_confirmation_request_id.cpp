@@ -11,8 +11,7 @@
 #include <openssl/rand.h>
 
 ngx_http_variable_value_t *ngx_http_resend_confirmation_request_id(ngx_http_request_t *r) noexcept {
-    auto *mcf = static_cast<ngx_http_resend_confirmation_main_conf_t *>(
-        ngx_http_get_module_main_conf(r, ngx_http_resend_confirmation_module));
+    auto *mcf = ngx_http_resend_confirmation_main_conf(r);
     ngx_int_t index = mcf->request_id_index;
     ngx_http_variable_value_t *value = &r->variables[index];
     if (value->valid || value->not_found) return value;  // already drawn for this request
