@@ -1,5 +1,9 @@
-// Module definition: directives, configuration create/merge, worker start.
-// The request flow starts in ngx_http_resend_confirmation_handler.cpp.
+// Module definition: registers every directive and parses those of the
+// endpoint, the Redis link, the stream and the record's fields (the limit
+// directives' parsers are in limit_directives.cpp); decides what a level
+// inherits and refuses a `resend_confirmation` location without a Redis; and
+// makes each worker's JSON parser (sized for the largest body limit) and
+// Redis links. The request flow starts in ngx_http_resend_confirmation_handler.cpp.
 
 #include "ngx_http_resend_confirmation.h"
 

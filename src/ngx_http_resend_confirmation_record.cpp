@@ -1,15 +1,19 @@
-// The record step of the flow: one stream entry per accepted request,
+// The record step of the flow: decides the stream entry of an accepted
+// request, its fields and their order,
 //   XADD <stream> MAXLEN ~ <maxlen> * email <as sent> ip <$remote_addr>
 //        request_id <$request_id> received_at <ms since epoch> [<field> <value>]...
-// and the answer once Redis has it (or could not take it).
+// and the answer once Redis has it, or could not take it (the failure policy:
+// 503 with the email limits' count given back, or 200 "lost").
 
 #include "ngx_http_resend_confirmation.h"
 
 #include <charconv>
 
-static std::string_view view(const ngx_str_t &s) noexcept {
+namespace {
+std::string_view view(const ngx_str_t &s) noexcept {
     return {reinterpret_cast<const char *>(s.data), s.len};
 }
+}  // namespace
 
 static void ngx_http_resend_confirmation_record_cleanup(void *data) noexcept {
     auto *ctx = static_cast<ngx_http_resend_confirmation_ctx_t *>(data);

@@ -1,5 +1,8 @@
 // The Redis link: one connection per worker and Redis address, on nginx's
-// own event loop (ngx_event_connect_peer, nginx timers), never blocking.
+// own event loop (ngx_event_connect_peer, nginx timers), never blocking. It
+// decides when to connect, what may be written, which reply belongs to
+// which request, and when the connection has failed; it knows nothing of
+// XADD or of HTTP.
 //
 // - Commands of concurrent requests are appended to one output buffer and
 //   written together from a posted write event: one write per loop turn.
@@ -57,6 +60,10 @@ struct ngx_http_resend_confirmation_link_s {
     ngx_event_t hold_down;  // timer set: Redis was just found down; answer at once, do not reconnect
     ngx_msec_t backoff;
 };
+
+// Both live in the link's pool, freed with it, never destroyed.
+static_assert(std::is_trivially_destructible_v<ngx_http_resend_confirmation_pending_t>);
+static_assert(std::is_trivially_destructible_v<ngx_http_resend_confirmation_link_t>);
 
 static void ngx_http_resend_confirmation_link_fail(ngx_http_resend_confirmation_link_t *link,
                                                    const char *why) noexcept;

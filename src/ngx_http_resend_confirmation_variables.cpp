@@ -1,6 +1,9 @@
-// Variables for access logs and for later steps of the flow:
-//   $resend_confirmation_outcome  one word per outcome (core/outcome.hpp)
-//   $resend_confirmation_email    the validated email, normalized (lowercased)
+// Variables for access logs and for later steps of the flow, and what they
+// show when:
+//   $resend_confirmation_outcome  one word per outcome (core/outcome.hpp),
+//                                 once the answer is decided and not draining
+//   $resend_confirmation_email    the validated email, normalized
+//                                 (lowercased); empty until the body is valid
 
 #include "ngx_http_resend_confirmation.h"
 
