@@ -102,8 +102,13 @@ struct ngx_http_resend_confirmation_zone_t {
     // Decided at configuration: email when the compiled key reads
     // $resend_confirmation_email or the zone says after_validation.
     ngx_http_resend_confirmation_limit_phase_t phase;
+    // A client key that reads a variable of map, set or the like (changeable
+    // ones) may reach $resend_confirmation_email through it: decided when
+    // the zone is set up, once nginx knows every variable.
+    bool watch_email;
     bool warned;  // the key was found reading the email too early (logged once)
     ngx_int_t email_index;  // $resend_confirmation_email
+    ngx_http_core_main_conf_t *cmcf;  // nginx's variables, for watch_email
     resend::rate rate;
     ngx_http_resend_confirmation_main_conf_t *mcf;  // for the secret
     resend::keyed_hash hash;  // keyed with the configured or the zone's secret, at zone init

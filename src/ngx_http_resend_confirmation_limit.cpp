@@ -171,25 +171,29 @@ static bool ngx_http_resend_confirmation_limit_key(ngx_http_request_t *r,
 // A client zone's key that reaches $resend_confirmation_email through map
 // or set reads it before the body is validated, always empty: the zone never
 // applies. That is noticed when the key's evaluation evaluated the email
-// variable (nginx keeps each variable's last evaluation in r->variables),
-// logged once per zone and worker, and no longer looked for.
-static bool ngx_http_resend_confirmation_limit_client_key(ngx_http_request_t *r,
-                                                          ngx_http_resend_confirmation_zone_t *zone,
-                                                          limit_key *key) noexcept {
-    if (zone->warned) return ngx_http_resend_confirmation_limit_key(r, zone, key);
+// variable (nginx keeps each variable's last evaluation in r->variables:
+// limit_check clears it before and looks after), logged once per zone and
+// worker, and no longer looked for. Only keys that read a changeable
+// variable (watch_email) are watched: no other variable reads the email.
+static ngx_http_variable_value_t *
+ngx_http_resend_confirmation_limit_watch_email(ngx_http_request_t *r,
+                                               ngx_http_resend_confirmation_zone_t *zone) noexcept {
+    if (!zone->watch_email) return nullptr;
     ngx_http_variable_value_t *email = &r->variables[zone->email_index];
     email->valid = 0;
     email->not_found = 0;
-    bool has_key = ngx_http_resend_confirmation_limit_key(r, zone, key);
-    if (email->valid || email->not_found) {
-        zone->warned = true;
-        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                      "resend_confirmation: the key of zone \"%V\" reads "
-                      "$resend_confirmation_email before the body is read; add "
-                      "\"after_validation\" to its resend_confirmation_limit_zone",
-                      &zone->name);
-    }
-    return has_key;
+    return email;
+}
+
+static void ngx_http_resend_confirmation_limit_email_read_early(
+    ngx_http_request_t *r, ngx_http_resend_confirmation_zone_t *zone) noexcept {
+    zone->watch_email = false;
+    zone->warned = true;
+    ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                  "resend_confirmation: the key of zone \"%V\" reads "
+                  "$resend_confirmation_email before the body is read; add "
+                  "\"after_validation\" to its resend_confirmation_limit_zone",
+                  &zone->name);
 }
 
 // --- checking ------------------------------------------------------------------------
@@ -282,9 +286,11 @@ ngx_http_resend_confirmation_limit_verdict_t ngx_http_resend_confirmation_limit_
         if (zone->phase != phase) continue;
 
         limit_key key;
-        bool has_key = phase == ngx_http_resend_confirmation_limit_phase_t::client
-                           ? ngx_http_resend_confirmation_limit_client_key(r, zone, &key)
-                           : ngx_http_resend_confirmation_limit_key(r, zone, &key);
+        ngx_http_variable_value_t *email = ngx_http_resend_confirmation_limit_watch_email(r, zone);
+        bool has_key = ngx_http_resend_confirmation_limit_key(r, zone, &key);
+        if (email != nullptr && (email->valid || email->not_found)) {
+            ngx_http_resend_confirmation_limit_email_read_early(r, zone);
+        }
         if (!has_key) continue;
 
         // Once a limit refuses, later ones are looked at but not counted.
@@ -373,9 +379,26 @@ static void ngx_http_resend_confirmation_limit_set_secret(ngx_http_resend_confir
     }
 }
 
+// True when a client zone's key reads a changeable variable (map, set, and
+// the like), through which it may reach the email. nginx has resolved every
+// variable's flags by the time zones are set up.
+static bool ngx_http_resend_confirmation_limit_may_read_email(
+    const ngx_http_resend_confirmation_zone_t *zone) noexcept {
+    if (zone->phase != ngx_http_resend_confirmation_limit_phase_t::client ||
+        zone->key.flushes == nullptr) {
+        return false;
+    }
+    auto *variables = static_cast<ngx_http_variable_t *>(zone->cmcf->variables.elts);
+    for (ngx_uint_t *v = zone->key.flushes; *v != static_cast<ngx_uint_t>(-1); ++v) {
+        if (variables[*v].flags & NGX_HTTP_VAR_CHANGEABLE) return true;
+    }
+    return false;
+}
+
 ngx_int_t ngx_http_resend_confirmation_limit_init_zone(ngx_shm_zone_t *shm_zone,
                                                        void *data) noexcept {
     auto *zone = zone_of(shm_zone);
+    zone->watch_email = ngx_http_resend_confirmation_limit_may_read_email(zone);
     auto *old = static_cast<ngx_http_resend_confirmation_zone_t *>(data);
 
     if (old != nullptr) {

@@ -38,6 +38,8 @@ char *ngx_http_resend_confirmation_limit_zone(ngx_conf_t *cf, ngx_command_t *, v
     zone->email_index = ngx_http_get_variable_index(cf, &email_variable);
     if (zone->email_index == NGX_ERROR) return ngx_http_resend_confirmation_conf_error();
     bool after_validation = ngx_http_resend_confirmation_key_reads(zone->key, zone->email_index);
+    zone->cmcf = static_cast<ngx_http_core_main_conf_t *>(
+        ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module));
 
     ngx_str_t name = ngx_null_string;
     ssize_t size = 0;
