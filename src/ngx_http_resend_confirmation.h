@@ -39,7 +39,7 @@ struct ngx_http_resend_confirmation_field_t {
     ngx_http_complex_value_t value;
 };
 
-enum class redis_failure_policy : ngx_uint_t { reject = 0, accept = 1 };
+enum class ngx_http_resend_confirmation_redis_failure_t : ngx_uint_t { reject = 0, accept = 1 };
 
 struct ngx_http_resend_confirmation_main_conf_t {
     size_t largest_body;  // the largest max_body_size of any location: sizes the parser
@@ -64,7 +64,7 @@ struct ngx_http_resend_confirmation_loc_conf_t {
     ngx_str_t stream;        // stream key
     ngx_str_t maxlen_text;   // MAXLEN ~ argument
     ngx_array_t *fields;     // of ngx_http_resend_confirmation_field_t
-    ngx_uint_t redis_failure;  // redis_failure_policy
+    ngx_uint_t redis_failure;  // ngx_http_resend_confirmation_redis_failure_t
     ngx_array_t *limits;       // of ngx_http_resend_confirmation_limit_t
     ngx_flag_t limit_dry_run;
     ngx_uint_t limit_status;     // status of refusals, 429 by default

@@ -51,8 +51,8 @@ static ngx_conf_num_bounds_t ngx_http_resend_confirmation_limit_status_bounds = 
     ngx_conf_check_num_bounds, 400, 599};
 
 static ngx_conf_enum_t ngx_http_resend_confirmation_redis_failure_policies[] = {
-    {ngx_string("reject"), static_cast<ngx_uint_t>(redis_failure_policy::reject)},
-    {ngx_string("accept"), static_cast<ngx_uint_t>(redis_failure_policy::accept)},
+    {ngx_string("reject"), static_cast<ngx_uint_t>(ngx_http_resend_confirmation_redis_failure_t::reject)},
+    {ngx_string("accept"), static_cast<ngx_uint_t>(ngx_http_resend_confirmation_redis_failure_t::accept)},
     {ngx_null_string, 0}};
 
 #define RESEND_ANY_LEVEL (NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF)
@@ -242,7 +242,7 @@ static char *ngx_http_resend_confirmation_field(ngx_conf_t *cf, ngx_command_t *,
     auto *value = static_cast<ngx_str_t *>(cf->args->elts);
     static const char *const reserved[] = {"email", "ip", "request_id", "received_at"};
     for (const char *name : reserved) {
-        if (value[1].len == ngx_strlen(name) && ngx_strncmp(value[1].data, name, value[1].len) == 0) {
+        if (ngx_http_resend_confirmation_is(value[1], name)) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "field \"%V\" is always recorded by the module", &value[1]);
             return ngx_http_resend_confirmation_conf_error();
@@ -318,7 +318,7 @@ static char *ngx_http_resend_confirmation_merge_loc_conf(ngx_conf_t *cf, void *p
     ngx_conf_merge_ptr_value(conf->redis, parent->redis, nullptr);
     ngx_conf_merge_ptr_value(conf->fields, parent->fields, nullptr);
     ngx_conf_merge_uint_value(conf->redis_failure, parent->redis_failure,
-                              static_cast<ngx_uint_t>(redis_failure_policy::reject));
+                              static_cast<ngx_uint_t>(ngx_http_resend_confirmation_redis_failure_t::reject));
     // Limits: a level that sets any replaces the inherited list (limit_req).
     ngx_conf_merge_ptr_value(conf->limits, parent->limits, nullptr);
     ngx_conf_merge_value(conf->limit_dry_run, parent->limit_dry_run, 0);

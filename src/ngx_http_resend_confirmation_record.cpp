@@ -84,7 +84,8 @@ bool ngx_http_resend_confirmation_record(ngx_http_request_t *r,
 ngx_int_t ngx_http_resend_confirmation_answer_unrecorded(ngx_http_request_t *r,
                                                         ngx_http_resend_confirmation_ctx_t *ctx) noexcept {
     auto *lcf = ngx_http_resend_confirmation_loc_conf(r);
-    if (static_cast<redis_failure_policy>(lcf->redis_failure) == redis_failure_policy::accept) {
+    if (static_cast<ngx_http_resend_confirmation_redis_failure_t>(lcf->redis_failure) ==
+        ngx_http_resend_confirmation_redis_failure_t::accept) {
         // Answered as accepted: the email limits keep their count.
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "resend_confirmation: request not recorded, answered 200 "
