@@ -1,5 +1,9 @@
-// Module definition: directives, configuration create/merge, worker start.
-// The request flow starts in ngx_http_resend_confirmation_handler.cpp.
+// Module definition: registers every directive and parses those of the
+// endpoint, the Redis link, the stream and the record's fields (the limit
+// directives' parsers are in limit_directives.cpp); decides what a level
+// inherits and refuses a `resend_confirmation` location without a Redis; and
+// makes each worker's JSON parser (sized for the largest body limit) and
+// Redis links. The request flow starts in ngx_http_resend_confirmation_handler.cpp.
 
 #include "ngx_http_resend_confirmation.h"
 
@@ -47,8 +51,8 @@ static ngx_conf_num_bounds_t ngx_http_resend_confirmation_limit_status_bounds = 
     ngx_conf_check_num_bounds, 400, 599};
 
 static ngx_conf_enum_t ngx_http_resend_confirmation_redis_failure_policies[] = {
-    {ngx_string("reject"), static_cast<ngx_uint_t>(redis_failure_policy::reject)},
-    {ngx_string("accept"), static_cast<ngx_uint_t>(redis_failure_policy::accept)},
+    {ngx_string("reject"), static_cast<ngx_uint_t>(ngx_http_resend_confirmation_redis_failure_t::reject)},
+    {ngx_string("accept"), static_cast<ngx_uint_t>(ngx_http_resend_confirmation_redis_failure_t::accept)},
     {ngx_null_string, 0}};
 
 #define RESEND_ANY_LEVEL (NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF)
@@ -149,7 +153,7 @@ static char *ngx_http_resend_confirmation_check_body_size(ngx_conf_t *cf, void *
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"resend_confirmation_max_body_size\" must be between 1 and %uz bytes",
                            max_body_size_ceiling);
-        return static_cast<char *>(NGX_CONF_ERROR);
+        return ngx_http_resend_confirmation_conf_error();
     }
     return NGX_CONF_OK;
 }
@@ -206,8 +210,7 @@ static char *ngx_http_resend_confirmation_redis(ngx_conf_t *cf, ngx_command_t *,
         return ngx_http_resend_confirmation_conf_error();
     }
 
-    auto *mcf = static_cast<ngx_http_resend_confirmation_main_conf_t *>(
-        ngx_http_conf_get_module_main_conf(cf, ngx_http_resend_confirmation_module));
+    auto *mcf = ngx_http_resend_confirmation_conf_main_conf(cf);
     auto **slot = static_cast<ngx_http_resend_confirmation_redis_conf_t **>(ngx_array_push(&mcf->redis));
     if (slot == nullptr) return ngx_http_resend_confirmation_conf_error();
     redis->index = mcf->redis.nelts - 1;
@@ -239,7 +242,7 @@ static char *ngx_http_resend_confirmation_field(ngx_conf_t *cf, ngx_command_t *,
     auto *value = static_cast<ngx_str_t *>(cf->args->elts);
     static const char *const reserved[] = {"email", "ip", "request_id", "received_at"};
     for (const char *name : reserved) {
-        if (value[1].len == ngx_strlen(name) && ngx_strncmp(value[1].data, name, value[1].len) == 0) {
+        if (ngx_http_resend_confirmation_is(value[1], name)) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "field \"%V\" is always recorded by the module", &value[1]);
             return ngx_http_resend_confirmation_conf_error();
@@ -255,12 +258,9 @@ static char *ngx_http_resend_confirmation_field(ngx_conf_t *cf, ngx_command_t *,
     if (field == nullptr) return ngx_http_resend_confirmation_conf_error();
     field->name = value[1];
 
-    ngx_http_compile_complex_value_t ccv;
-    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
-    ccv.cf = cf;
-    ccv.value = &value[2];
-    ccv.complex_value = &field->value;
-    if (ngx_http_compile_complex_value(&ccv) != NGX_OK) return ngx_http_resend_confirmation_conf_error();
+    if (!ngx_http_resend_confirmation_compile(cf, &value[2], &field->value)) {
+        return ngx_http_resend_confirmation_conf_error();
+    }
     return NGX_CONF_OK;
 }
 
@@ -269,14 +269,13 @@ static ngx_int_t ngx_http_resend_confirmation_preconfiguration(ngx_conf_t *cf) n
 }
 
 static ngx_int_t ngx_http_resend_confirmation_postconfiguration(ngx_conf_t *cf) noexcept {
-    auto *mcf = static_cast<ngx_http_resend_confirmation_main_conf_t *>(
-        ngx_http_conf_get_module_main_conf(cf, ngx_http_resend_confirmation_module));
+    auto *mcf = ngx_http_resend_confirmation_conf_main_conf(cf);
     static ngx_str_t request_id = ngx_string("request_id");
     mcf->request_id_index = ngx_http_get_variable_index(cf, &request_id);
     if (mcf->request_id_index == NGX_ERROR) return NGX_ERROR;
 
     if (ngx_http_resend_confirmation_body_filter_init(cf) != NGX_OK) return NGX_ERROR;
-    return ngx_http_resend_confirmation_reply_filters_init(cf);
+    return ngx_http_resend_confirmation_answer_filters_init(cf);
 }
 
 static void *ngx_http_resend_confirmation_create_main_conf(ngx_conf_t *cf) noexcept {
@@ -319,7 +318,7 @@ static char *ngx_http_resend_confirmation_merge_loc_conf(ngx_conf_t *cf, void *p
     ngx_conf_merge_ptr_value(conf->redis, parent->redis, nullptr);
     ngx_conf_merge_ptr_value(conf->fields, parent->fields, nullptr);
     ngx_conf_merge_uint_value(conf->redis_failure, parent->redis_failure,
-                              static_cast<ngx_uint_t>(redis_failure_policy::reject));
+                              static_cast<ngx_uint_t>(ngx_http_resend_confirmation_redis_failure_t::reject));
     // Limits: a level that sets any replaces the inherited list (limit_req).
     ngx_conf_merge_ptr_value(conf->limits, parent->limits, nullptr);
     ngx_conf_merge_value(conf->limit_dry_run, parent->limit_dry_run, 0);
@@ -339,8 +338,7 @@ static char *ngx_http_resend_confirmation_merge_loc_conf(ngx_conf_t *cf, void *p
         return ngx_http_resend_confirmation_conf_error();
     }
 
-    auto *mcf = static_cast<ngx_http_resend_confirmation_main_conf_t *>(
-        ngx_http_conf_get_module_main_conf(cf, ngx_http_resend_confirmation_module));
+    auto *mcf = ngx_http_resend_confirmation_conf_main_conf(cf);
     if (conf->enabled && conf->max_body_size > mcf->largest_body) {
         mcf->largest_body = conf->max_body_size;
     }

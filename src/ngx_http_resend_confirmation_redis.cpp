@@ -1,5 +1,8 @@
 // The Redis link: one connection per worker and Redis address, on nginx's
-// own event loop (ngx_event_connect_peer, nginx timers), never blocking.
+// own event loop (ngx_event_connect_peer, nginx timers), never blocking. It
+// decides when to connect, what may be written, which reply belongs to
+// which request, and when the connection has failed; it knows nothing of
+// XADD or of HTTP.
 //
 // - Commands of concurrent requests are appended to one output buffer and
 //   written together from a posted write event: one write per loop turn.
@@ -29,10 +32,13 @@ struct ngx_http_resend_confirmation_pending_s {
     ngx_queue_t queue;      // in link->pending (in flight) or link->spare
     ngx_http_request_t *r;  // null: a handshake command, or the request went away
     ngx_msec_t deadline;    // when its reply is overdue
+    std::string_view command;  // its name (args[0], a literal), for the log
     bool handshake;         // AUTH or SELECT: an error fails the connection
 };
 
+namespace {
 enum class link_state : unsigned char { down, connecting, handshaking, up };
+}  // namespace
 
 struct ngx_http_resend_confirmation_link_s {
     ngx_http_resend_confirmation_redis_conf_t *conf;
@@ -51,9 +57,13 @@ struct ngx_http_resend_confirmation_link_s {
     ngx_uint_t in_flight; // entries in `pending`
     ngx_queue_t spare;    // recycled entries
     ngx_event_t overdue;  // fires at the oldest command's deadline
-    ngx_event_t retry;    // while set, Redis was just found down: do not reconnect yet
+    ngx_event_t hold_down;  // timer set: Redis was just found down; answer at once, do not reconnect
     ngx_msec_t backoff;
 };
+
+// Both live in the link's pool, freed with it, never destroyed.
+static_assert(std::is_trivially_destructible_v<ngx_http_resend_confirmation_pending_t>);
+static_assert(std::is_trivially_destructible_v<ngx_http_resend_confirmation_link_t>);
 
 static void ngx_http_resend_confirmation_link_fail(ngx_http_resend_confirmation_link_t *link,
                                                    const char *why) noexcept;
@@ -107,6 +117,7 @@ ngx_http_resend_confirmation_link_append(ngx_http_resend_confirmation_link_t *li
     link->out_size = end - link->out;
 
     entry->r = r;
+    entry->command = args[0];
     entry->handshake = handshake;
     entry->deadline = ngx_current_msec + timeout;
     ngx_queue_insert_tail(&link->pending, &entry->queue);
@@ -178,6 +189,9 @@ static bool ngx_http_resend_confirmation_link_connect(ngx_http_resend_confirmati
     peer->get = ngx_event_get_peer;
     peer->log = link->log;
     peer->log_error = NGX_ERROR_ERR;
+    // A peer that vanished silently (NAT, failover) is noticed on an idle
+    // link too: nginx sets SO_KEEPALIVE before connecting.
+    peer->so_keepalive = peer->sockaddr->sa_family != AF_UNIX;
 
     ngx_int_t rc = ngx_event_connect_peer(peer);
     if (rc == NGX_ERROR || rc == NGX_BUSY || rc == NGX_DECLINED) {
@@ -193,11 +207,10 @@ static bool ngx_http_resend_confirmation_link_connect(ngx_http_resend_confirmati
     c->write->handler = ngx_http_resend_confirmation_link_write;
     link->state = link_state::connecting;
     if (peer->sockaddr->sa_family != AF_UNIX) {
-        // Small pipelined writes go out at once; a peer that vanished
-        // silently (NAT, failover) is noticed on an idle link too.
-        int on = 1;
-        (void) setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
-        (void) setsockopt(c->fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on));
+        // Small pipelined writes go out at once. The connection is new
+        // (tcp_nodelay unset), so this sets TCP_NODELAY; a failure is
+        // logged by nginx and only costs latency.
+        (void) ngx_tcp_nodelay(c);
     }
 
     if (!ngx_http_resend_confirmation_link_handshake(link)) {
@@ -221,7 +234,7 @@ static void ngx_http_resend_confirmation_link_fail(ngx_http_resend_confirmation_
     ngx_http_resend_confirmation_link_close(link);
     if (link->overdue.timer_set) ngx_del_timer(&link->overdue);
     link->backoff = link->backoff == 0 ? backoff_first : ngx_min(link->backoff * 2, backoff_ceiling);
-    ngx_add_timer(&link->retry, link->backoff);
+    ngx_add_timer(&link->hold_down, link->backoff);
 
     // Take the waiting entries out first: answering a request may, in
     // principle, send a new command on this link.
@@ -336,8 +349,9 @@ static bool ngx_http_resend_confirmation_link_deliver(ngx_http_resend_confirmati
         }
     }
     if (!ok) {
-        ngx_log_error(NGX_LOG_ERR, link->log, 0, "resend_confirmation: redis %V refused XADD: %*s",
-                      &link->conf->addr.name, reply.error.size(), reply.error.data());
+        ngx_log_error(NGX_LOG_ERR, link->log, 0, "resend_confirmation: redis %V refused %*s: %*s",
+                      &link->conf->addr.name, entry->command.size(), entry->command.data(),
+                      reply.error.size(), reply.error.data());
     }
     link->backoff = 0;  // Redis answers: the next failure starts the backoff afresh
 
@@ -405,9 +419,10 @@ static void ngx_http_resend_confirmation_link_overdue(ngx_event_t *ev) noexcept 
     ngx_http_resend_confirmation_link_fail(link, "no reply in time");
 }
 
-static void ngx_http_resend_confirmation_link_retry(ngx_event_t *) noexcept {
-    // Nothing to do: the backoff is over; the next command reconnects.
-}
+// The hold-down is a timer used as a flag: while it is set, send() answers
+// at once instead of reconnecting. When it ends there is nothing to do: the
+// next command reconnects.
+static void ngx_http_resend_confirmation_link_hold_down_over(ngx_event_t *) noexcept {}
 
 // --- interface --------------------------------------------------------------------
 
@@ -427,21 +442,23 @@ ngx_http_resend_confirmation_link_create(ngx_http_resend_confirmation_redis_conf
     ngx_queue_init(&link->pending);
     ngx_queue_init(&link->spare);
 
+    // Not cancelable: a shutting-down worker waits for replies in flight
+    // (at most `timeout`).
     link->overdue.handler = ngx_http_resend_confirmation_link_overdue;
     link->overdue.data = link;
     link->overdue.log = cycle->log;
-    // Not cancelable: a shutting-down worker waits for replies in flight.
-    link->retry.handler = ngx_http_resend_confirmation_link_retry;
-    link->retry.data = link;
-    link->retry.log = cycle->log;
-    link->retry.cancelable = 1;
+    // Cancelable: a shutting-down worker does not wait for a backoff to end.
+    link->hold_down.handler = ngx_http_resend_confirmation_link_hold_down_over;
+    link->hold_down.data = link;
+    link->hold_down.log = cycle->log;
+    link->hold_down.cancelable = 1;
     return link;
 }
 
 void ngx_http_resend_confirmation_link_destroy(ngx_http_resend_confirmation_link_t *link) noexcept {
     ngx_http_resend_confirmation_link_close(link);
     if (link->overdue.timer_set) ngx_del_timer(&link->overdue);
-    if (link->retry.timer_set) ngx_del_timer(&link->retry);
+    if (link->hold_down.timer_set) ngx_del_timer(&link->hold_down);
     delete link->reader;
     if (link->out != nullptr) ngx_free(link->out);
     ngx_destroy_pool(link->pool);
@@ -452,7 +469,7 @@ ngx_http_resend_confirmation_link_send(ngx_http_resend_confirmation_link_t *link
                                        ngx_http_request_t *r,
                                        std::span<const std::string_view> args) noexcept {
     if (link->state == link_state::down) {
-        if (link->retry.timer_set) return nullptr;  // just failed: answer at once
+        if (link->hold_down.timer_set) return nullptr;  // just failed: answer at once
         if (!ngx_http_resend_confirmation_link_connect(link)) return nullptr;
     }
     ngx_http_resend_confirmation_pending_t *entry =
