@@ -21,6 +21,10 @@ extern "C" {
 extern ngx_module_t ngx_http_resend_confirmation_module;
 }
 
+struct ngx_http_resend_confirmation_metrics_ref_s;
+// A location's or a Redis address's counters in the metrics zone (metrics.cpp).
+typedef struct ngx_http_resend_confirmation_metrics_ref_s ngx_http_resend_confirmation_metrics_ref_t;
+
 // One `resend_confirmation_redis` directive: where and how to connect.
 // Each gets its own connection in every worker.
 struct ngx_http_resend_confirmation_redis_conf_t {
@@ -31,6 +35,7 @@ struct ngx_http_resend_confirmation_redis_conf_t {
     ngx_msec_t connect_timeout;
     ngx_msec_t timeout;  // the longest wait for one command's reply
     ngx_uint_t index;    // in the worker's links
+    ngx_http_resend_confirmation_metrics_ref_t *metrics;  // the link's counters
 };
 
 // `resend_confirmation_field NAME VALUE;`: one extra field of the record.
@@ -46,6 +51,9 @@ struct ngx_http_resend_confirmation_main_conf_t {
     ngx_array_t redis;    // of ngx_http_resend_confirmation_redis_conf_t *
     ngx_int_t request_id_index;  // $request_id
     ngx_str_t limit_secret;      // resend_confirmation_limit_secret's file content; empty: random
+    ngx_shm_zone_t *metrics_zone;  // the counters' zone (metrics.cpp)
+    void *metrics;                 // ... its shared struct, once the zone is set up
+    ngx_array_t metrics_refs;      // of ngx_http_resend_confirmation_metrics_ref_t *, bound then
 };
 
 // `resend_confirmation_limit zone=NAME [burst=N] [silent];`
@@ -69,6 +77,8 @@ struct ngx_http_resend_confirmation_loc_conf_t {
     ngx_flag_t limit_dry_run;
     ngx_uint_t limit_status;     // status of refusals, 429 by default
     ngx_uint_t limit_log_level;  // level of the refusal log line
+    ngx_str_t metrics_name;      // resend_confirmation_metrics_name; default the location's name
+    ngx_http_resend_confirmation_metrics_ref_t *metrics;  // where its outcomes are counted
 };
 
 // A limit that counted this request, to give back if it is refused later.
@@ -141,6 +151,9 @@ struct ngx_http_resend_confirmation_ctx_t {
     ngx_uint_t ncharges;
     ngx_uint_t retry_after;   // Retry-After seconds of a 429; 0: none
     ngx_uint_t status;        // overrides the outcome's status (resend_confirmation_limit_status)
+    ngx_msec_t redis_sent;    // when the record was handed to the link
+    ngx_msec_t redis_time;    // how long Redis took to answer ($resend_confirmation_redis_time)
+    unsigned redis_answered:1;  // redis_time is set
 };
 
 // The ways a request is found too large; what follows is
@@ -291,6 +304,30 @@ ngx_http_resend_confirmation_link_send(ngx_http_resend_confirmation_link_t *link
                                        std::span<const std::string_view> args) noexcept;
 // The request went away: its reply, when it comes, is dropped.
 void ngx_http_resend_confirmation_link_detach(ngx_http_resend_confirmation_pending_t *entry) noexcept;
+
+// metrics.cpp: counters in shared memory and the Prometheus handler.
+char *ngx_http_resend_confirmation_metrics_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf) noexcept;
+// The counters of a location (is_location) or a Redis address named `name`,
+// bound when the configuration's zones are set up; null when out of memory.
+ngx_http_resend_confirmation_metrics_ref_t *
+ngx_http_resend_confirmation_metrics_ref(ngx_conf_t *cf, const ngx_str_t &name, bool is_location) noexcept;
+ngx_int_t ngx_http_resend_confirmation_metrics_init(ngx_conf_t *cf) noexcept;  // the log-phase counter
+void ngx_http_resend_confirmation_metrics_worker_start(ngx_cycle_t *cycle) noexcept;
+void ngx_http_resend_confirmation_metrics_worker_exit() noexcept;
+enum class ngx_http_resend_confirmation_link_event_t : unsigned char {
+    connected,       // ready: connected, and AUTH/SELECT accepted
+    connect_failed,  // failed before it was ready
+    timed_out,       // a command waited past its timeout
+    closed,          // a ready connection closed
+};
+void ngx_http_resend_confirmation_metrics_link(ngx_http_resend_confirmation_metrics_ref_t *ref,
+                                               ngx_http_resend_confirmation_link_event_t event) noexcept;
+void ngx_http_resend_confirmation_metrics_in_flight(ngx_http_resend_confirmation_metrics_ref_t *ref,
+                                                    ngx_uint_t commands) noexcept;
+void ngx_http_resend_confirmation_metrics_reply_time(ngx_http_resend_confirmation_metrics_ref_t *ref,
+                                                     ngx_msec_t elapsed) noexcept;
+void ngx_http_resend_confirmation_metrics_refusal(ngx_http_resend_confirmation_metrics_ref_t *ref,
+                                                  std::string_view error) noexcept;
 
 // ngx_http_resend_confirmation_module.cpp: this worker's parser and links.
 resend::body_parser *ngx_http_resend_confirmation_parser() noexcept;

@@ -91,6 +91,11 @@ static ngx_command_t ngx_http_resend_confirmation_commands[] = {
      ngx_http_resend_confirmation_log_levels},
     {ngx_string("resend_confirmation_limit_secret"), NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1,
      ngx_http_resend_confirmation_limit_secret, NGX_HTTP_MAIN_CONF_OFFSET, 0, nullptr},
+    {ngx_string("resend_confirmation_metrics"), NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS,
+     ngx_http_resend_confirmation_metrics_directive, NGX_HTTP_LOC_CONF_OFFSET, 0, nullptr},
+    {ngx_string("resend_confirmation_metrics_name"), RESEND_ANY_LEVEL | NGX_CONF_TAKE1,
+     ngx_conf_set_str_slot, NGX_HTTP_LOC_CONF_OFFSET,
+     offsetof(ngx_http_resend_confirmation_loc_conf_t, metrics_name), nullptr},
     ngx_null_command};
 
 static ngx_http_module_t ngx_http_resend_confirmation_module_ctx = {
@@ -210,9 +215,10 @@ static char *ngx_http_resend_confirmation_redis(ngx_conf_t *cf, ngx_command_t *,
         return ngx_http_resend_confirmation_conf_error();
     }
 
+    redis->metrics = ngx_http_resend_confirmation_metrics_ref(cf, redis->addr.name, false);
     auto *mcf = ngx_http_resend_confirmation_conf_main_conf(cf);
     auto **slot = static_cast<ngx_http_resend_confirmation_redis_conf_t **>(ngx_array_push(&mcf->redis));
-    if (slot == nullptr) return ngx_http_resend_confirmation_conf_error();
+    if (redis->metrics == nullptr || slot == nullptr) return ngx_http_resend_confirmation_conf_error();
     redis->index = mcf->redis.nelts - 1;
     *slot = redis;
     lcf->redis = redis;
@@ -275,6 +281,7 @@ static ngx_int_t ngx_http_resend_confirmation_postconfiguration(ngx_conf_t *cf) 
     if (mcf->request_id_index == NGX_ERROR) return NGX_ERROR;
 
     if (ngx_http_resend_confirmation_body_filter_init(cf) != NGX_OK) return NGX_ERROR;
+    if (ngx_http_resend_confirmation_metrics_init(cf) != NGX_OK) return NGX_ERROR;
     return ngx_http_resend_confirmation_answer_filters_init(cf);
 }
 
@@ -329,6 +336,7 @@ static char *ngx_http_resend_confirmation_merge_loc_conf(ngx_conf_t *cf, void *p
         if (parent->stream.data != nullptr) conf->maxlen_text = parent->maxlen_text;
     }
     if (conf->maxlen_text.data == nullptr) conf->maxlen_text = maxlen_default;
+    ngx_conf_merge_str_value(conf->metrics_name, parent->metrics_name, "");
 
     if (conf->enabled && conf->redis == nullptr) {
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
@@ -336,6 +344,16 @@ static char *ngx_http_resend_confirmation_merge_loc_conf(ngx_conf_t *cf, void *p
                       "\"resend_confirmation_redis\" in this location or above it in %s:%ui",
                       conf->enabled_file, conf->enabled_line);
         return ngx_http_resend_confirmation_conf_error();
+    }
+
+    if (conf->enabled) {
+        // Its outcomes are counted under its metrics name, by default the
+        // location's own (its URI, or @name).
+        auto *clcf = static_cast<ngx_http_core_loc_conf_t *>(
+            ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module));
+        conf->metrics = ngx_http_resend_confirmation_metrics_ref(
+            cf, conf->metrics_name.len != 0 ? conf->metrics_name : clcf->name, true);
+        if (conf->metrics == nullptr) return ngx_http_resend_confirmation_conf_error();
     }
 
     auto *mcf = ngx_http_resend_confirmation_conf_main_conf(cf);
@@ -361,6 +379,7 @@ static ngx_int_t ngx_http_resend_confirmation_init_process(ngx_cycle_t *cycle) n
         worker_links_count = i + 1;
     }
 
+    ngx_http_resend_confirmation_metrics_worker_start(cycle);
     worker_parser = new (std::nothrow) resend::body_parser();
     if (worker_parser == nullptr || !worker_parser->reserve(mcf->largest_body)) {
         ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
@@ -378,6 +397,7 @@ static void ngx_http_resend_confirmation_exit_process(ngx_cycle_t *) noexcept {
         ngx_http_resend_confirmation_link_destroy(worker_links[i]);
     }
     worker_links_count = 0;
+    ngx_http_resend_confirmation_metrics_worker_exit();
     delete worker_parser;
     worker_parser = nullptr;
 }

@@ -72,6 +72,7 @@ bool ngx_http_resend_confirmation_record(ngx_http_request_t *r,
     ctx->pending = ngx_http_resend_confirmation_link_send(
         ngx_http_resend_confirmation_worker_link(lcf->redis), r, {args, n});
     if (ctx->pending == nullptr) return false;
+    ctx->redis_sent = ngx_current_msec;
 
     cleanup->handler = ngx_http_resend_confirmation_record_cleanup;
     cleanup->data = ctx;
@@ -101,6 +102,8 @@ ngx_int_t ngx_http_resend_confirmation_answer_unrecorded(ngx_http_request_t *r,
 void ngx_http_resend_confirmation_recorded(ngx_http_request_t *r, bool stored) noexcept {
     auto *ctx = ngx_http_resend_confirmation_get_ctx(r);
     ctx->pending = nullptr;
+    ctx->redis_time = ngx_current_msec - ctx->redis_sent;
+    ctx->redis_answered = 1;
     ngx_connection_t *c = r->connection;
     resend::outcome accepted =
         ctx->dry_run_limited ? resend::outcome::dry_run_limited : resend::outcome::accepted;

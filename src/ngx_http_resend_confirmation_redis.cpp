@@ -32,6 +32,7 @@ struct ngx_http_resend_confirmation_pending_s {
     ngx_queue_t queue;      // in link->pending (in flight) or link->spare
     ngx_http_request_t *r;  // null: a handshake command, or the request went away
     ngx_msec_t deadline;    // when its reply is overdue
+    ngx_msec_t queued;      // when it was handed to the link (reply time)
     std::string_view command;  // its name (args[0], a literal), for the log
     bool handshake;         // AUTH or SELECT: an error fails the connection
 };
@@ -120,8 +121,10 @@ ngx_http_resend_confirmation_link_append(ngx_http_resend_confirmation_link_t *li
     entry->command = args[0];
     entry->handshake = handshake;
     entry->deadline = ngx_current_msec + timeout;
+    entry->queued = ngx_current_msec;
     ngx_queue_insert_tail(&link->pending, &entry->queue);
     ++link->in_flight;
+    ngx_http_resend_confirmation_metrics_in_flight(link->conf->metrics, link->in_flight);
     if (!link->overdue.timer_set) ngx_add_timer(&link->overdue, timeout);
     return entry;
 }
@@ -129,6 +132,10 @@ ngx_http_resend_confirmation_link_append(ngx_http_resend_confirmation_link_t *li
 // --- connection ---------------------------------------------------------------------
 
 static void ngx_http_resend_confirmation_link_close(ngx_http_resend_confirmation_link_t *link) noexcept {
+    if (link->state == link_state::up) {
+        ngx_http_resend_confirmation_metrics_link(link->conf->metrics,
+                                                  ngx_http_resend_confirmation_link_event_t::closed);
+    }
     if (link->peer.connection != nullptr) {
         ngx_close_connection(link->peer.connection);
         link->peer.connection = nullptr;
@@ -231,6 +238,10 @@ static void ngx_http_resend_confirmation_link_fail(ngx_http_resend_confirmation_
                                                    const char *why) noexcept {
     ngx_log_error(NGX_LOG_ERR, link->log, 0, "resend_confirmation: redis %V: %s",
                   &link->conf->addr.name, why);
+    if (link->state != link_state::up) {
+        ngx_http_resend_confirmation_metrics_link(link->conf->metrics,
+                                                  ngx_http_resend_confirmation_link_event_t::connect_failed);
+    }
     ngx_http_resend_confirmation_link_close(link);
     if (link->overdue.timer_set) ngx_del_timer(&link->overdue);
     link->backoff = link->backoff == 0 ? backoff_first : ngx_min(link->backoff * 2, backoff_ceiling);
@@ -245,6 +256,7 @@ static void ngx_http_resend_confirmation_link_fail(ngx_http_resend_confirmation_
         ngx_queue_init(&link->pending);
     }
     link->in_flight = 0;
+    ngx_http_resend_confirmation_metrics_in_flight(link->conf->metrics, 0);
     while (!ngx_queue_empty(&failed)) {
         ngx_queue_t *q = ngx_queue_head(&failed);
         ngx_queue_remove(q);
@@ -275,6 +287,10 @@ static bool ngx_http_resend_confirmation_link_connected(ngx_http_resend_confirma
         return false;
     }
     link->state = link->handshake_left > 0 ? link_state::handshaking : link_state::up;
+    if (link->state == link_state::up) {
+        ngx_http_resend_confirmation_metrics_link(link->conf->metrics,
+                                                  ngx_http_resend_confirmation_link_event_t::connected);
+    }
     return true;
 }
 
@@ -327,6 +343,7 @@ static bool ngx_http_resend_confirmation_link_deliver(ngx_http_resend_confirmati
     ngx_queue_insert_tail(&link->spare, q);
     --link->in_flight;
     auto *entry = ngx_queue_data(q, ngx_http_resend_confirmation_pending_t, queue);
+    ngx_http_resend_confirmation_metrics_in_flight(link->conf->metrics, link->in_flight);
 
     bool ok = reply.kind != resend::reply_kind::error;
     if (entry->handshake && !ok) {
@@ -341,6 +358,8 @@ static bool ngx_http_resend_confirmation_link_deliver(ngx_http_resend_confirmati
         // Redis accepted AUTH/SELECT: release the commands queued meanwhile,
         // their time counted from now (connecting is not their wait).
         link->state = link_state::up;
+        ngx_http_resend_confirmation_metrics_link(link->conf->metrics,
+                                                  ngx_http_resend_confirmation_link_event_t::connected);
         ngx_post_event(link->peer.connection->write, &ngx_posted_events);
         for (ngx_queue_t *p = ngx_queue_head(&link->pending); p != ngx_queue_sentinel(&link->pending);
              p = ngx_queue_next(p)) {
@@ -348,7 +367,12 @@ static bool ngx_http_resend_confirmation_link_deliver(ngx_http_resend_confirmati
             waiting->deadline = ngx_current_msec + link->conf->timeout;
         }
     }
+    if (!entry->handshake) {
+        ngx_http_resend_confirmation_metrics_reply_time(link->conf->metrics,
+                                                        ngx_current_msec - entry->queued);
+    }
     if (!ok) {
+        ngx_http_resend_confirmation_metrics_refusal(link->conf->metrics, reply.error);
         ngx_log_error(NGX_LOG_ERR, link->log, 0, "resend_confirmation: redis %V refused %*s: %*s",
                       &link->conf->addr.name, entry->command.size(), entry->command.data(),
                       reply.error.size(), reply.error.data());
@@ -416,6 +440,8 @@ static void ngx_http_resend_confirmation_link_read(ngx_event_t *rev) noexcept {
 
 static void ngx_http_resend_confirmation_link_overdue(ngx_event_t *ev) noexcept {
     auto *link = static_cast<ngx_http_resend_confirmation_link_t *>(ev->data);
+    ngx_http_resend_confirmation_metrics_link(link->conf->metrics,
+                                              ngx_http_resend_confirmation_link_event_t::timed_out);
     ngx_http_resend_confirmation_link_fail(link, "no reply in time");
 }
 
