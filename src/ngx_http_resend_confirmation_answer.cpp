@@ -91,6 +91,8 @@ ngx_int_t ngx_http_resend_confirmation_answer(ngx_http_request_t *r,
     const resend::answer &answer = resend::answer_for(result);
     ctx->outcome = result;
     ctx->stage = ngx_http_resend_confirmation_stage_t::answered;
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0, "resend_confirmation: answer %ui %*s",
+                   answer.status, answer.word.size(), answer.word.data());
 
     if (ngx_http_resend_confirmation_set_headers(r, ctx, answer) != NGX_OK) return NGX_ERROR;
     ngx_int_t rc = ngx_http_send_header(r);

@@ -142,12 +142,18 @@ ngx_int_t ngx_http_resend_confirmation_handler(ngx_http_request_t *r) noexcept {
     if (ctx == nullptr) return NGX_HTTP_INTERNAL_SERVER_ERROR;
 
     resend::outcome refused = ngx_http_resend_confirmation_check_headers(r);
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "resend_confirmation: method and media type %s",
+                   refused == resend::outcome::none ? "pass" : "refused");
     if (refused != resend::outcome::none) {
         return ngx_http_resend_confirmation_refuse_before_body(r, ctx, refused);
     }
 
     ngx_http_resend_confirmation_limit_verdict_t limited = ngx_http_resend_confirmation_limit_check(
         r, ctx, ngx_http_resend_confirmation_limit_phase_t::client);
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "resend_confirmation: client limits: %d (0 pass, 1 refused, 2 silenced)",
+                   static_cast<int>(limited.result));
     if (limited.result == ngx_http_resend_confirmation_limit_verdict_t::silenced) {
         // A silent client limit: the answer must not tell, so the body is
         // still read and validated; a valid one then gets the silent 200.
@@ -190,6 +196,11 @@ static void ngx_http_resend_confirmation_body_ready(ngx_http_request_t *r) noexc
 
     resend::parsed_request request =
         ngx_http_resend_confirmation_parser()->parse(reinterpret_cast<const char *>(body), size);
+    // No address in debug lines either: only sizes and verdicts.
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "resend_confirmation: body of %uz bytes parsed: %*s", size,
+                   resend::answer_for(request.result).word.size(),
+                   resend::answer_for(request.result).word.data());
 
     if (request.result != resend::outcome::accepted) {
         ngx_http_finalize_request(r, ngx_http_resend_confirmation_answer(r, ctx, request.result));
@@ -213,6 +224,9 @@ static void ngx_http_resend_confirmation_body_ready(ngx_http_request_t *r) noexc
 
     ngx_http_resend_confirmation_limit_verdict_t limited = ngx_http_resend_confirmation_limit_check(
         r, ctx, ngx_http_resend_confirmation_limit_phase_t::email);
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "resend_confirmation: email limits: %d (0 pass, 1 refused, 2 silenced)",
+                   static_cast<int>(limited.result));
     if (limited.result != ngx_http_resend_confirmation_limit_verdict_t::passed) {
         ngx_http_finalize_request(
             r, ngx_http_resend_confirmation_answer(

@@ -73,6 +73,8 @@ bool ngx_http_resend_confirmation_record(ngx_http_request_t *r,
         ngx_http_resend_confirmation_worker_link(lcf->redis), r, {args, n});
     if (ctx->pending == nullptr) return false;
     ctx->redis_sent = ngx_current_msec;
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "resend_confirmation: record sent to redis %V", &lcf->redis->addr.name);
 
     cleanup->handler = ngx_http_resend_confirmation_record_cleanup;
     cleanup->data = ctx;
@@ -104,6 +106,9 @@ void ngx_http_resend_confirmation_recorded(ngx_http_request_t *r, bool stored) n
     ctx->pending = nullptr;
     ctx->redis_time = ngx_current_msec - ctx->redis_sent;
     ctx->redis_answered = 1;
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "resend_confirmation: record %s after %M ms", stored ? "stored" : "not stored",
+                   ctx->redis_time);
     ngx_connection_t *c = r->connection;
     resend::outcome accepted =
         ctx->dry_run_limited ? resend::outcome::dry_run_limited : resend::outcome::accepted;

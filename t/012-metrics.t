@@ -170,3 +170,26 @@ t::Resend::redis("SET", "not_a_stream", "a string");
 POST /metrics
 x
 --- error_code: 405
+
+
+
+=== TEST 9: --with-debug builds log each step of the flow, never the address
+--- config
+    location = /r {
+        resend_confirmation;
+    }
+--- request eval
+main::post("/r", 'Debug.Me@example.com')
+--- error_code: 200
+--- error_log eval
+$t::Resend::NginxDebug
+    ? [qr/resend_confirmation: method and media type pass/,
+       qr/resend_confirmation: client limits: 0/,
+       qr/resend_confirmation: body of 32 bytes parsed: accepted/,
+       qr/resend_confirmation: email limits: 0/,
+       qr/resend_confirmation: record sent to redis 127\.0\.0\.1:\d+/,
+       qr/resend_confirmation: record stored after \d+ ms/,
+       qr/resend_confirmation: answer 200 accepted/]
+    : []
+--- no_error_log eval
+[qr/debug\.me/i, "[alert]", "[crit]"]
