@@ -20,6 +20,10 @@ extern "C" {
 extern ngx_module_t ngx_http_resend_confirmation_module;
 }
 
+// The TLS parameters of a `resend_confirmation_redis` (redis_tls.cpp).
+struct ngx_http_resend_confirmation_tls_conf_s;
+typedef struct ngx_http_resend_confirmation_tls_conf_s ngx_http_resend_confirmation_tls_conf_t;
+
 // One `resend_confirmation_redis` directive: where and how to connect.
 // Each gets its own connection in every worker.
 struct ngx_http_resend_confirmation_redis_conf_t {
@@ -30,6 +34,10 @@ struct ngx_http_resend_confirmation_redis_conf_t {
     ngx_msec_t connect_timeout;
     ngx_msec_t timeout;  // the longest wait for one command's reply
     ngx_uint_t index;    // in the worker's links
+    ngx_str_t host;      // a name to re-resolve on reconnect; empty for an IP address or unix:
+    in_port_t port;      // with `host`
+    ngx_http_core_loc_conf_t *core;  // where the directive is: its `resolver`
+    ngx_http_resend_confirmation_tls_conf_t *tls;  // null: plain TCP
 };
 
 // `resend_confirmation_field NAME VALUE;`: one extra field of the record.
@@ -178,6 +186,32 @@ ngx_http_resend_confirmation_link_send(ngx_http_resend_confirmation_link_t *link
                                        std::span<const std::string_view> args) noexcept;
 // The request went away: its reply, when it comes, is dropped.
 void ngx_http_resend_confirmation_link_detach(ngx_http_resend_confirmation_pending_t *entry) noexcept;
+
+// Called by redis_tls.cpp when the TLS handshake of the link's connection
+// `c` is over: `failure` is null when it succeeded (and was verified).
+void ngx_http_resend_confirmation_link_secured(ngx_connection_t *c, const char *failure) noexcept;
+
+// redis_tls.cpp: TLS to Redis.
+// A `tls` or `tls_*=` parameter of resend_confirmation_redis: NGX_OK taken,
+// NGX_ERROR invalid, NGX_DECLINED not one of them.
+ngx_int_t ngx_http_resend_confirmation_tls_parameter(ngx_conf_t *cf,
+                                                     ngx_http_resend_confirmation_redis_conf_t *redis,
+                                                     ngx_str_t *value) noexcept;
+// After the parameters: checks them and creates the TLS context (nginx -t errors).
+char *ngx_http_resend_confirmation_tls_configure(ngx_conf_t *cf,
+                                                 ngx_http_resend_confirmation_redis_conf_t *redis,
+                                                 ngx_url_t *url) noexcept;
+// Starts the TLS handshake on the link's connected `c`, within `timeout`;
+// ends in ngx_http_resend_confirmation_link_secured().
+void ngx_http_resend_confirmation_tls_handshake(ngx_connection_t *c,
+                                                ngx_http_resend_confirmation_redis_conf_t *redis,
+                                                ngx_msec_t timeout) noexcept;
+// Ends TLS on `c` (no close_notify wait) before it is closed.
+void ngx_http_resend_confirmation_tls_shutdown(ngx_connection_t *c) noexcept;
+// The first bytes (or the end, n <= 0) a plain link read: logs a hint when
+// the server seems to expect TLS.
+void ngx_http_resend_confirmation_tls_hint(ngx_log_t *log, ngx_http_resend_confirmation_redis_conf_t *redis,
+                                           const u_char *data, ssize_t n) noexcept;
 
 // ngx_http_resend_confirmation_module.cpp: this worker's parser and links.
 resend::body_parser *ngx_http_resend_confirmation_parser() noexcept;

@@ -22,6 +22,9 @@ static char *ngx_http_resend_confirmation_redis(ngx_conf_t *cf, ngx_command_t *c
                                                 void *conf) noexcept;
 static char *ngx_http_resend_confirmation_stream(ngx_conf_t *cf, ngx_command_t *cmd,
                                                  void *conf) noexcept;
+static void ngx_http_resend_confirmation_redis_name(ngx_conf_t *cf,
+                                                    ngx_http_resend_confirmation_redis_conf_t *redis,
+                                                    ngx_url_t *url) noexcept;
 static char *ngx_http_resend_confirmation_field(ngx_conf_t *cf, ngx_command_t *cmd,
                                                 void *conf) noexcept;
 static ngx_int_t ngx_http_resend_confirmation_preconfiguration(ngx_conf_t *cf) noexcept;
@@ -155,7 +158,9 @@ static char *ngx_http_resend_confirmation_check_body_size(ngx_conf_t *cf, void *
 }
 
 // resend_confirmation_redis ADDRESS [db=N] [user=NAME] [password=SECRET]
-//                           [connect_timeout=TIME] [timeout=TIME];
+//                           [connect_timeout=TIME] [timeout=TIME]
+//                           [tls [tls_verify=on|off] [tls_ca=FILE] [tls_cert=FILE tls_key=FILE]
+//                                [tls_name=NAME]];
 static char *ngx_http_resend_confirmation_redis(ngx_conf_t *cf, ngx_command_t *, void *conf) noexcept {
     auto *lcf = static_cast<ngx_http_resend_confirmation_loc_conf_t *>(conf);
     if (lcf->redis != NGX_CONF_UNSET_PTR) return const_cast<char *>("is duplicate");
@@ -194,7 +199,10 @@ static char *ngx_http_resend_confirmation_redis(ngx_conf_t *cf, ngx_command_t *,
         } else if (ngx_http_resend_confirmation_has_prefix(value[i], "timeout=", &arg)) {
             redis->timeout = ngx_parse_time(&arg, 0);
             if (redis->timeout == (ngx_msec_t) NGX_ERROR || redis->timeout == 0) goto invalid;
-        } else {
+        } else if (ngx_int_t rc = ngx_http_resend_confirmation_tls_parameter(cf, redis, &value[i]);
+                   rc != NGX_OK) {
+            if (rc == NGX_DECLINED) goto invalid;
+            if (redis->tls == nullptr) return ngx_http_resend_confirmation_conf_error();
             goto invalid;
         }
         continue;
@@ -205,6 +213,10 @@ static char *ngx_http_resend_confirmation_redis(ngx_conf_t *cf, ngx_command_t *,
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "\"user=\" needs \"password=\"");
         return ngx_http_resend_confirmation_conf_error();
     }
+    if (ngx_http_resend_confirmation_tls_configure(cf, redis, &url) != NGX_CONF_OK) {
+        return ngx_http_resend_confirmation_conf_error();
+    }
+    ngx_http_resend_confirmation_redis_name(cf, redis, &url);
 
     auto *mcf = static_cast<ngx_http_resend_confirmation_main_conf_t *>(
         ngx_http_conf_get_module_main_conf(cf, ngx_http_resend_confirmation_module));
@@ -214,6 +226,20 @@ static char *ngx_http_resend_confirmation_redis(ngx_conf_t *cf, ngx_command_t *,
     *slot = redis;
     lcf->redis = redis;
     return NGX_CONF_OK;
+}
+
+// An address given by name is resolved again on each connect when the
+// directive's level has a `resolver` (looked at when connecting: the
+// resolver is inherited only once the configuration is merged).
+static void ngx_http_resend_confirmation_redis_name(ngx_conf_t *cf,
+                                                    ngx_http_resend_confirmation_redis_conf_t *redis,
+                                                    ngx_url_t *url) noexcept {
+    redis->core = static_cast<ngx_http_core_loc_conf_t *>(
+        ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module));
+    if (url->family == AF_UNIX || url->host.len == 0 || url->host.data[0] == '[') return;
+    if (ngx_inet_addr(url->host.data, url->host.len) != INADDR_NONE) return;
+    redis->host = url->host;
+    redis->port = url->port;
 }
 
 // resend_confirmation_stream KEY [maxlen=N];
