@@ -261,3 +261,29 @@ qr/\[emerg\] .*invalid parameter "tls_verify=maybe" in \S+nginx\.conf:\d+/
 --- no_error_log
 [alert]
 [crit]
+
+
+
+=== TEST 17: tls needs a host:port address
+--- config eval: $::Location
+--- http_config
+    resend_confirmation_redis unix:/tmp/redis.sock tls tls_verify=off;
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*"tls" needs a host:port address, not unix: in \S+nginx\.conf:\d+/
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 18: tls_ca with tls_verify=off
+--- config eval: $::Location
+--- http_config
+    resend_confirmation_redis 127.0.0.1:$TEST_NGINX_TLS_PORT tls tls_verify=off tls_ca=$TEST_NGINX_TLS_DIR/ca.crt;
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*"tls_ca=" is of no use with "tls_verify=off" in \S+nginx\.conf:\d+/
+--- no_error_log
+[alert]
+[crit]
