@@ -208,8 +208,9 @@ void ngx_http_resend_confirmation_tls_handshake(ngx_connection_t *c,
                                                 ngx_msec_t timeout) noexcept;
 // Ends TLS on `c` (no close_notify wait) before it is closed.
 void ngx_http_resend_confirmation_tls_shutdown(ngx_connection_t *c) noexcept;
-// The first bytes (or the end, n <= 0) a plain link read: logs a hint when
-// the server seems to expect TLS.
+// The first bytes a link read, or its end before any (n <= 0, also a failed
+// write): logs a hint when a plain link seems to talk to a TLS server, or a
+// TLS link without a client certificate to one that requires it.
 void ngx_http_resend_confirmation_tls_hint(ngx_log_t *log, ngx_http_resend_confirmation_redis_conf_t *redis,
                                            const u_char *data, ssize_t n) noexcept;
 

@@ -333,6 +333,7 @@ static void ngx_http_resend_confirmation_link_write(ngx_event_t *wev) noexcept {
         if (writable == 0) break;
         ssize_t n = c->send(c, link->out + link->out_sent, writable);
         if (n == NGX_ERROR) {
+            if (link->received == 0) ngx_http_resend_confirmation_tls_hint(link->log, link->conf, nullptr, n);
             ngx_http_resend_confirmation_link_fail(link, "write failed");
             return;
         }

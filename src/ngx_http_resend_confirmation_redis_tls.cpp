@@ -315,14 +315,21 @@ void ngx_http_resend_confirmation_tls_shutdown(ngx_connection_t *c) noexcept {
 
 void ngx_http_resend_confirmation_tls_hint(ngx_log_t *log, ngx_http_resend_confirmation_redis_conf_t *redis,
                                            const u_char *data, ssize_t n) noexcept {
-    if (redis->tls != nullptr) return;
-    // A TLS server answers a plain command with a reset or a close (Redis),
-    // or with a TLS alert record: 0x15 0x03 (or a handshake record, 0x16 0x03).
-    bool tls_record = n >= 2 && (data[0] == 0x15 || data[0] == 0x16) && data[1] == 0x03;
-    if (n > 0 && !tls_record) return;
-    ngx_log_error(NGX_LOG_WARN, log, 0,
-                  "resend_confirmation: redis %V %s: if it expects TLS, add \"tls\" to "
-                  "\"resend_confirmation_redis\"",
-                  &redis->addr.name,
-                  tls_record ? "answered with TLS" : "closed the connection before any reply");
+    const char *what, *hint;
+    if (redis->tls != nullptr) {
+        // TLS 1.3: a server that wants a client certificate says so after
+        // the handshake, with an alert or a reset at the first read or write.
+        if (n > 0 || redis->tls->cert.len != 0) return;
+        what = "closed the TLS connection before any reply";
+        hint = "if it requires client certificates (tls-auth-clients), add \"tls_cert=\" and \"tls_key=\"";
+    } else {
+        // A TLS server answers a plain command with a reset or a close (Redis),
+        // or with a TLS alert record: 0x15 0x03 (or a handshake record, 0x16 0x03).
+        bool tls_record = n >= 2 && (data[0] == 0x15 || data[0] == 0x16) && data[1] == 0x03;
+        if (n > 0 && !tls_record) return;
+        what = tls_record ? "answered with TLS" : "closed the connection before any reply";
+        hint = "if it expects TLS, add \"tls\"";
+    }
+    ngx_log_error(NGX_LOG_WARN, log, 0, "resend_confirmation: redis %V %s: %s to \"resend_confirmation_redis\"",
+                  &redis->addr.name, what, hint);
 }

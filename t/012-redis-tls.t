@@ -157,7 +157,8 @@ main::start_tls_redis($main::PlainMutual, $main::TlsMutual, "yes");
 --- stream_port eval: $main::PlainMutual
 --- stream_len: 0
 --- error_log eval
-qr/(tlsv13 alert certificate required|SSL_write\(\) failed \(104: Connection reset by peer\)).*, redis: 127\.0\.0\.1:\d+/
+[qr/(tlsv13 alert certificate required|SSL_write\(\) failed \(104: Connection reset by peer\)).*, redis: 127\.0\.0\.1:\d+/,
+ qr/\[warn\] .*resend_confirmation: redis 127\.0\.0\.1:\d+ closed the TLS connection before any reply: if it requires client certificates \(tls-auth-clients\), add "tls_cert=" and "tls_key=" to "resend_confirmation_redis"/]
 --- no_error_log
 [alert]
 [emerg]
