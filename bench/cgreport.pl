@@ -156,7 +156,7 @@ my @points = (
     ['link_send (RESP encoding, queueing)',    qr/^ngx_http_resend_confirmation_link_send\(/],
     ['link_write (the write to Redis)',        qr/^ngx_http_resend_confirmation_link_write\(/],
     ['link_read (Redis reply, then answer)',   qr/^ngx_http_resend_confirmation_link_read\(/],
-    ['reply (headers, body, output filters)',  qr/^ngx_http_resend_confirmation_reply\(/],
+    ['answer (headers, body, output filters)', qr/^ngx_http_resend_confirmation_(?:reply|answer)\(/],
     ['ngx_log_error_core (error log lines)',   qr/^ngx_log_error_core$/],
 );
 my @first_labels = grep { $incl{$_} } map { "$_-c$first" } @paths;

@@ -10,6 +10,7 @@ extern "C" {
 
 #include <span>
 #include <string_view>
+#include <type_traits>
 
 #include "core/keyed_hash.hpp"
 #include "core/leaky_bucket.hpp"
@@ -19,6 +20,10 @@ extern "C" {
 extern "C" {
 extern ngx_module_t ngx_http_resend_confirmation_module;
 }
+
+struct ngx_http_resend_confirmation_metrics_ref_s;
+// A location's or a Redis address's counters in the metrics zone (metrics.cpp).
+typedef struct ngx_http_resend_confirmation_metrics_ref_s ngx_http_resend_confirmation_metrics_ref_t;
 
 // The TLS parameters of a `resend_confirmation_redis` (redis_tls.cpp).
 struct ngx_http_resend_confirmation_tls_conf_s;
@@ -34,6 +39,7 @@ struct ngx_http_resend_confirmation_redis_conf_t {
     ngx_msec_t connect_timeout;
     ngx_msec_t timeout;  // the longest wait for one command's reply
     ngx_uint_t index;    // in the worker's links
+    ngx_http_resend_confirmation_metrics_ref_t *metrics;  // the link's counters
     ngx_str_t host;      // a name to re-resolve on reconnect; empty for an IP address or unix:
     in_port_t port;      // with `host`
     ngx_http_core_loc_conf_t *core;  // where the directive is: its `resolver`
@@ -46,13 +52,16 @@ struct ngx_http_resend_confirmation_field_t {
     ngx_http_complex_value_t value;
 };
 
-enum class redis_failure_policy : ngx_uint_t { reject = 0, accept = 1 };
+enum class ngx_http_resend_confirmation_redis_failure_t : ngx_uint_t { reject = 0, accept = 1 };
 
 struct ngx_http_resend_confirmation_main_conf_t {
     size_t largest_body;  // the largest max_body_size of any location: sizes the parser
     ngx_array_t redis;    // of ngx_http_resend_confirmation_redis_conf_t *
     ngx_int_t request_id_index;  // $request_id
     ngx_str_t limit_secret;      // resend_confirmation_limit_secret's file content; empty: random
+    ngx_shm_zone_t *metrics_zone;  // the counters' zone (metrics.cpp)
+    void *metrics;                 // ... its shared struct, once the zone is set up
+    ngx_array_t metrics_refs;      // of ngx_http_resend_confirmation_metrics_ref_t *, bound then
 };
 
 // `resend_confirmation_limit zone=NAME [burst=N] [silent];`
@@ -71,11 +80,13 @@ struct ngx_http_resend_confirmation_loc_conf_t {
     ngx_str_t stream;        // stream key
     ngx_str_t maxlen_text;   // MAXLEN ~ argument
     ngx_array_t *fields;     // of ngx_http_resend_confirmation_field_t
-    ngx_uint_t redis_failure;  // redis_failure_policy
+    ngx_uint_t redis_failure;  // ngx_http_resend_confirmation_redis_failure_t
     ngx_array_t *limits;       // of ngx_http_resend_confirmation_limit_t
     ngx_flag_t limit_dry_run;
     ngx_uint_t limit_status;     // status of refusals, 429 by default
     ngx_uint_t limit_log_level;  // level of the refusal log line
+    ngx_str_t metrics_name;      // resend_confirmation_metrics_name; default the location's name
+    ngx_http_resend_confirmation_metrics_ref_t *metrics;  // where its outcomes are counted
 };
 
 // A limit that counted this request, to give back if it is refused later.
@@ -86,12 +97,39 @@ struct ngx_http_resend_confirmation_charge_t {
     u_char key[resend::keyed_hash_size];
 };
 
-enum class limit_phase : unsigned char { client, email };
+// When a zone is checked: client zones before the body is read, email
+// zones after it is validated.
+enum class ngx_http_resend_confirmation_limit_phase_t : unsigned char { client, email };
 
 // What the limits of one phase say about a request.
-struct limit_verdict {
+struct ngx_http_resend_confirmation_limit_verdict_t {
     enum { passed, refused, silenced } result;
     ngx_uint_t retry_after;  // seconds, for refused
+};
+
+struct ngx_http_resend_confirmation_limit_shctx_s;
+typedef struct ngx_http_resend_confirmation_limit_shctx_s ngx_http_resend_confirmation_limit_shctx_t;
+
+// `resend_confirmation_limit_zone`: a zone as configured (shm_zone->data),
+// one per configuration cycle, in the cycle's pool.
+struct ngx_http_resend_confirmation_zone_t {
+    ngx_http_resend_confirmation_limit_shctx_t *sh;
+    ngx_slab_pool_t *shpool;
+    ngx_str_t name;
+    ngx_http_complex_value_t key;
+    // Decided at configuration: email when the compiled key reads
+    // $resend_confirmation_email or the zone says after_validation.
+    ngx_http_resend_confirmation_limit_phase_t phase;
+    // A client key that reads a variable of map, set or the like (changeable
+    // ones) may reach $resend_confirmation_email through it: decided when
+    // the zone is set up, once nginx knows every variable.
+    bool watch_email;
+    bool warned;  // the key was found reading the email too early (logged once)
+    ngx_int_t email_index;  // $resend_confirmation_email
+    ngx_http_core_main_conf_t *cmcf;  // nginx's variables, for watch_email
+    resend::rate rate;
+    ngx_http_resend_confirmation_main_conf_t *mcf;  // for the secret
+    resend::keyed_hash hash;  // keyed with the configured or the zone's secret, at zone init
 };
 
 struct ngx_http_resend_confirmation_pending_s;
@@ -99,8 +137,21 @@ typedef struct ngx_http_resend_confirmation_pending_s ngx_http_resend_confirmati
 struct ngx_http_resend_confirmation_link_s;
 typedef struct ngx_http_resend_confirmation_link_s ngx_http_resend_confirmation_link_t;
 
+// Where a request is, as far as the body and answer filters need to know.
+enum class ngx_http_resend_confirmation_stage_t : unsigned char {
+    handling,   // from the handler until the answer: checks, body, limits, record
+    draining,   // refused before the body (HTTP/2): the body is read only to be
+                // dropped, then `outcome` is answered
+    replacing,  // nginx is sending its own 413 page: the filters put ours in its place
+    answered,   // our answer is on its way: the filters let it pass
+};
+
 struct ngx_http_resend_confirmation_ctx_t {
-    resend::outcome outcome;  // how the request ended ($resend_confirmation_outcome)
+    resend::outcome outcome;  // the answer, once decided ($resend_confirmation_outcome
+                              // unless still draining)
+    ngx_http_resend_confirmation_stage_t stage;
+    unsigned silenced:1;         // a silent client limit: a valid body gets the silent 200
+    unsigned dry_run_limited:1;  // a limit would have refused it, but dry run is on
     off_t body_received;      // decoded body bytes seen by the request body filter
     ngx_str_t email;          // as sent, copied into the request pool
     ngx_http_resend_confirmation_pending_t *pending;  // XADD in flight, if any
@@ -108,15 +159,59 @@ struct ngx_http_resend_confirmation_ctx_t {
     ngx_uint_t ncharges;
     ngx_uint_t retry_after;   // Retry-After seconds of a 429; 0: none
     ngx_uint_t status;        // overrides the outcome's status (resend_confirmation_limit_status)
-    unsigned dry_run_limited:1;  // a limit would have refused it, but dry run is on
-    unsigned silenced:1;         // a silent client limit: a valid body gets the silent 200
-    resend::outcome refusal;  // the answer decided before the body, while draining
-    unsigned draining:1;      // refused already: read the body only to drop it
-    unsigned reading_client_keys:1;  // the client limits' keys are being evaluated
-    unsigned email_read_early:1;     // ... and one asked for $resend_confirmation_email
-    unsigned replied:1;       // our own reply was sent: the filters let it pass
-    unsigned substitute:1;    // nginx is sending its own error page: replace it
+    ngx_msec_t redis_sent;    // when the record was handed to the link
+    ngx_msec_t redis_time;    // how long Redis took to answer ($resend_confirmation_redis_time)
+    unsigned redis_answered:1;  // redis_time is set
 };
+
+// The ways a request is found too large; what follows is
+// ngx_http_resend_confirmation_too_large()'s (handler.cpp).
+enum class ngx_http_resend_confirmation_too_large_t : unsigned char {
+    declared,  // its Content-Length, before anything is read
+    counted,   // the body filter, while reading
+    by_nginx,  // nginx is sending its own 413 for it (after `counted`, or client_max_body_size)
+};
+
+// Everything that lives in an nginx pool or shared zone is never destroyed,
+// only freed with its memory: it must not need a destructor.
+static_assert(std::is_trivially_destructible_v<ngx_http_resend_confirmation_redis_conf_t>);
+static_assert(std::is_trivially_destructible_v<ngx_http_resend_confirmation_field_t>);
+static_assert(std::is_trivially_destructible_v<ngx_http_resend_confirmation_main_conf_t>);
+static_assert(std::is_trivially_destructible_v<ngx_http_resend_confirmation_limit_t>);
+static_assert(std::is_trivially_destructible_v<ngx_http_resend_confirmation_loc_conf_t>);
+static_assert(std::is_trivially_destructible_v<ngx_http_resend_confirmation_charge_t>);
+static_assert(std::is_trivially_destructible_v<ngx_http_resend_confirmation_zone_t>);
+static_assert(std::is_trivially_destructible_v<ngx_http_resend_confirmation_ctx_t>);
+
+// The configuration and context of a request, one getter each.
+inline ngx_http_resend_confirmation_loc_conf_t *
+ngx_http_resend_confirmation_loc_conf(ngx_http_request_t *r) noexcept {
+    return static_cast<ngx_http_resend_confirmation_loc_conf_t *>(
+        ngx_http_get_module_loc_conf(r, ngx_http_resend_confirmation_module));
+}
+inline ngx_http_resend_confirmation_main_conf_t *
+ngx_http_resend_confirmation_main_conf(ngx_http_request_t *r) noexcept {
+    return static_cast<ngx_http_resend_confirmation_main_conf_t *>(
+        ngx_http_get_module_main_conf(r, ngx_http_resend_confirmation_module));
+}
+// The main configuration while the configuration is read.
+inline ngx_http_resend_confirmation_main_conf_t *
+ngx_http_resend_confirmation_conf_main_conf(ngx_conf_t *cf) noexcept {
+    return static_cast<ngx_http_resend_confirmation_main_conf_t *>(
+        ngx_http_conf_get_module_main_conf(cf, ngx_http_resend_confirmation_module));
+}
+// Null for requests the module has not seen.
+inline ngx_http_resend_confirmation_ctx_t *ngx_http_resend_confirmation_get_ctx(ngx_http_request_t *r) noexcept {
+    return static_cast<ngx_http_resend_confirmation_ctx_t *>(
+        ngx_http_get_module_ctx(r, ngx_http_resend_confirmation_module));
+}
+// A new, empty context for `r` (stage handling); null when out of memory.
+inline ngx_http_resend_confirmation_ctx_t *ngx_http_resend_confirmation_create_ctx(ngx_http_request_t *r) noexcept {
+    auto *ctx = static_cast<ngx_http_resend_confirmation_ctx_t *>(
+        ngx_pcalloc(r->pool, sizeof(ngx_http_resend_confirmation_ctx_t)));
+    if (ctx != nullptr) ngx_http_set_ctx(r, ctx, ngx_http_resend_confirmation_module);
+    return ctx;
+}
 
 // Directive parsing helpers shared by the directive handlers.
 inline char *ngx_http_resend_confirmation_conf_error() noexcept {
@@ -135,32 +230,57 @@ inline bool ngx_http_resend_confirmation_has_prefix(const ngx_str_t &s, const ch
     rest->len = s.len - n;
     return true;
 }
+// Compiles a directive's value that may hold variables into `cv`.
+inline bool ngx_http_resend_confirmation_compile(ngx_conf_t *cf, ngx_str_t *value,
+                                                 ngx_http_complex_value_t *cv) noexcept {
+    ngx_http_compile_complex_value_t ccv;
+    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+    ccv.cf = cf;
+    ccv.value = value;
+    ccv.complex_value = cv;
+    return ngx_http_compile_complex_value(&ccv) == NGX_OK;
+}
+// True when `s` is exactly `word`.
+inline bool ngx_http_resend_confirmation_is(const ngx_str_t &s, const char *word) noexcept {
+    size_t n = ngx_strlen(word);
+    return s.len == n && ngx_strncmp(s.data, word, n) == 0;
+}
 
 // handler.cpp
 ngx_int_t ngx_http_resend_confirmation_handler(ngx_http_request_t *r) noexcept;
+// What happens to a request that is too large, found `when`: see there.
+ngx_int_t ngx_http_resend_confirmation_too_large(ngx_http_request_t *r,
+                                                 ngx_http_resend_confirmation_ctx_t *ctx,
+                                                 ngx_http_resend_confirmation_too_large_t when) noexcept;
 
 // body.cpp
 ngx_int_t ngx_http_resend_confirmation_body_filter_init(ngx_conf_t *cf) noexcept;
-u_char *ngx_http_resend_confirmation_body_flatten(ngx_http_request_t *r, size_t limit,
-                                                  size_t *size, bool *too_large) noexcept;
+// The whole body in one buffer padded for the parser; null when out of memory.
+u_char *ngx_http_resend_confirmation_body_flatten(ngx_http_request_t *r, size_t *size) noexcept;
 
-// reply.cpp
-ngx_int_t ngx_http_resend_confirmation_reply(ngx_http_request_t *r,
+// answer.cpp: the HTTP answers.
+ngx_int_t ngx_http_resend_confirmation_answer(ngx_http_request_t *r,
                                              ngx_http_resend_confirmation_ctx_t *ctx,
                                              resend::outcome result) noexcept;
-ngx_int_t ngx_http_resend_confirmation_reply_filters_init(ngx_conf_t *cf) noexcept;
+ngx_int_t ngx_http_resend_confirmation_answer_filters_init(ngx_conf_t *cf) noexcept;
 
 // variables.cpp
 ngx_int_t ngx_http_resend_confirmation_add_variables(ngx_conf_t *cf) noexcept;
 
-// limit.cpp: rate limits in shared memory.
+// limit_directives.cpp: the rate-limit directives.
 char *ngx_http_resend_confirmation_limit_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf) noexcept;
 char *ngx_http_resend_confirmation_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf) noexcept;
 char *ngx_http_resend_confirmation_limit_secret(ngx_conf_t *cf, ngx_command_t *cmd, void *conf) noexcept;
+
+// limit.cpp: rate limits in shared memory.
+// shm_zone->init of a zone: sets up its shared memory, or takes over the
+// running one's (refusing a changed key or size).
+ngx_int_t ngx_http_resend_confirmation_limit_init_zone(ngx_shm_zone_t *shm_zone, void *data) noexcept;
 // Applies the location's limits of `phase`; counts the request where it passes.
-limit_verdict ngx_http_resend_confirmation_limit_check(ngx_http_request_t *r,
-                                                       ngx_http_resend_confirmation_ctx_t *ctx,
-                                                       limit_phase phase) noexcept;
+ngx_http_resend_confirmation_limit_verdict_t
+ngx_http_resend_confirmation_limit_check(ngx_http_request_t *r,
+                                         ngx_http_resend_confirmation_ctx_t *ctx,
+                                         ngx_http_resend_confirmation_limit_phase_t phase) noexcept;
 // Gives back what the email limits took (the request was refused after all).
 void ngx_http_resend_confirmation_limit_refund(ngx_http_resend_confirmation_ctx_t *ctx) noexcept;
 
@@ -171,8 +291,12 @@ bool ngx_http_resend_confirmation_record(ngx_http_request_t *r,
 // Called by the link with the result; answers and finalizes the request.
 void ngx_http_resend_confirmation_recorded(ngx_http_request_t *r, bool stored) noexcept;
 // Answers a request whose record failed, per resend_confirmation_redis_failure.
-ngx_int_t ngx_http_resend_confirmation_reply_unrecorded(ngx_http_request_t *r,
+ngx_int_t ngx_http_resend_confirmation_answer_unrecorded(ngx_http_request_t *r,
                                                         ngx_http_resend_confirmation_ctx_t *ctx) noexcept;
+
+// request_id.cpp: the request's $request_id (drawn from a per-worker buffer
+// unless the request already has one); null when out of memory.
+ngx_http_variable_value_t *ngx_http_resend_confirmation_request_id(ngx_http_request_t *r) noexcept;
 
 // redis.cpp: the per-worker link to one Redis.
 ngx_http_resend_confirmation_link_t *
@@ -180,12 +304,38 @@ ngx_http_resend_confirmation_link_create(ngx_http_resend_confirmation_redis_conf
                                          ngx_cycle_t *cycle) noexcept;
 void ngx_http_resend_confirmation_link_destroy(ngx_http_resend_confirmation_link_t *link) noexcept;
 // Queues a command for `r`; null when the link is down (the caller answers).
+// args[0], the command's name, must be a literal: an error reply is logged
+// with it.
 ngx_http_resend_confirmation_pending_t *
 ngx_http_resend_confirmation_link_send(ngx_http_resend_confirmation_link_t *link,
                                        ngx_http_request_t *r,
                                        std::span<const std::string_view> args) noexcept;
 // The request went away: its reply, when it comes, is dropped.
 void ngx_http_resend_confirmation_link_detach(ngx_http_resend_confirmation_pending_t *entry) noexcept;
+
+// metrics.cpp: counters in shared memory and the Prometheus handler.
+char *ngx_http_resend_confirmation_metrics_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf) noexcept;
+// The counters of a location (is_location) or a Redis address named `name`,
+// bound when the configuration's zones are set up; null when out of memory.
+ngx_http_resend_confirmation_metrics_ref_t *
+ngx_http_resend_confirmation_metrics_ref(ngx_conf_t *cf, const ngx_str_t &name, bool is_location) noexcept;
+ngx_int_t ngx_http_resend_confirmation_metrics_init(ngx_conf_t *cf) noexcept;  // the log-phase counter
+void ngx_http_resend_confirmation_metrics_worker_start(ngx_cycle_t *cycle) noexcept;
+void ngx_http_resend_confirmation_metrics_worker_exit() noexcept;
+enum class ngx_http_resend_confirmation_link_event_t : unsigned char {
+    connected,       // ready: connected, and AUTH/SELECT accepted
+    connect_failed,  // failed before it was ready
+    timed_out,       // a command waited past its timeout
+    closed,          // a ready connection closed
+};
+void ngx_http_resend_confirmation_metrics_link(ngx_http_resend_confirmation_metrics_ref_t *ref,
+                                               ngx_http_resend_confirmation_link_event_t event) noexcept;
+void ngx_http_resend_confirmation_metrics_in_flight(ngx_http_resend_confirmation_metrics_ref_t *ref,
+                                                    ngx_uint_t commands) noexcept;
+void ngx_http_resend_confirmation_metrics_reply_time(ngx_http_resend_confirmation_metrics_ref_t *ref,
+                                                     ngx_msec_t elapsed) noexcept;
+void ngx_http_resend_confirmation_metrics_refusal(ngx_http_resend_confirmation_metrics_ref_t *ref,
+                                                  std::string_view error) noexcept;
 
 // Called by redis_tls.cpp when the TLS handshake of the link's connection
 // `c` is over: `failure` is null when it succeeded (and was verified).

@@ -1,24 +1,23 @@
 // The request flow, one function per step:
 // handler -> method/media checks -> client limits -> read body ->
 // parse+validate -> email limits -> record (async,
-// ngx_http_resend_confirmation_record.cpp) -> respond.
+// ngx_http_resend_confirmation_record.cpp) -> answer.
+// It decides every refusal: those before the body in
+// ngx_http_resend_confirmation_refuse_before_body(), and what happens to a
+// request that is too large, wherever that is found, in
+// ngx_http_resend_confirmation_too_large().
 
 #include "ngx_http_resend_confirmation.h"
 
 #include "core/media_type.hpp"
 
-static void ngx_http_resend_confirmation_body_ready(ngx_http_request_t *r) noexcept;
-
-// HTTP/2's default initial window: a client may send this much unasked.
-static const off_t http2_drain_limit = 65535;
-
-static ngx_http_resend_confirmation_ctx_t *
-ngx_http_resend_confirmation_create_ctx(ngx_http_request_t *r) noexcept {
-    auto *ctx = static_cast<ngx_http_resend_confirmation_ctx_t *>(
-        ngx_pcalloc(r->pool, sizeof(ngx_http_resend_confirmation_ctx_t)));
-    if (ctx != nullptr) ngx_http_set_ctx(r, ctx, ngx_http_resend_confirmation_module);
-    return ctx;
+#if (NGX_HTTP_V2)
+extern "C" {
+#include <ngx_http_v2_module.h>
 }
+#endif
+
+static void ngx_http_resend_confirmation_body_ready(ngx_http_request_t *r) noexcept;
 
 // The checks that need no body: the method, then the declared media type.
 static resend::outcome ngx_http_resend_confirmation_check_headers(ngx_http_request_t *r) noexcept {
@@ -35,56 +34,107 @@ static resend::outcome ngx_http_resend_confirmation_check_headers(ngx_http_reque
 
 // The outcome of a request a limit refused or silenced; sets what the
 // answer needs (status, Retry-After).
-static resend::outcome ngx_http_resend_confirmation_limited(ngx_http_request_t *r,
-                                                            ngx_http_resend_confirmation_ctx_t *ctx,
-                                                            limit_verdict limited,
-                                                            limit_phase phase) noexcept {
-    if (limited.result == limit_verdict::silenced) return resend::outcome::silenced;
-    auto *lcf = static_cast<ngx_http_resend_confirmation_loc_conf_t *>(
-        ngx_http_get_module_loc_conf(r, ngx_http_resend_confirmation_module));
-    ctx->status = lcf->limit_status;
+static resend::outcome ngx_http_resend_confirmation_limited(
+    ngx_http_request_t *r, ngx_http_resend_confirmation_ctx_t *ctx,
+    ngx_http_resend_confirmation_limit_verdict_t limited,
+    ngx_http_resend_confirmation_limit_phase_t phase) noexcept {
+    if (limited.result == ngx_http_resend_confirmation_limit_verdict_t::silenced) {
+        return resend::outcome::silenced;
+    }
+    ctx->status = ngx_http_resend_confirmation_loc_conf(r)->limit_status;
     ctx->retry_after = limited.retry_after;
-    return phase == limit_phase::client ? resend::outcome::client_limited
-                                        : resend::outcome::email_limited;
+    return phase == ngx_http_resend_confirmation_limit_phase_t::client
+               ? resend::outcome::client_limited
+               : resend::outcome::email_limited;
 }
 
-// Refuse without reading the body.
-static ngx_int_t ngx_http_resend_confirmation_refuse_early(
+// HTTP/2, a refusal before the body, and a declared body small enough to be
+// in flight already: answering before it ends makes nginx close the stream
+// with RST_STREAM(NO_ERROR), which RFC 9113 allows but some clients (curl
+// 7.88) report as an error instead of our answer. So the body is taken in
+// and dropped as it comes (the body filter, while draining), then `result`
+// is answered (body_ready). "In flight already" is what a client may send
+// before any window update: nginx advertises http2_body_preread_size as the
+// initial window. False when this does not apply.
+static bool ngx_http_resend_confirmation_drain_first(ngx_http_request_t *r,
+                                                     ngx_http_resend_confirmation_ctx_t *ctx,
+                                                     resend::outcome result,
+                                                     ngx_int_t *rc) noexcept {
+#if (NGX_HTTP_V2)
+    if (r->stream == nullptr || r->headers_in.content_length_n <= 0) return false;
+    auto *h2scf = static_cast<ngx_http_v2_srv_conf_t *>(
+        r->stream->connection->http_connection->conf_ctx->srv_conf[ngx_http_v2_module.ctx_index]);
+    if (r->headers_in.content_length_n > static_cast<off_t>(h2scf->preread_size)) return false;
+    ctx->stage = ngx_http_resend_confirmation_stage_t::draining;
+    ctx->outcome = result;
+    *rc = ngx_http_read_client_request_body(r, ngx_http_resend_confirmation_body_ready);
+    if (*rc < NGX_HTTP_SPECIAL_RESPONSE) *rc = NGX_DONE;
+    return true;
+#else
+    (void) r, (void) ctx, (void) result, (void) rc;
+    return false;
+#endif
+}
+
+// Every refusal decided before the body is read (405, 415, 429, and a
+// declared 413 over HTTP/2): the body is drained first over HTTP/2 when it
+// is within the initial window; otherwise discarded, which keeps the framing
+// of a keep-alive connection (the next pipelined request starts after it)
+// and makes an HTTP/2 stream skip its DATA frames.
+static ngx_int_t ngx_http_resend_confirmation_refuse_before_body(
     ngx_http_request_t *r, ngx_http_resend_confirmation_ctx_t *ctx,
     resend::outcome result) noexcept {
-#if (NGX_HTTP_V2)
-    // HTTP/2 and a body small enough to be in flight already (within the
-    // initial flow-control window): answering before it ends makes nginx
-    // close the stream with RST_STREAM(NO_ERROR), which RFC 9113 allows but
-    // some clients (curl 7.88) report as an error instead of our answer.
-    // Take the body in, drop it as it comes, then answer.
-    if (r->stream != nullptr && r->headers_in.content_length_n > 0 &&
-        r->headers_in.content_length_n <= http2_drain_limit) {
-        ctx->draining = 1;
-        ctx->refusal = result;
-        ngx_int_t rc = ngx_http_read_client_request_body(r, ngx_http_resend_confirmation_body_ready);
-        return rc >= NGX_HTTP_SPECIAL_RESPONSE ? rc : NGX_DONE;
+    ngx_int_t rc;
+    if (ngx_http_resend_confirmation_drain_first(r, ctx, result, &rc)) return rc;
+    if (ngx_http_discard_request_body(r) != NGX_OK) {
+        r->keepalive = 0;  // even discarding failed: the connection cannot be reused
     }
-    bool http2 = r->stream != nullptr;
-#else
-    bool http2 = false;
+    return ngx_http_resend_confirmation_answer(r, ctx, result);
+}
+
+// What happens to a request that is too large. Every 413 is decided here,
+// whichever way it is found:
+//
+// - declared: the Content-Length is over resend_confirmation_max_body_size
+//   (the handler, before reading anything). Over HTTP/1 the answer goes at
+//   once, as nginx's own client_max_body_size refusal: no "100 Continue"
+//   (the client need not send what would only be thrown away), no
+//   keep-alive, and a lingering close that half-closes at once, so that the
+//   client sees the end of the answer without waiting for its body to be
+//   drained. Over HTTP/2 it is refused as any refusal before the body
+//   (refuse_before_body).
+// - counted: the body filter counted past the limit while reading (chunked
+//   and HTTP/2 bodies declare no length up front). Reading stops, the rest
+//   of the body stays unread, and nginx finalizes the request with 413.
+// - by_nginx: nginx is sending its own 413 page for our request: after
+//   `counted`, or when client_max_body_size refused the request before the
+//   handler ran (the context is then created by the header filter).
+//
+// The JSON 413 is answered by the handler for `declared`; for the other two,
+// the answer filters (answer.cpp) put it in place of nginx's page.
+ngx_int_t ngx_http_resend_confirmation_too_large(ngx_http_request_t *r,
+                                                 ngx_http_resend_confirmation_ctx_t *ctx,
+                                                 ngx_http_resend_confirmation_too_large_t when) noexcept {
+    ctx->outcome = resend::outcome::payload_too_large;
+    switch (when) {
+    case ngx_http_resend_confirmation_too_large_t::declared:
+#if (NGX_HTTP_V2)
+        if (r->stream != nullptr) {  // drained first, or its DATA frames skipped
+            return ngx_http_resend_confirmation_refuse_before_body(r, ctx, ctx->outcome);
+        }
 #endif
-    if (result == resend::outcome::payload_too_large && !http2) {
-        // As nginx's own client_max_body_size: no "100 Continue", so the
-        // client need not send what we would only throw away; no keep-alive,
-        // and a lingering close that half-closes at once, so the client sees
-        // the end of the answer without waiting for us to drain its body.
-        // (An HTTP/2 stream just skips its DATA frames: discarded below.)
         r->expect_tested = 1;
         r->keepalive = 0;
         r->lingering_close = 1;
-    } else if (ngx_http_discard_request_body(r) != NGX_OK) {
-        // Discarding keeps the framing of the connection (the next
-        // pipelined request starts after this body); when even that fails,
-        // the connection cannot be reused.
-        r->keepalive = 0;
+        return ngx_http_resend_confirmation_answer(r, ctx, ctx->outcome);
+    case ngx_http_resend_confirmation_too_large_t::counted:
+        r->lingering_close = 1;
+        return NGX_HTTP_REQUEST_ENTITY_TOO_LARGE;
+    case ngx_http_resend_confirmation_too_large_t::by_nginx:
+        ctx->stage = ngx_http_resend_confirmation_stage_t::replacing;
+        return NGX_OK;
     }
-    return ngx_http_resend_confirmation_reply(r, ctx, result);
+    return NGX_ERROR;
 }
 
 ngx_int_t ngx_http_resend_confirmation_handler(ngx_http_request_t *r) noexcept {
@@ -93,62 +143,46 @@ ngx_int_t ngx_http_resend_confirmation_handler(ngx_http_request_t *r) noexcept {
 
     resend::outcome refused = ngx_http_resend_confirmation_check_headers(r);
     if (refused != resend::outcome::none) {
-        return ngx_http_resend_confirmation_refuse_early(r, ctx, refused);
+        return ngx_http_resend_confirmation_refuse_before_body(r, ctx, refused);
     }
 
-    limit_verdict limited =
-        ngx_http_resend_confirmation_limit_check(r, ctx, limit_phase::client);
-    if (limited.result == limit_verdict::silenced) {
+    ngx_http_resend_confirmation_limit_verdict_t limited = ngx_http_resend_confirmation_limit_check(
+        r, ctx, ngx_http_resend_confirmation_limit_phase_t::client);
+    if (limited.result == ngx_http_resend_confirmation_limit_verdict_t::silenced) {
         // A silent client limit: the answer must not tell, so the body is
         // still read and validated; a valid one then gets the silent 200.
         ctx->silenced = 1;
-    } else if (limited.result != limit_verdict::passed) {
-        return ngx_http_resend_confirmation_refuse_early(
-            r, ctx, ngx_http_resend_confirmation_limited(r, ctx, limited, limit_phase::client));
+    } else if (limited.result != ngx_http_resend_confirmation_limit_verdict_t::passed) {
+        return ngx_http_resend_confirmation_refuse_before_body(
+            r, ctx,
+            ngx_http_resend_confirmation_limited(r, ctx, limited,
+                                                 ngx_http_resend_confirmation_limit_phase_t::client));
     }
 
-    auto *lcf = static_cast<ngx_http_resend_confirmation_loc_conf_t *>(
-        ngx_http_get_module_loc_conf(r, ngx_http_resend_confirmation_module));
-    if (r->headers_in.content_length_n > static_cast<off_t>(lcf->max_body_size)) {
-        return ngx_http_resend_confirmation_refuse_early(r, ctx,
-                                                         resend::outcome::payload_too_large);
+    if (r->headers_in.content_length_n >
+        static_cast<off_t>(ngx_http_resend_confirmation_loc_conf(r)->max_body_size)) {
+        return ngx_http_resend_confirmation_too_large(
+            r, ctx, ngx_http_resend_confirmation_too_large_t::declared);
     }
 
+    // A 413 from the body filter (too_large, counted) comes back as rc: nginx
+    // finalizes the request with it and the answer filters answer in JSON.
     ngx_int_t rc = ngx_http_read_client_request_body(r, ngx_http_resend_confirmation_body_ready);
-    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
-        // The body filter saw too many bytes while nginx was reading what
-        // arrived with the headers: answer it ourselves, in JSON.
-        if (ctx->outcome == resend::outcome::payload_too_large) {
-            r->keepalive = 0;
-            return ngx_http_resend_confirmation_reply(r, ctx, resend::outcome::payload_too_large);
-        }
-        return rc;
-    }
-    return NGX_DONE;
+    return rc >= NGX_HTTP_SPECIAL_RESPONSE ? rc : NGX_DONE;
 }
 
 // Called by nginx's body reader once the whole body is in (memory or file).
 static void ngx_http_resend_confirmation_body_ready(ngx_http_request_t *r) noexcept {
-    auto *ctx = static_cast<ngx_http_resend_confirmation_ctx_t *>(
-        ngx_http_get_module_ctx(r, ngx_http_resend_confirmation_module));
-    auto *lcf = static_cast<ngx_http_resend_confirmation_loc_conf_t *>(
-        ngx_http_get_module_loc_conf(r, ngx_http_resend_confirmation_module));
+    auto *ctx = ngx_http_resend_confirmation_get_ctx(r);
 
-    if (ctx->draining) {  // refused before the body (HTTP/2): now answer
-        ngx_http_finalize_request(r, ngx_http_resend_confirmation_reply(r, ctx, ctx->refusal));
+    if (ctx->stage == ngx_http_resend_confirmation_stage_t::draining) {
+        // Refused before the body (HTTP/2), which is now all in: answer.
+        ngx_http_finalize_request(r, ngx_http_resend_confirmation_answer(r, ctx, ctx->outcome));
         return;
     }
 
     size_t size = 0;
-    bool too_large = false;
-    u_char *body = ngx_http_resend_confirmation_body_flatten(r, lcf->max_body_size, &size,
-                                                             &too_large);
-    if (too_large) {
-        r->keepalive = 0;
-        ngx_http_finalize_request(
-            r, ngx_http_resend_confirmation_reply(r, ctx, resend::outcome::payload_too_large));
-        return;
-    }
+    u_char *body = ngx_http_resend_confirmation_body_flatten(r, &size);
     if (body == nullptr) {
         ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return;
@@ -158,13 +192,13 @@ static void ngx_http_resend_confirmation_body_ready(ngx_http_request_t *r) noexc
         ngx_http_resend_confirmation_parser()->parse(reinterpret_cast<const char *>(body), size);
 
     if (request.result != resend::outcome::accepted) {
-        ngx_http_finalize_request(r, ngx_http_resend_confirmation_reply(r, ctx, request.result));
+        ngx_http_finalize_request(r, ngx_http_resend_confirmation_answer(r, ctx, request.result));
         return;
     }
 
     if (ctx->silenced) {
         ngx_http_finalize_request(
-            r, ngx_http_resend_confirmation_reply(r, ctx, resend::outcome::silenced));
+            r, ngx_http_resend_confirmation_answer(r, ctx, resend::outcome::silenced));
         return;
     }
 
@@ -177,11 +211,14 @@ static void ngx_http_resend_confirmation_body_ready(ngx_http_request_t *r) noexc
     }
     ngx_memcpy(ctx->email.data, request.email.data(), request.email.size());
 
-    limit_verdict limited = ngx_http_resend_confirmation_limit_check(r, ctx, limit_phase::email);
-    if (limited.result != limit_verdict::passed) {
+    ngx_http_resend_confirmation_limit_verdict_t limited = ngx_http_resend_confirmation_limit_check(
+        r, ctx, ngx_http_resend_confirmation_limit_phase_t::email);
+    if (limited.result != ngx_http_resend_confirmation_limit_verdict_t::passed) {
         ngx_http_finalize_request(
-            r, ngx_http_resend_confirmation_reply(
-                   r, ctx, ngx_http_resend_confirmation_limited(r, ctx, limited, limit_phase::email)));
+            r, ngx_http_resend_confirmation_answer(
+                   r, ctx,
+                   ngx_http_resend_confirmation_limited(
+                       r, ctx, limited, ngx_http_resend_confirmation_limit_phase_t::email)));
         return;
     }
 
@@ -189,6 +226,6 @@ static void ngx_http_resend_confirmation_body_ready(ngx_http_request_t *r) noexc
     // finalizes the request. The reference taken by the body reader keeps
     // it alive meanwhile.
     if (!ngx_http_resend_confirmation_record(r, ctx)) {
-        ngx_http_finalize_request(r, ngx_http_resend_confirmation_reply_unrecorded(r, ctx));
+        ngx_http_finalize_request(r, ngx_http_resend_confirmation_answer_unrecorded(r, ctx));
     }
 }

@@ -1,26 +1,34 @@
 // Rate limits in shared memory, modelled on nginx's limit_req: one zone per
 // name shared by all workers (slab pool + rbtree + LRU queue), a leaky bucket
-// per key (src/core/leaky_bucket.hpp), reject-only.
+// per key (src/core/leaky_bucket.hpp), reject-only. This file decides, for
+// one request and one phase, whether the location's limits let it pass,
+// refuse it (429) or silence it, counts it where it passes, and gives the
+// count back when the request is refused later; and it sets up a zone's
+// shared memory (refusing a reload that changes a zone's key or size).
+// The directives that make zones and apply them: limit_directives.cpp.
 //
-// A zone keyed on $resend_confirmation_email is checked after validation
-// and stores HMAC-SHA256(secret, normalized email) truncated to 16 bytes,
-// never the address; any other key is checked before the body is read
-// (keys longer than 16 bytes are hashed the same way, which bounds a node).
-// A full zone evicts its least recently used keys; it never fails a request.
+// An email zone (checked after validation) stores HMAC-SHA256(secret, key)
+// truncated to 16 bytes, never the address; a client zone (checked before
+// the body is read) stores its key as is, hashed the same way when longer
+// than 16 bytes, which bounds a node. A full zone evicts its least recently
+// used keys; it never fails a request.
 
 #include "ngx_http_resend_confirmation.h"
 
 #include <openssl/rand.h>
 
+#include <type_traits>
+
 static const size_t secret_size = 32;
 
 // The zone's shared state: survives reloads while the zone keeps its size.
-struct ngx_http_resend_confirmation_limit_shctx_t {
+struct ngx_http_resend_confirmation_limit_shctx_s {
     ngx_rbtree_t rbtree;
     ngx_rbtree_node_t sentinel;
     ngx_queue_t queue;  // least recently used last
     u_char secret[secret_size];  // random, made with the zone: the HMAC key unless one is configured
 };
+static_assert(std::is_trivially_destructible_v<ngx_http_resend_confirmation_limit_shctx_t>);
 
 // One key: follows ngx_rbtree_node_t's `key`, overlapping from its `color`
 // field on, as limit_req does, so a node is one slab allocation.
@@ -32,31 +40,25 @@ struct ngx_http_resend_confirmation_limit_node_t {
     uint64_t excess;
     u_char data[1];
 };
+static_assert(std::is_trivially_destructible_v<ngx_http_resend_confirmation_limit_node_t>);
 
-// A zone as configured (shm_zone->data), one per configuration cycle.
-struct ngx_http_resend_confirmation_zone_t {
-    ngx_http_resend_confirmation_limit_shctx_t *sh;
-    ngx_slab_pool_t *shpool;
-    ngx_http_complex_value_t key;
-    bool by_email;  // checked after validation: the key uses $resend_confirmation_email
-    resend::rate rate;
-    ngx_http_resend_confirmation_main_conf_t *mcf;  // for the secret
-    resend::keyed_hash hash;  // keyed with the configured or the zone's secret, at zone init
-};
+namespace {
 
-static ngx_http_resend_confirmation_zone_t *zone_of(ngx_shm_zone_t *shm_zone) noexcept {
+ngx_http_resend_confirmation_zone_t *zone_of(ngx_shm_zone_t *shm_zone) noexcept {
     return static_cast<ngx_http_resend_confirmation_zone_t *>(shm_zone->data);
 }
 
-static ngx_http_resend_confirmation_limit_node_t *node_of(ngx_rbtree_node_t *node) noexcept {
+ngx_http_resend_confirmation_limit_node_t *node_of(ngx_rbtree_node_t *node) noexcept {
     return reinterpret_cast<ngx_http_resend_confirmation_limit_node_t *>(&node->color);
 }
 
-static ngx_rbtree_node_t *rbtree_node_of(ngx_queue_t *q) noexcept {
+ngx_rbtree_node_t *rbtree_node_of(ngx_queue_t *q) noexcept {
     auto *lr = ngx_queue_data(q, ngx_http_resend_confirmation_limit_node_t, queue);
     return reinterpret_cast<ngx_rbtree_node_t *>(reinterpret_cast<u_char *>(lr) -
                                                  offsetof(ngx_rbtree_node_t, color));
 }
+
+}  // namespace
 
 // --- the rbtree ---------------------------------------------------------------
 
@@ -136,19 +138,24 @@ static ngx_rbtree_node_t *ngx_http_resend_confirmation_limit_alloc(
 
 // --- keys ---------------------------------------------------------------------------
 
+namespace {
+// A request's key in a zone, as a node stores it.
 struct limit_key {
     uint32_t hash;
     u_char len;
     u_char data[resend::keyed_hash_size];
 };
+}  // namespace
 
-// False when the key is empty: such requests are not counted (as limit_req).
+// The zone's key for `r`; false when it is empty: such requests are not
+// counted (as limit_req).
 static bool ngx_http_resend_confirmation_limit_key(ngx_http_request_t *r,
                                                    ngx_http_resend_confirmation_zone_t *zone,
                                                    limit_key *key) noexcept {
     ngx_str_t value;
     if (ngx_http_complex_value(r, &zone->key, &value) != NGX_OK || value.len == 0) return false;
-    if (zone->by_email || value.len > resend::keyed_hash_size) {
+    if (zone->phase == ngx_http_resend_confirmation_limit_phase_t::email ||
+        value.len > resend::keyed_hash_size) {
         resend::keyed_digest digest =
             zone->hash.digest({reinterpret_cast<const char *>(value.data), value.len});
         ngx_memcpy(key->data, digest.data(), digest.size());
@@ -161,13 +168,44 @@ static bool ngx_http_resend_confirmation_limit_key(ngx_http_request_t *r,
     return true;
 }
 
+// A client zone's key that reaches $resend_confirmation_email through map
+// or set reads it before the body is validated, always empty: the zone never
+// applies. That is noticed when the key's evaluation evaluated the email
+// variable (nginx keeps each variable's last evaluation in r->variables:
+// limit_check clears it before and looks after), logged once per zone and
+// worker, and no longer looked for. Only keys that read a changeable
+// variable (watch_email) are watched: no other variable reads the email.
+static ngx_http_variable_value_t *
+ngx_http_resend_confirmation_limit_watch_email(ngx_http_request_t *r,
+                                               ngx_http_resend_confirmation_zone_t *zone) noexcept {
+    if (!zone->watch_email) return nullptr;
+    ngx_http_variable_value_t *email = &r->variables[zone->email_index];
+    email->valid = 0;
+    email->not_found = 0;
+    return email;
+}
+
+static void ngx_http_resend_confirmation_limit_email_read_early(
+    ngx_http_request_t *r, ngx_http_resend_confirmation_zone_t *zone) noexcept {
+    zone->watch_email = false;
+    zone->warned = true;
+    ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                  "resend_confirmation: the key of zone \"%V\" reads "
+                  "$resend_confirmation_email before the body is read; add "
+                  "\"after_validation\" to its resend_confirmation_limit_zone",
+                  &zone->name);
+}
+
 // --- checking ------------------------------------------------------------------------
 
+namespace {
+// What one zone says about one request.
 struct take_result {
     bool allowed;
     uint64_t excess;         // what the request made it (over the limit when refused), for the log
     uint64_t retry_after_ms;
 };
+}  // namespace
 
 static take_result ngx_http_resend_confirmation_limit_take(ngx_http_resend_confirmation_zone_t *zone,
                                                            const limit_key &key, ngx_uint_t burst,
@@ -231,40 +269,32 @@ static void ngx_http_resend_confirmation_limit_give_back(
     }
 }
 
-limit_verdict ngx_http_resend_confirmation_limit_check(ngx_http_request_t *r,
+ngx_http_resend_confirmation_limit_verdict_t ngx_http_resend_confirmation_limit_check(ngx_http_request_t *r,
                                                        ngx_http_resend_confirmation_ctx_t *ctx,
-                                                       limit_phase phase) noexcept {
-    auto *lcf = static_cast<ngx_http_resend_confirmation_loc_conf_t *>(
-        ngx_http_get_module_loc_conf(r, ngx_http_resend_confirmation_module));
-    limit_verdict verdict{limit_verdict::passed, 0};
+                                                       ngx_http_resend_confirmation_limit_phase_t phase) noexcept {
+    auto *lcf = ngx_http_resend_confirmation_loc_conf(r);
+    ngx_http_resend_confirmation_limit_verdict_t verdict{ngx_http_resend_confirmation_limit_verdict_t::passed, 0};
     if (lcf->limits == nullptr) return verdict;
 
     auto *limits = static_cast<ngx_http_resend_confirmation_limit_t *>(lcf->limits->elts);
     ngx_http_resend_confirmation_charge_t *charges = nullptr;  // allocated at the first count
     ngx_uint_t ncharges = 0;
-    ctx->reading_client_keys = phase == limit_phase::client;
 
     for (ngx_uint_t i = 0; i < lcf->limits->nelts; ++i) {
         ngx_http_resend_confirmation_limit_t &limit = limits[i];
         auto *zone = zone_of(limit.shm_zone);
-        if ((phase == limit_phase::email) != zone->by_email) continue;
+        if (zone->phase != phase) continue;
 
         limit_key key;
-        ctx->email_read_early = 0;
-        bool counted = ngx_http_resend_confirmation_limit_key(r, zone, &key);
-        if (ctx->email_read_early) {
-            // The key reaches the email through map or set: it cannot be
-            // known yet, and the zone would silently never apply.
-            ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                          "resend_confirmation: the key of zone \"%V\" reads "
-                          "$resend_confirmation_email before the body is read; add "
-                          "\"after_validation\" to its resend_confirmation_limit_zone",
-                          &limit.shm_zone->shm.name);
+        ngx_http_variable_value_t *email = ngx_http_resend_confirmation_limit_watch_email(r, zone);
+        bool has_key = ngx_http_resend_confirmation_limit_key(r, zone, &key);
+        if (email != nullptr && (email->valid || email->not_found)) {
+            ngx_http_resend_confirmation_limit_email_read_early(r, zone);
         }
-        if (!counted) continue;
+        if (!has_key) continue;
 
         // Once a limit refuses, later ones are looked at but not counted.
-        bool count = verdict.result == limit_verdict::passed || lcf->limit_dry_run;
+        bool count = verdict.result == ngx_http_resend_confirmation_limit_verdict_t::passed || lcf->limit_dry_run;
         take_result taken = ngx_http_resend_confirmation_limit_take(zone, key, limit.burst, count);
         if (taken.allowed) {
             if (count && charges == nullptr) {
@@ -289,19 +319,18 @@ limit_verdict ngx_http_resend_confirmation_limit_check(ngx_http_request_t *r,
             continue;
         }
         if (!limit.silent) {
-            verdict.result = limit_verdict::refused;
+            verdict.result = ngx_http_resend_confirmation_limit_verdict_t::refused;
             ngx_uint_t seconds = static_cast<ngx_uint_t>((taken.retry_after_ms + 999) / 1000);
             verdict.retry_after = ngx_max(verdict.retry_after, ngx_max(seconds, (ngx_uint_t) 1));
-        } else if (verdict.result == limit_verdict::passed) {
-            verdict.result = limit_verdict::silenced;
+        } else if (verdict.result == ngx_http_resend_confirmation_limit_verdict_t::passed) {
+            verdict.result = ngx_http_resend_confirmation_limit_verdict_t::silenced;
         }
     }
 
-    ctx->reading_client_keys = 0;
-    if (verdict.result != limit_verdict::passed) {
+    if (verdict.result != ngx_http_resend_confirmation_limit_verdict_t::passed) {
         // Refused after all: what the passing limits counted goes back.
         ngx_http_resend_confirmation_limit_give_back(charges, ncharges);
-    } else if (phase == limit_phase::email) {
+    } else if (phase == ngx_http_resend_confirmation_limit_phase_t::email) {
         ctx->charges = charges;
         ctx->ncharges = ncharges;
     }
@@ -350,9 +379,26 @@ static void ngx_http_resend_confirmation_limit_set_secret(ngx_http_resend_confir
     }
 }
 
-static ngx_int_t ngx_http_resend_confirmation_limit_init_zone(ngx_shm_zone_t *shm_zone,
-                                                              void *data) noexcept {
+// True when a client zone's key reads a changeable variable (map, set, and
+// the like), through which it may reach the email. nginx has resolved every
+// variable's flags by the time zones are set up.
+static bool ngx_http_resend_confirmation_limit_may_read_email(
+    const ngx_http_resend_confirmation_zone_t *zone) noexcept {
+    if (zone->phase != ngx_http_resend_confirmation_limit_phase_t::client ||
+        zone->key.flushes == nullptr) {
+        return false;
+    }
+    auto *variables = static_cast<ngx_http_variable_t *>(zone->cmcf->variables.elts);
+    for (ngx_uint_t *v = zone->key.flushes; *v != static_cast<ngx_uint_t>(-1); ++v) {
+        if (variables[*v].flags & NGX_HTTP_VAR_CHANGEABLE) return true;
+    }
+    return false;
+}
+
+ngx_int_t ngx_http_resend_confirmation_limit_init_zone(ngx_shm_zone_t *shm_zone,
+                                                       void *data) noexcept {
     auto *zone = zone_of(shm_zone);
+    zone->watch_email = ngx_http_resend_confirmation_limit_may_read_email(zone);
     auto *old = static_cast<ngx_http_resend_confirmation_zone_t *>(data);
 
     if (old != nullptr) {
@@ -399,159 +445,4 @@ static ngx_int_t ngx_http_resend_confirmation_limit_init_zone(ngx_shm_zone_t *sh
     if (zone->shpool->log_ctx == nullptr) return NGX_ERROR;
     *ngx_sprintf(zone->shpool->log_ctx, log_ctx_format, &shm_zone->shm.name) = '\0';
     return NGX_OK;
-}
-
-// --- directives -------------------------------------------------------------------------
-
-
-// resend_confirmation_limit_zone KEY zone=NAME:SIZE rate=RATE [after_validation];
-char *ngx_http_resend_confirmation_limit_zone(ngx_conf_t *cf, ngx_command_t *, void *conf) noexcept {
-    auto *mcf = static_cast<ngx_http_resend_confirmation_main_conf_t *>(conf);
-    auto *value = static_cast<ngx_str_t *>(cf->args->elts);
-
-    auto *zone = static_cast<ngx_http_resend_confirmation_zone_t *>(
-        ngx_pcalloc(cf->pool, sizeof(ngx_http_resend_confirmation_zone_t)));
-    if (zone == nullptr) return ngx_http_resend_confirmation_conf_error();
-    zone->mcf = mcf;
-
-    ngx_http_compile_complex_value_t ccv;
-    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
-    ccv.cf = cf;
-    ccv.value = &value[1];
-    ccv.complex_value = &zone->key;
-    if (ngx_http_compile_complex_value(&ccv) != NGX_OK) return ngx_http_resend_confirmation_conf_error();
-    std::string_view key_text(reinterpret_cast<const char *>(value[1].data), value[1].len);
-    zone->by_email = key_text.find("$resend_confirmation_email") != std::string_view::npos ||
-                     key_text.find("${resend_confirmation_email}") != std::string_view::npos;
-
-    ngx_str_t name = ngx_null_string;
-    ssize_t size = 0;
-    bool have_rate = false;
-    for (ngx_uint_t i = 2; i < cf->args->nelts; ++i) {
-        if (ngx_strncmp(value[i].data, "zone=", 5) == 0) {
-            name.data = value[i].data + 5;
-            u_char *end = value[i].data + value[i].len;
-            u_char *colon = ngx_strlchr(name.data, end, ':');
-            if (colon == nullptr) goto invalid;
-            name.len = colon - name.data;
-            ngx_str_t s = {static_cast<size_t>(end - colon - 1), colon + 1};
-            size = ngx_parse_size(&s);
-            if (name.len == 0 || size == NGX_ERROR) goto invalid;
-            if (size < static_cast<ssize_t>(8 * ngx_pagesize)) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "zone \"%V\" is too small: at least %uz bytes",
-                                   &name, 8 * ngx_pagesize);
-                return ngx_http_resend_confirmation_conf_error();
-            }
-            continue;
-        }
-        if (value[i].len == 16 && ngx_strncmp(value[i].data, "after_validation", 16) == 0) {
-            zone->by_email = true;
-            continue;
-        }
-        if (ngx_strncmp(value[i].data, "rate=", 5) == 0) {
-            std::optional<resend::rate> rate = resend::parse_rate(
-                {reinterpret_cast<const char *>(value[i].data + 5), value[i].len - 5});
-            if (!rate) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid rate \"%V\": use Nr/s, Nr/m, Nr/h or Nr/d", &value[i]);
-                return ngx_http_resend_confirmation_conf_error();
-            }
-            zone->rate = *rate;
-            have_rate = true;
-            continue;
-        }
-    invalid:
-        return ngx_http_resend_confirmation_invalid_parameter(cf, &value[i]);
-    }
-    if (name.len == 0 || !have_rate) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "\"%V\" needs \"zone=NAME:SIZE\" and \"rate=\"",
-                           &value[0]);
-        return ngx_http_resend_confirmation_conf_error();
-    }
-
-    ngx_shm_zone_t *shm_zone =
-        ngx_shared_memory_add(cf, &name, size, &ngx_http_resend_confirmation_module);
-    if (shm_zone == nullptr) return ngx_http_resend_confirmation_conf_error();
-    if (shm_zone->data != nullptr) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "duplicate zone \"%V\"", &name);
-        return ngx_http_resend_confirmation_conf_error();
-    }
-    shm_zone->init = ngx_http_resend_confirmation_limit_init_zone;
-    shm_zone->data = zone;
-    return NGX_CONF_OK;
-}
-
-// resend_confirmation_limit zone=NAME [burst=N] [silent];
-char *ngx_http_resend_confirmation_limit(ngx_conf_t *cf, ngx_command_t *, void *conf) noexcept {
-    auto *lcf = static_cast<ngx_http_resend_confirmation_loc_conf_t *>(conf);
-    auto *value = static_cast<ngx_str_t *>(cf->args->elts);
-
-    ngx_shm_zone_t *shm_zone = nullptr;
-    ngx_int_t burst = 0;
-    bool silent = false;
-    for (ngx_uint_t i = 1; i < cf->args->nelts; ++i) {
-        if (ngx_strncmp(value[i].data, "zone=", 5) == 0) {
-            ngx_str_t name = {value[i].len - 5, value[i].data + 5};
-            shm_zone = ngx_shared_memory_add(cf, &name, 0, &ngx_http_resend_confirmation_module);
-            if (shm_zone == nullptr) return ngx_http_resend_confirmation_conf_error();
-        } else if (ngx_strncmp(value[i].data, "burst=", 6) == 0) {
-            burst = ngx_atoi(value[i].data + 6, value[i].len - 6);
-            if (burst == NGX_ERROR || burst > 1000000) goto invalid;
-        } else if (value[i].len == 6 && ngx_strncmp(value[i].data, "silent", 6) == 0) {
-            silent = true;
-        } else {
-            goto invalid;
-        }
-        continue;
-    invalid:
-        return ngx_http_resend_confirmation_invalid_parameter(cf, &value[i]);
-    }
-    if (shm_zone == nullptr) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "\"%V\" needs \"zone=NAME\"", &value[0]);
-        return ngx_http_resend_confirmation_conf_error();
-    }
-
-    if (lcf->limits == NGX_CONF_UNSET_PTR || lcf->limits == nullptr) {
-        lcf->limits = ngx_array_create(cf->pool, 2, sizeof(ngx_http_resend_confirmation_limit_t));
-        if (lcf->limits == nullptr) return ngx_http_resend_confirmation_conf_error();
-    }
-    auto *limits = static_cast<ngx_http_resend_confirmation_limit_t *>(lcf->limits->elts);
-    for (ngx_uint_t i = 0; i < lcf->limits->nelts; ++i) {
-        if (limits[i].shm_zone == shm_zone) return const_cast<char *>("is duplicate");
-    }
-    auto *limit = static_cast<ngx_http_resend_confirmation_limit_t *>(ngx_array_push(lcf->limits));
-    if (limit == nullptr) return ngx_http_resend_confirmation_conf_error();
-    limit->shm_zone = shm_zone;
-    limit->burst = static_cast<ngx_uint_t>(burst);
-    limit->silent = silent;
-    return NGX_CONF_OK;
-}
-
-// resend_confirmation_limit_secret FILE;  (at least 16 bytes, read at start)
-char *ngx_http_resend_confirmation_limit_secret(ngx_conf_t *cf, ngx_command_t *, void *conf) noexcept {
-    auto *mcf = static_cast<ngx_http_resend_confirmation_main_conf_t *>(conf);
-    if (mcf->limit_secret.data != nullptr) return const_cast<char *>("is duplicate");
-    ngx_str_t path = static_cast<ngx_str_t *>(cf->args->elts)[1];
-    if (ngx_conf_full_name(cf->cycle, &path, 1) != NGX_OK) return ngx_http_resend_confirmation_conf_error();
-
-    ngx_fd_t fd = ngx_open_file(path.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
-    if (fd == NGX_INVALID_FILE) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno, ngx_open_file_n " \"%V\" failed", &path);
-        return ngx_http_resend_confirmation_conf_error();
-    }
-    u_char buffer[4096];
-    ssize_t n = read(fd, buffer, sizeof(buffer));
-    ngx_close_file(fd);
-    while (n > 0 && (buffer[n - 1] == '\n' || buffer[n - 1] == '\r')) --n;
-    if (n < 16) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "the secret in \"%V\" is shorter than 16 bytes", &path);
-        return ngx_http_resend_confirmation_conf_error();
-    }
-    mcf->limit_secret.data = static_cast<u_char *>(ngx_pnalloc(cf->pool, n));
-    if (mcf->limit_secret.data == nullptr) return ngx_http_resend_confirmation_conf_error();
-    ngx_memcpy(mcf->limit_secret.data, buffer, n);
-    mcf->limit_secret.len = n;
-    ngx_explicit_memzero(buffer, sizeof(buffer));
-    return NGX_CONF_OK;
 }

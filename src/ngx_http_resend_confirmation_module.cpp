@@ -1,5 +1,9 @@
-// Module definition: directives, configuration create/merge, worker start.
-// The request flow starts in ngx_http_resend_confirmation_handler.cpp.
+// Module definition: registers every directive and parses those of the
+// endpoint, the Redis link, the stream and the record's fields (the limit
+// directives' parsers are in limit_directives.cpp); decides what a level
+// inherits and refuses a `resend_confirmation` location without a Redis; and
+// makes each worker's JSON parser (sized for the largest body limit) and
+// Redis links. The request flow starts in ngx_http_resend_confirmation_handler.cpp.
 
 #include "ngx_http_resend_confirmation.h"
 
@@ -50,8 +54,8 @@ static ngx_conf_num_bounds_t ngx_http_resend_confirmation_limit_status_bounds = 
     ngx_conf_check_num_bounds, 400, 599};
 
 static ngx_conf_enum_t ngx_http_resend_confirmation_redis_failure_policies[] = {
-    {ngx_string("reject"), static_cast<ngx_uint_t>(redis_failure_policy::reject)},
-    {ngx_string("accept"), static_cast<ngx_uint_t>(redis_failure_policy::accept)},
+    {ngx_string("reject"), static_cast<ngx_uint_t>(ngx_http_resend_confirmation_redis_failure_t::reject)},
+    {ngx_string("accept"), static_cast<ngx_uint_t>(ngx_http_resend_confirmation_redis_failure_t::accept)},
     {ngx_null_string, 0}};
 
 #define RESEND_ANY_LEVEL (NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF)
@@ -90,6 +94,11 @@ static ngx_command_t ngx_http_resend_confirmation_commands[] = {
      ngx_http_resend_confirmation_log_levels},
     {ngx_string("resend_confirmation_limit_secret"), NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1,
      ngx_http_resend_confirmation_limit_secret, NGX_HTTP_MAIN_CONF_OFFSET, 0, nullptr},
+    {ngx_string("resend_confirmation_metrics"), NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS,
+     ngx_http_resend_confirmation_metrics_directive, NGX_HTTP_LOC_CONF_OFFSET, 0, nullptr},
+    {ngx_string("resend_confirmation_metrics_name"), RESEND_ANY_LEVEL | NGX_CONF_TAKE1,
+     ngx_conf_set_str_slot, NGX_HTTP_LOC_CONF_OFFSET,
+     offsetof(ngx_http_resend_confirmation_loc_conf_t, metrics_name), nullptr},
     ngx_null_command};
 
 static ngx_http_module_t ngx_http_resend_confirmation_module_ctx = {
@@ -152,7 +161,7 @@ static char *ngx_http_resend_confirmation_check_body_size(ngx_conf_t *cf, void *
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"resend_confirmation_max_body_size\" must be between 1 and %uz bytes",
                            max_body_size_ceiling);
-        return static_cast<char *>(NGX_CONF_ERROR);
+        return ngx_http_resend_confirmation_conf_error();
     }
     return NGX_CONF_OK;
 }
@@ -218,10 +227,10 @@ static char *ngx_http_resend_confirmation_redis(ngx_conf_t *cf, ngx_command_t *,
     }
     ngx_http_resend_confirmation_redis_name(cf, redis, &url);
 
-    auto *mcf = static_cast<ngx_http_resend_confirmation_main_conf_t *>(
-        ngx_http_conf_get_module_main_conf(cf, ngx_http_resend_confirmation_module));
+    redis->metrics = ngx_http_resend_confirmation_metrics_ref(cf, redis->addr.name, false);
+    auto *mcf = ngx_http_resend_confirmation_conf_main_conf(cf);
     auto **slot = static_cast<ngx_http_resend_confirmation_redis_conf_t **>(ngx_array_push(&mcf->redis));
-    if (slot == nullptr) return ngx_http_resend_confirmation_conf_error();
+    if (redis->metrics == nullptr || slot == nullptr) return ngx_http_resend_confirmation_conf_error();
     redis->index = mcf->redis.nelts - 1;
     *slot = redis;
     lcf->redis = redis;
@@ -265,7 +274,7 @@ static char *ngx_http_resend_confirmation_field(ngx_conf_t *cf, ngx_command_t *,
     auto *value = static_cast<ngx_str_t *>(cf->args->elts);
     static const char *const reserved[] = {"email", "ip", "request_id", "received_at"};
     for (const char *name : reserved) {
-        if (value[1].len == ngx_strlen(name) && ngx_strncmp(value[1].data, name, value[1].len) == 0) {
+        if (ngx_http_resend_confirmation_is(value[1], name)) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "field \"%V\" is always recorded by the module", &value[1]);
             return ngx_http_resend_confirmation_conf_error();
@@ -281,12 +290,9 @@ static char *ngx_http_resend_confirmation_field(ngx_conf_t *cf, ngx_command_t *,
     if (field == nullptr) return ngx_http_resend_confirmation_conf_error();
     field->name = value[1];
 
-    ngx_http_compile_complex_value_t ccv;
-    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
-    ccv.cf = cf;
-    ccv.value = &value[2];
-    ccv.complex_value = &field->value;
-    if (ngx_http_compile_complex_value(&ccv) != NGX_OK) return ngx_http_resend_confirmation_conf_error();
+    if (!ngx_http_resend_confirmation_compile(cf, &value[2], &field->value)) {
+        return ngx_http_resend_confirmation_conf_error();
+    }
     return NGX_CONF_OK;
 }
 
@@ -295,14 +301,14 @@ static ngx_int_t ngx_http_resend_confirmation_preconfiguration(ngx_conf_t *cf) n
 }
 
 static ngx_int_t ngx_http_resend_confirmation_postconfiguration(ngx_conf_t *cf) noexcept {
-    auto *mcf = static_cast<ngx_http_resend_confirmation_main_conf_t *>(
-        ngx_http_conf_get_module_main_conf(cf, ngx_http_resend_confirmation_module));
+    auto *mcf = ngx_http_resend_confirmation_conf_main_conf(cf);
     static ngx_str_t request_id = ngx_string("request_id");
     mcf->request_id_index = ngx_http_get_variable_index(cf, &request_id);
     if (mcf->request_id_index == NGX_ERROR) return NGX_ERROR;
 
     if (ngx_http_resend_confirmation_body_filter_init(cf) != NGX_OK) return NGX_ERROR;
-    return ngx_http_resend_confirmation_reply_filters_init(cf);
+    if (ngx_http_resend_confirmation_metrics_init(cf) != NGX_OK) return NGX_ERROR;
+    return ngx_http_resend_confirmation_answer_filters_init(cf);
 }
 
 static void *ngx_http_resend_confirmation_create_main_conf(ngx_conf_t *cf) noexcept {
@@ -345,7 +351,7 @@ static char *ngx_http_resend_confirmation_merge_loc_conf(ngx_conf_t *cf, void *p
     ngx_conf_merge_ptr_value(conf->redis, parent->redis, nullptr);
     ngx_conf_merge_ptr_value(conf->fields, parent->fields, nullptr);
     ngx_conf_merge_uint_value(conf->redis_failure, parent->redis_failure,
-                              static_cast<ngx_uint_t>(redis_failure_policy::reject));
+                              static_cast<ngx_uint_t>(ngx_http_resend_confirmation_redis_failure_t::reject));
     // Limits: a level that sets any replaces the inherited list (limit_req).
     ngx_conf_merge_ptr_value(conf->limits, parent->limits, nullptr);
     ngx_conf_merge_value(conf->limit_dry_run, parent->limit_dry_run, 0);
@@ -356,6 +362,7 @@ static char *ngx_http_resend_confirmation_merge_loc_conf(ngx_conf_t *cf, void *p
         if (parent->stream.data != nullptr) conf->maxlen_text = parent->maxlen_text;
     }
     if (conf->maxlen_text.data == nullptr) conf->maxlen_text = maxlen_default;
+    ngx_conf_merge_str_value(conf->metrics_name, parent->metrics_name, "");
 
     if (conf->enabled && conf->redis == nullptr) {
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
@@ -365,8 +372,17 @@ static char *ngx_http_resend_confirmation_merge_loc_conf(ngx_conf_t *cf, void *p
         return ngx_http_resend_confirmation_conf_error();
     }
 
-    auto *mcf = static_cast<ngx_http_resend_confirmation_main_conf_t *>(
-        ngx_http_conf_get_module_main_conf(cf, ngx_http_resend_confirmation_module));
+    if (conf->enabled) {
+        // Its outcomes are counted under its metrics name, by default the
+        // location's own (its URI, or @name).
+        auto *clcf = static_cast<ngx_http_core_loc_conf_t *>(
+            ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module));
+        conf->metrics = ngx_http_resend_confirmation_metrics_ref(
+            cf, conf->metrics_name.len != 0 ? conf->metrics_name : clcf->name, true);
+        if (conf->metrics == nullptr) return ngx_http_resend_confirmation_conf_error();
+    }
+
+    auto *mcf = ngx_http_resend_confirmation_conf_main_conf(cf);
     if (conf->enabled && conf->max_body_size > mcf->largest_body) {
         mcf->largest_body = conf->max_body_size;
     }
@@ -389,6 +405,7 @@ static ngx_int_t ngx_http_resend_confirmation_init_process(ngx_cycle_t *cycle) n
         worker_links_count = i + 1;
     }
 
+    ngx_http_resend_confirmation_metrics_worker_start(cycle);
     worker_parser = new (std::nothrow) resend::body_parser();
     if (worker_parser == nullptr || !worker_parser->reserve(mcf->largest_body)) {
         ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
@@ -406,6 +423,7 @@ static void ngx_http_resend_confirmation_exit_process(ngx_cycle_t *) noexcept {
         ngx_http_resend_confirmation_link_destroy(worker_links[i]);
     }
     worker_links_count = 0;
+    ngx_http_resend_confirmation_metrics_worker_exit();
     delete worker_parser;
     worker_parser = nullptr;
 }

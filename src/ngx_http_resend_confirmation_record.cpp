@@ -1,49 +1,19 @@
-// The record step of the flow: one stream entry per accepted request,
+// The record step of the flow: decides the stream entry of an accepted
+// request, its fields and their order,
 //   XADD <stream> MAXLEN ~ <maxlen> * email <as sent> ip <$remote_addr>
 //        request_id <$request_id> received_at <ms since epoch> [<field> <value>]...
-// and the answer once Redis has it (or could not take it).
+// and the answer once Redis has it, or could not take it (the failure policy:
+// 503 with the email limits' count given back, or 200 "lost").
 
 #include "ngx_http_resend_confirmation.h"
 
 #include <charconv>
 
-#include <openssl/rand.h>
-
-// $request_id for the record, and for the access log: nginx draws 16 bytes
-// from RAND_bytes for every request, which costs a fifth of the accepted
-// path (and a getpid()). We set the request's $request_id ourselves, in the
-// same form (32 hex digits, 128 random bits), from a per-worker buffer that
-// one RAND_bytes call refills every 256 requests. $request_id in the access
-// log then shows this value, so the two still join.
-static ngx_http_variable_value_t *ngx_http_resend_confirmation_request_id(
-    ngx_http_request_t *r, ngx_int_t index) noexcept {
-    ngx_http_variable_value_t *value = &r->variables[index];
-    if (value->valid || value->not_found) return value;  // already drawn for this request
-
-    static u_char random[4096];
-    static size_t used = sizeof(random);
-    if (used + 16 > sizeof(random)) {
-        if (RAND_bytes(random, sizeof(random)) != 1) {
-            return ngx_http_get_indexed_variable(r, index);  // nginx's own way
-        }
-        used = 0;
-    }
-    auto *hex = static_cast<u_char *>(ngx_pnalloc(r->pool, 32));
-    if (hex == nullptr) return nullptr;
-    ngx_hex_dump(hex, random + used, 16);
-    ngx_explicit_memzero(random + used, 16);  // drawn once, never reused
-    used += 16;
-    value->data = hex;
-    value->len = 32;
-    value->valid = 1;
-    value->no_cacheable = 0;
-    value->not_found = 0;
-    return value;
-}
-
-static std::string_view view(const ngx_str_t &s) noexcept {
+namespace {
+std::string_view view(const ngx_str_t &s) noexcept {
     return {reinterpret_cast<const char *>(s.data), s.len};
 }
+}  // namespace
 
 static void ngx_http_resend_confirmation_record_cleanup(void *data) noexcept {
     auto *ctx = static_cast<ngx_http_resend_confirmation_ctx_t *>(data);
@@ -55,10 +25,7 @@ static void ngx_http_resend_confirmation_record_cleanup(void *data) noexcept {
 
 bool ngx_http_resend_confirmation_record(ngx_http_request_t *r,
                                          ngx_http_resend_confirmation_ctx_t *ctx) noexcept {
-    auto *lcf = static_cast<ngx_http_resend_confirmation_loc_conf_t *>(
-        ngx_http_get_module_loc_conf(r, ngx_http_resend_confirmation_module));
-    auto *mcf = static_cast<ngx_http_resend_confirmation_main_conf_t *>(
-        ngx_http_get_module_main_conf(r, ngx_http_resend_confirmation_module));
+    auto *lcf = ngx_http_resend_confirmation_loc_conf(r);
 
     ngx_uint_t extra = lcf->fields != nullptr ? lcf->fields->nelts : 0;
     size_t argc = 6 + 8 + 2 * extra;
@@ -68,14 +35,13 @@ bool ngx_http_resend_confirmation_record(ngx_http_request_t *r,
     if (args == nullptr || received_at == nullptr || cleanup == nullptr) return false;
 
     ngx_time_t *now = ngx_timeofday();
-    // std::to_chars: a tenth of ngx_sprintf's cost on this hot path.
+    // std::to_chars rather than ngx_sprintf: this runs for every accepted request.
     auto *received_at_end = reinterpret_cast<u_char *>(
         std::to_chars(reinterpret_cast<char *>(received_at),
                       reinterpret_cast<char *>(received_at) + NGX_INT64_LEN,
                       static_cast<uint64_t>(now->sec) * 1000 + now->msec)
             .ptr);
-    ngx_http_variable_value_t *request_id =
-        ngx_http_resend_confirmation_request_id(r, mcf->request_id_index);
+    ngx_http_variable_value_t *request_id = ngx_http_resend_confirmation_request_id(r);
 
     size_t n = 0;
     args[n++] = "XADD";
@@ -106,6 +72,7 @@ bool ngx_http_resend_confirmation_record(ngx_http_request_t *r,
     ctx->pending = ngx_http_resend_confirmation_link_send(
         ngx_http_resend_confirmation_worker_link(lcf->redis), r, {args, n});
     if (ctx->pending == nullptr) return false;
+    ctx->redis_sent = ngx_current_msec;
 
     cleanup->handler = ngx_http_resend_confirmation_record_cleanup;
     cleanup->data = ctx;
@@ -115,32 +82,33 @@ bool ngx_http_resend_confirmation_record(ngx_http_request_t *r,
     return true;
 }
 
-ngx_int_t ngx_http_resend_confirmation_reply_unrecorded(ngx_http_request_t *r,
+ngx_int_t ngx_http_resend_confirmation_answer_unrecorded(ngx_http_request_t *r,
                                                         ngx_http_resend_confirmation_ctx_t *ctx) noexcept {
-    auto *lcf = static_cast<ngx_http_resend_confirmation_loc_conf_t *>(
-        ngx_http_get_module_loc_conf(r, ngx_http_resend_confirmation_module));
-    if (static_cast<redis_failure_policy>(lcf->redis_failure) == redis_failure_policy::accept) {
+    auto *lcf = ngx_http_resend_confirmation_loc_conf(r);
+    if (static_cast<ngx_http_resend_confirmation_redis_failure_t>(lcf->redis_failure) ==
+        ngx_http_resend_confirmation_redis_failure_t::accept) {
         // Answered as accepted: the email limits keep their count.
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "resend_confirmation: request not recorded, answered 200 "
                       "(resend_confirmation_redis_failure accept)");
-        return ngx_http_resend_confirmation_reply(r, ctx, resend::outcome::lost);
+        return ngx_http_resend_confirmation_answer(r, ctx, resend::outcome::lost);
     }
     // Refused after all: the email quota it took goes back, so that a retry
     // (or the next request for the address) is not silenced for nothing.
     ngx_http_resend_confirmation_limit_refund(ctx);
-    return ngx_http_resend_confirmation_reply(r, ctx, resend::outcome::redis_error);
+    return ngx_http_resend_confirmation_answer(r, ctx, resend::outcome::redis_error);
 }
 
 void ngx_http_resend_confirmation_recorded(ngx_http_request_t *r, bool stored) noexcept {
-    auto *ctx = static_cast<ngx_http_resend_confirmation_ctx_t *>(
-        ngx_http_get_module_ctx(r, ngx_http_resend_confirmation_module));
+    auto *ctx = ngx_http_resend_confirmation_get_ctx(r);
     ctx->pending = nullptr;
+    ctx->redis_time = ngx_current_msec - ctx->redis_sent;
+    ctx->redis_answered = 1;
     ngx_connection_t *c = r->connection;
     resend::outcome accepted =
         ctx->dry_run_limited ? resend::outcome::dry_run_limited : resend::outcome::accepted;
-    ngx_int_t rc = stored ? ngx_http_resend_confirmation_reply(r, ctx, accepted)
-                          : ngx_http_resend_confirmation_reply_unrecorded(r, ctx);
+    ngx_int_t rc = stored ? ngx_http_resend_confirmation_answer(r, ctx, accepted)
+                          : ngx_http_resend_confirmation_answer_unrecorded(r, ctx);
     ngx_http_finalize_request(r, rc);
     // We run from the Redis connection's event, not the client's: let
     // nginx finish what the request posted (as upstream handlers do).

@@ -1,5 +1,8 @@
 // The Redis link: one connection per worker and Redis address, on nginx's
-// own event loop (ngx_event_connect_peer, nginx timers), never blocking.
+// own event loop (ngx_event_connect_peer, nginx timers), never blocking. It
+// decides when to connect, what may be written, which reply belongs to
+// which request, and when the connection has failed; it knows nothing of
+// XADD or of HTTP.
 //
 // - Commands of concurrent requests are appended to one output buffer and
 //   written together from a posted write event: one write per loop turn.
@@ -34,10 +37,14 @@ struct ngx_http_resend_confirmation_pending_s {
     ngx_queue_t queue;      // in link->pending (in flight) or link->spare
     ngx_http_request_t *r;  // null: a handshake command, or the request went away
     ngx_msec_t deadline;    // when its reply is overdue
+    ngx_msec_t queued;      // when it was handed to the link (reply time)
+    std::string_view command;  // its name (args[0], a literal), for the log
     bool handshake;         // AUTH or SELECT: an error fails the connection
 };
 
+namespace {
 enum class link_state : unsigned char { down, resolving, connecting, securing, handshaking, up };
+}  // namespace
 
 struct ngx_http_resend_confirmation_link_s {
     ngx_http_resend_confirmation_redis_conf_t *conf;
@@ -56,7 +63,7 @@ struct ngx_http_resend_confirmation_link_s {
     ngx_uint_t in_flight; // entries in `pending`
     ngx_queue_t spare;    // recycled entries
     ngx_event_t overdue;  // fires at the oldest command's deadline
-    ngx_event_t retry;    // while set, Redis was just found down: do not reconnect yet
+    ngx_event_t hold_down;  // timer set: Redis was just found down; answer at once, do not reconnect
     ngx_msec_t backoff;
 
     ngx_resolver_ctx_t *resolving;  // the name's resolution in flight
@@ -67,6 +74,10 @@ struct ngx_http_resend_confirmation_link_s {
     size_t received;                // bytes read on this connection
     ngx_log_t connection_log;       // the connection's log: nginx's lines name Redis
 };
+
+// Both live in the link's pool, freed with it, never destroyed.
+static_assert(std::is_trivially_destructible_v<ngx_http_resend_confirmation_pending_t>);
+static_assert(std::is_trivially_destructible_v<ngx_http_resend_confirmation_link_t>);
 
 static void ngx_http_resend_confirmation_link_fail(ngx_http_resend_confirmation_link_t *link,
                                                    const char *why) noexcept;
@@ -126,10 +137,13 @@ ngx_http_resend_confirmation_link_append(ngx_http_resend_confirmation_link_t *li
     link->out_size = end - link->out;
 
     entry->r = r;
+    entry->command = args[0];
     entry->handshake = handshake;
     entry->deadline = ngx_current_msec + timeout;
+    entry->queued = ngx_current_msec;
     ngx_queue_insert_tail(&link->pending, &entry->queue);
     ++link->in_flight;
+    ngx_http_resend_confirmation_metrics_in_flight(link->conf->metrics, link->in_flight);
     if (!link->overdue.timer_set) ngx_add_timer(&link->overdue, timeout);
     return entry;
 }
@@ -137,6 +151,10 @@ ngx_http_resend_confirmation_link_append(ngx_http_resend_confirmation_link_t *li
 // --- connection ---------------------------------------------------------------------
 
 static void ngx_http_resend_confirmation_link_close(ngx_http_resend_confirmation_link_t *link) noexcept {
+    if (link->state == link_state::up) {
+        ngx_http_resend_confirmation_metrics_link(link->conf->metrics,
+                                                  ngx_http_resend_confirmation_link_event_t::closed);
+    }
     ngx_http_resend_confirmation_link_close_connection(link);
     link->state = link_state::down;
     link->out_size = link->out_sent = 0;
@@ -211,6 +229,9 @@ static bool ngx_http_resend_confirmation_link_connect_peer(ngx_http_resend_confi
     peer->get = ngx_event_get_peer;
     peer->log = &link->connection_log;
     peer->log_error = NGX_ERROR_ERR;
+    // A peer that vanished silently (NAT, failover) is noticed on an idle
+    // link too: nginx sets SO_KEEPALIVE before connecting.
+    peer->so_keepalive = peer->sockaddr->sa_family != AF_UNIX;
     link->connection_log.action = const_cast<char *>("connecting");
     link->connect_start = ngx_current_msec;
     link->received = 0;
@@ -237,11 +258,10 @@ static bool ngx_http_resend_confirmation_link_connect_peer(ngx_http_resend_confi
     c->write->handler = ngx_http_resend_confirmation_link_write;
     link->state = link_state::connecting;
     if (peer->sockaddr->sa_family != AF_UNIX) {
-        // Small pipelined writes go out at once; a peer that vanished
-        // silently (NAT, failover) is noticed on an idle link too.
-        int on = 1;
-        (void) setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
-        (void) setsockopt(c->fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on));
+        // Small pipelined writes go out at once. The connection is new
+        // (tcp_nodelay unset), so this sets TCP_NODELAY; a failure is
+        // logged by nginx and only costs latency.
+        (void) ngx_tcp_nodelay(c);
     }
 
     if (rc == NGX_AGAIN) {
@@ -258,10 +278,14 @@ static void ngx_http_resend_confirmation_link_fail(ngx_http_resend_confirmation_
                                                    const char *why) noexcept {
     ngx_log_error(NGX_LOG_ERR, link->log, 0, "resend_confirmation: redis %V: %s",
                   &link->conf->addr.name, why);
+    if (link->state != link_state::up) {
+        ngx_http_resend_confirmation_metrics_link(link->conf->metrics,
+                                                  ngx_http_resend_confirmation_link_event_t::connect_failed);
+    }
     ngx_http_resend_confirmation_link_close(link);
     if (link->overdue.timer_set) ngx_del_timer(&link->overdue);
     link->backoff = link->backoff == 0 ? backoff_first : ngx_min(link->backoff * 2, backoff_ceiling);
-    ngx_add_timer(&link->retry, link->backoff);
+    ngx_add_timer(&link->hold_down, link->backoff);
 
     // Take the waiting entries out first: answering a request may, in
     // principle, send a new command on this link.
@@ -272,6 +296,7 @@ static void ngx_http_resend_confirmation_link_fail(ngx_http_resend_confirmation_
         ngx_queue_init(&link->pending);
     }
     link->in_flight = 0;
+    ngx_http_resend_confirmation_metrics_in_flight(link->conf->metrics, 0);
     while (!ngx_queue_empty(&failed)) {
         ngx_queue_t *q = ngx_queue_head(&failed);
         ngx_queue_remove(q);
@@ -291,6 +316,16 @@ static void ngx_http_resend_confirmation_link_drop_idle(ngx_http_resend_confirma
 
 // --- events ---------------------------------------------------------------------------
 
+// The connection is open (and secured, with tls): AUTH/SELECT may go, or,
+// without them, the link is ready.
+static void ngx_http_resend_confirmation_link_opened(ngx_http_resend_confirmation_link_t *link) noexcept {
+    link->state = link->handshake_left > 0 ? link_state::handshaking : link_state::up;
+    if (link->state == link_state::up) {
+        ngx_http_resend_confirmation_metrics_link(link->conf->metrics,
+                                                  ngx_http_resend_confirmation_link_event_t::connected);
+    }
+}
+
 static bool ngx_http_resend_confirmation_link_connected(ngx_http_resend_confirmation_link_t *link,
                                                         ngx_connection_t *c) noexcept {
     int err = 0;
@@ -301,7 +336,7 @@ static bool ngx_http_resend_confirmation_link_connected(ngx_http_resend_confirma
                       &link->conf->addr.name);
         return false;
     }
-    link->state = link->handshake_left > 0 ? link_state::handshaking : link_state::up;
+    if (link->conf->tls == nullptr) ngx_http_resend_confirmation_link_opened(link);
     return true;
 }
 
@@ -361,6 +396,7 @@ static bool ngx_http_resend_confirmation_link_deliver(ngx_http_resend_confirmati
     ngx_queue_insert_tail(&link->spare, q);
     --link->in_flight;
     auto *entry = ngx_queue_data(q, ngx_http_resend_confirmation_pending_t, queue);
+    ngx_http_resend_confirmation_metrics_in_flight(link->conf->metrics, link->in_flight);
 
     bool ok = reply.kind != resend::reply_kind::error;
     if (entry->handshake && !ok) {
@@ -375,6 +411,8 @@ static bool ngx_http_resend_confirmation_link_deliver(ngx_http_resend_confirmati
         // Redis accepted AUTH/SELECT: release the commands queued meanwhile,
         // their time counted from now (connecting is not their wait).
         link->state = link_state::up;
+        ngx_http_resend_confirmation_metrics_link(link->conf->metrics,
+                                                  ngx_http_resend_confirmation_link_event_t::connected);
         ngx_post_event(link->peer.connection->write, &ngx_posted_events);
         for (ngx_queue_t *p = ngx_queue_head(&link->pending); p != ngx_queue_sentinel(&link->pending);
              p = ngx_queue_next(p)) {
@@ -382,9 +420,15 @@ static bool ngx_http_resend_confirmation_link_deliver(ngx_http_resend_confirmati
             waiting->deadline = ngx_current_msec + link->conf->timeout;
         }
     }
+    if (!entry->handshake) {
+        ngx_http_resend_confirmation_metrics_reply_time(link->conf->metrics,
+                                                        ngx_current_msec - entry->queued);
+    }
     if (!ok) {
-        ngx_log_error(NGX_LOG_ERR, link->log, 0, "resend_confirmation: redis %V refused XADD: %*s",
-                      &link->conf->addr.name, reply.error.size(), reply.error.data());
+        ngx_http_resend_confirmation_metrics_refusal(link->conf->metrics, reply.error);
+        ngx_log_error(NGX_LOG_ERR, link->log, 0, "resend_confirmation: redis %V refused %*s: %*s",
+                      &link->conf->addr.name, entry->command.size(), entry->command.data(),
+                      reply.error.size(), reply.error.data());
     }
     link->backoff = 0;  // Redis answers: the next failure starts the backoff afresh
 
@@ -453,12 +497,15 @@ static void ngx_http_resend_confirmation_link_read(ngx_event_t *rev) noexcept {
 
 static void ngx_http_resend_confirmation_link_overdue(ngx_event_t *ev) noexcept {
     auto *link = static_cast<ngx_http_resend_confirmation_link_t *>(ev->data);
+    ngx_http_resend_confirmation_metrics_link(link->conf->metrics,
+                                              ngx_http_resend_confirmation_link_event_t::timed_out);
     ngx_http_resend_confirmation_link_fail(link, "no reply in time");
 }
 
-static void ngx_http_resend_confirmation_link_retry(ngx_event_t *) noexcept {
-    // Nothing to do: the backoff is over; the next command reconnects.
-}
+// The hold-down is a timer used as a flag: while it is set, send() answers
+// at once instead of reconnecting. When it ends there is nothing to do: the
+// next command reconnects.
+static void ngx_http_resend_confirmation_link_hold_down_over(ngx_event_t *) noexcept {}
 
 // --- names, TLS, the connection ------------------------------------------------------
 
@@ -561,7 +608,7 @@ void ngx_http_resend_confirmation_link_secured(ngx_connection_t *c, const char *
     c->log->action = nullptr;
     c->read->handler = ngx_http_resend_confirmation_link_read;
     c->write->handler = ngx_http_resend_confirmation_link_write;
-    link->state = link->handshake_left > 0 ? link_state::handshaking : link_state::up;
+    ngx_http_resend_confirmation_link_opened(link);
     // Now AUTH/SELECT (or the commands queued meanwhile) may go.
     ngx_post_event(c->write, &ngx_posted_events);
 }
@@ -584,14 +631,16 @@ ngx_http_resend_confirmation_link_create(ngx_http_resend_confirmation_redis_conf
     ngx_queue_init(&link->pending);
     ngx_queue_init(&link->spare);
 
+    // Not cancelable: a shutting-down worker waits for replies in flight
+    // (at most `timeout`).
     link->overdue.handler = ngx_http_resend_confirmation_link_overdue;
     link->overdue.data = link;
     link->overdue.log = cycle->log;
-    // Not cancelable: a shutting-down worker waits for replies in flight.
-    link->retry.handler = ngx_http_resend_confirmation_link_retry;
-    link->retry.data = link;
-    link->retry.log = cycle->log;
-    link->retry.cancelable = 1;
+    // Cancelable: a shutting-down worker does not wait for a backoff to end.
+    link->hold_down.handler = ngx_http_resend_confirmation_link_hold_down_over;
+    link->hold_down.data = link;
+    link->hold_down.log = cycle->log;
+    link->hold_down.cancelable = 1;
     link->connection_log = *cycle->log;
     link->connection_log.handler = ngx_http_resend_confirmation_link_log_context;
     link->connection_log.data = link;
@@ -601,7 +650,7 @@ ngx_http_resend_confirmation_link_create(ngx_http_resend_confirmation_redis_conf
 void ngx_http_resend_confirmation_link_destroy(ngx_http_resend_confirmation_link_t *link) noexcept {
     ngx_http_resend_confirmation_link_close(link);
     if (link->overdue.timer_set) ngx_del_timer(&link->overdue);
-    if (link->retry.timer_set) ngx_del_timer(&link->retry);
+    if (link->hold_down.timer_set) ngx_del_timer(&link->hold_down);
     delete link->reader;
     if (link->out != nullptr) ngx_free(link->out);
     ngx_destroy_pool(link->pool);
@@ -612,7 +661,7 @@ ngx_http_resend_confirmation_link_send(ngx_http_resend_confirmation_link_t *link
                                        ngx_http_request_t *r,
                                        std::span<const std::string_view> args) noexcept {
     if (link->state == link_state::down) {
-        if (link->retry.timer_set) return nullptr;  // just failed: answer at once
+        if (link->hold_down.timer_set) return nullptr;  // just failed: answer at once
         if (!ngx_http_resend_confirmation_link_connect(link)) return nullptr;
     }
     ngx_http_resend_confirmation_pending_t *entry =

@@ -39,10 +39,6 @@ namespace {
 int tls_conf_index = -1;
 #endif
 
-bool parameter_is(const ngx_str_t &value, const char *name) {
-    return value.len == ngx_strlen(name) && ngx_strncmp(value.data, name, value.len) == 0;
-}
-
 // A copy of `s` ending in NUL (SNI and the verified name are C strings).
 bool copy_cstring(ngx_pool_t *pool, const ngx_str_t &s, ngx_str_t *out) {
     out->data = static_cast<u_char *>(ngx_pnalloc(pool, s.len + 1));
@@ -68,7 +64,7 @@ ngx_int_t ngx_http_resend_confirmation_tls_parameter(ngx_conf_t *cf,
                                                      ngx_http_resend_confirmation_redis_conf_t *redis,
                                                      ngx_str_t *value) noexcept {
     ngx_str_t arg;
-    bool is_tls = parameter_is(*value, "tls");
+    bool is_tls = ngx_http_resend_confirmation_is(*value, "tls");
     if (!is_tls && !ngx_http_resend_confirmation_has_prefix(*value, "tls_", &arg)) return NGX_DECLINED;
 
     if (redis->tls == nullptr) {
@@ -81,9 +77,9 @@ ngx_int_t ngx_http_resend_confirmation_tls_parameter(ngx_conf_t *cf,
     if (is_tls) {
         tls->enabled = true;
     } else if (ngx_http_resend_confirmation_has_prefix(*value, "tls_verify=", &arg)) {
-        if (parameter_is(arg, "on")) {
+        if (ngx_http_resend_confirmation_is(arg, "on")) {
             tls->verify = 1;
-        } else if (parameter_is(arg, "off")) {
+        } else if (ngx_http_resend_confirmation_is(arg, "off")) {
             tls->verify = 0;
         } else {
             return NGX_ERROR;

@@ -1,26 +1,29 @@
-// Variables for access logs and for later steps of the flow:
-//   $resend_confirmation_outcome  one word per outcome (core/outcome.hpp)
-//   $resend_confirmation_email    the validated email, normalized (lowercased)
+// Variables for access logs and for later steps of the flow, and what they
+// show when:
+//   $resend_confirmation_outcome  one word per outcome (core/outcome.hpp),
+//                                 once the answer is decided and not draining
+//   $resend_confirmation_email    the validated email, normalized
+//                                 (lowercased); empty until the body is valid
+//   $resend_confirmation_redis_time  seconds (ms resolution) from handing the
+//                                 record to the link to Redis's reply or the
+//                                 link's failure; empty when nothing was sent
 
 #include "ngx_http_resend_confirmation.h"
 
 #include "core/email.hpp"
 
-static ngx_http_resend_confirmation_ctx_t *
-ngx_http_resend_confirmation_variable_ctx(ngx_http_request_t *r) noexcept {
-    return static_cast<ngx_http_resend_confirmation_ctx_t *>(
-        ngx_http_get_module_ctx(r, ngx_http_resend_confirmation_module));
-}
-
 static ngx_int_t ngx_http_resend_confirmation_outcome_variable(ngx_http_request_t *r,
                                                                ngx_http_variable_value_t *v,
                                                                uintptr_t) noexcept {
-    auto *ctx = ngx_http_resend_confirmation_variable_ctx(r);
-    if (ctx == nullptr || ctx->outcome == resend::outcome::none) {
+    auto *ctx = ngx_http_resend_confirmation_get_ctx(r);
+    // A refusal decided while the body drains is not sent yet: a client that
+    // leaves meanwhile had no answer.
+    if (ctx == nullptr || ctx->outcome == resend::outcome::none ||
+        ctx->stage == ngx_http_resend_confirmation_stage_t::draining) {
         v->not_found = 1;
         return NGX_OK;
     }
-    std::string_view word = resend::reply_for(ctx->outcome).word;
+    std::string_view word = resend::answer_for(ctx->outcome).word;
     v->data = reinterpret_cast<u_char *>(const_cast<char *>(word.data()));
     v->len = word.size();
     v->valid = 1;
@@ -32,9 +35,8 @@ static ngx_int_t ngx_http_resend_confirmation_outcome_variable(ngx_http_request_
 static ngx_int_t ngx_http_resend_confirmation_email_variable(ngx_http_request_t *r,
                                                              ngx_http_variable_value_t *v,
                                                              uintptr_t) noexcept {
-    auto *ctx = ngx_http_resend_confirmation_variable_ctx(r);
+    auto *ctx = ngx_http_resend_confirmation_get_ctx(r);
     if (ctx == nullptr || ctx->email.len == 0) {
-        if (ctx != nullptr && ctx->reading_client_keys) ctx->email_read_early = 1;
         v->not_found = 1;
         return NGX_OK;
     }
@@ -51,11 +53,33 @@ static ngx_int_t ngx_http_resend_confirmation_email_variable(ngx_http_request_t 
     return NGX_OK;
 }
 
+static ngx_int_t ngx_http_resend_confirmation_redis_time_variable(ngx_http_request_t *r,
+                                                                  ngx_http_variable_value_t *v,
+                                                                  uintptr_t) noexcept {
+    auto *ctx = ngx_http_resend_confirmation_get_ctx(r);
+    if (ctx == nullptr || !ctx->redis_answered) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+    // As $upstream_response_time: seconds with milliseconds.
+    auto *text = static_cast<u_char *>(ngx_pnalloc(r->pool, NGX_TIME_T_LEN + 4));
+    if (text == nullptr) return NGX_ERROR;
+    v->len = ngx_sprintf(text, "%T.%03M", static_cast<time_t>(ctx->redis_time / 1000),
+                         ctx->redis_time % 1000) - text;
+    v->data = text;
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+    return NGX_OK;
+}
+
 static ngx_http_variable_t ngx_http_resend_confirmation_variables[] = {
     {ngx_string("resend_confirmation_outcome"), nullptr,
      ngx_http_resend_confirmation_outcome_variable, 0, NGX_HTTP_VAR_NOCACHEABLE, 0},
     {ngx_string("resend_confirmation_email"), nullptr,
      ngx_http_resend_confirmation_email_variable, 0, NGX_HTTP_VAR_NOCACHEABLE, 0},
+    {ngx_string("resend_confirmation_redis_time"), nullptr,
+     ngx_http_resend_confirmation_redis_time_variable, 0, NGX_HTTP_VAR_NOCACHEABLE, 0},
 };
 
 ngx_int_t ngx_http_resend_confirmation_add_variables(ngx_conf_t *cf) noexcept {

@@ -289,13 +289,19 @@ still open
 === TEST 18: error_log and no_error_log with eval'd regexes
 --- config
     location = /e {
-        return 200 "e\n";
+        rewrite_log on;
+        if ($request_uri ~ ^/(e)$) {
+            return 200 "e\n";
+        }
     }
 --- request
 GET /e
+--- response_body
+e
 --- error_log eval
-# debug lines: checked only where nginx has --with-debug
-$::NginxDebug ? [qr/http request line: "GET \/e HTTP\/1\.1"/, "http finalize request"] : []
+# rewrite_log's [notice] line in every build; debug lines only --with-debug
+[qr/\[notice\] .*"\^\/\(e\)\$" matches "\/e"/, 'matches "/e"',
+ ($::NginxDebug ? (qr/http request line: "GET \/e HTTP\/1\.1"/, "http finalize request") : ())]
 --- no_error_log eval
 [qr/\[(?:error|alert|crit|emerg)\]/, "this text never appears"]
 

@@ -1,4 +1,4 @@
-# Every row of the contract table (DESIGN.md) that needs no Redis or limits:
+# Every row of the README's contract table that needs no Redis or limits:
 # status, error code, fixed bodies, headers, and $resend_confirmation_outcome.
 use Test::Nginx::Socket 'no_plan';
 use t::Resend;

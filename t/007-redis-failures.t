@@ -174,8 +174,16 @@ select undef, undef, undef, 0.2;
     }
 --- init
 t::Resend::redis("FLUSHALL");
+# Redis's own counters tell pipelining in any nginx build: fewer reads of
+# the socket than commands means writes that carried several commands.
+my $stats = sub { my %s = t::Resend::redis("INFO", "stats") =~ /^(\w+):(\d+)\r?$/mg; \%s };
+my $before = $stats->();
 my ($ok, $sent) = t::Resend::load_posts(20, 25, "/r");
+my $after = $stats->();
 die "only $ok of $sent load requests were answered 200\n" unless $ok == $sent;
+my $reads = $after->{total_reads_processed} - $before->{total_reads_processed};
+my $commands = $after->{total_commands_processed} - $before->{total_commands_processed};
+die "not pipelined: $commands commands in $reads reads\n" unless $reads < $commands - 10;
 $t::Resend::LoadOK = $ok;
 --- request eval
 "POST /r\n" . '{"email":"last@example.com"}'

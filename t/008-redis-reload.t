@@ -40,7 +40,8 @@ GET /other
 --- background_elapsed: 0.4 2
 --- wait: 1
 --- error_log eval
-[qr/resend_confirmation: redis 127\.0\.0\.1:\d+: no reply in time/, qr/gracefully shutting down/, qr/exit/]
+[qr/resend_confirmation: redis 127\.0\.0\.1:\d+: no reply in time/, qr/gracefully shutting down/,
+ qr/\[notice\] \d+#\d+: exit$/, qr/worker process \d+ exited with code 0$/]
 --- no_error_log
 [alert]
 [crit]

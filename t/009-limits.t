@@ -54,6 +54,16 @@ sub reload_with {
     select undef, undef, undef, 1;
 }
 
+# $text with the marker header of the refused-reload tests set to $what
+# (X-Reloaded: $what in location /own), or taken out (undef): a reload that
+# should have been refused but went through shows the header.
+sub mark {
+    my ($text, $what) = @_;
+    $text =~ s/\n\s*add_header X-Reloaded \S+ always;//;
+    return $text unless defined $what;
+    $text =~ s/(location = \/own \{)/$1\n        add_header X-Reloaded $what always;/ or die "no /own";
+    return $text;
+}
 
 # No default config: blocks without one keep the previous block's nginx
 # (and its zones), which the state tests rely on.
@@ -192,7 +202,7 @@ X-Outcome: dry_run_limited
 
 
 
-=== TEST 8: a custom status and log level for refusals
+=== TEST 9: a custom status and log level for refusals
 --- config
     location = /status {
         resend_confirmation;
@@ -218,7 +228,7 @@ qr/\[warn\] .*resend_confirmation: limiting requests by zone "client"/
 
 
 
-=== TEST 9: a request refused because Redis failed gives its email quota back
+=== TEST 10: a request refused because Redis failed gives its email quota back
 --- config
     location = /own {
         resend_confirmation;
@@ -234,7 +244,7 @@ X-Outcome: redis_error
 
 
 
-=== TEST 10: ... so that the address is recorded once Redis is back, not silenced
+=== TEST 11: ... so that the address is recorded once Redis is back, not silenced
 --- init
 t::Resend::start_redis($main::OwnPort);
 select undef, undef, undef, 2.5;
@@ -248,13 +258,16 @@ X-Outcome: accepted
 
 
 
-=== TEST 11: a reload that changes a zone's key is refused, and the old configuration goes on
+=== TEST 12: a reload that changes a zone's key is refused, and the old configuration goes on
 --- init
-main::reload_with(sub { $_[0] =~ s/\$binary_remote_addr zone=client:1m/\$http_x_client zone=client:1m/r
-                        or die "no zone" });
+main::reload_with(sub { my $text = $_[0];
+                        $text =~ s/\$binary_remote_addr zone=client:1m/\$http_x_client zone=client:1m/ or die "no zone";
+                        main::mark($text, "key") });
 --- request eval
 main::post("/own", 'still@example.com')
 --- error_code: 200
+--- response_headers
+!X-Reloaded
 --- error_log eval
 qr/\[emerg\] .*resend_confirmation_limit_zone "client" uses the "\$http_x_client" key while previously it used the "\$binary_remote_addr" key: a zone's key changes only with a restart, not a reload/
 --- no_error_log
@@ -263,13 +276,16 @@ qr/\[emerg\] .*resend_confirmation_limit_zone "client" uses the "\$http_x_client
 
 
 
-=== TEST 12: a reload that changes a zone's size is refused
+=== TEST 13: a reload that changes a zone's size is refused
 --- init
-main::reload_with(sub { $_[0] =~ s/limit_zone \S+ zone=client:1m/limit_zone \$binary_remote_addr zone=client:2m/r
-                        or die "no zone" });
+main::reload_with(sub { my $text = $_[0];
+                        $text =~ s/limit_zone \S+ zone=client:1m/limit_zone \$binary_remote_addr zone=client:2m/ or die "no zone";
+                        main::mark($text, "size") });
 --- request eval
 main::post("/own", 'still2@example.com')
 --- error_code: 200
+--- response_headers
+!X-Reloaded
 --- error_log eval
 qr/\[emerg\] .*resend_confirmation_limit_zone "client" was 1048576 bytes and is now 2097152: a zone's size changes only with a restart, not a reload/
 --- no_error_log
@@ -278,14 +294,14 @@ qr/\[emerg\] .*resend_confirmation_limit_zone "client" was 1048576 bytes and is 
 
 
 
-=== TEST 13: a reload that fails after the email zone was set up leaves the zone's key alone
+=== TEST 14: a reload that fails after the email zone was set up leaves the zone's key alone
 --- init
 my $root = server_root();
 open my $key, '>', "$root/html/secret.key" or die $!;
 print $key "a-secret-of-more-than-16-bytes\n";
 close $key;
 main::reload_with(sub {
-    my $text = $_[0] =~ s/zone=client:2m/zone=client:1m/r;
+    my $text = main::mark($_[0] =~ s/zone=client:2m/zone=client:1m/r, undef);
     # the next good reload: as before, plus a header that shows it took effect
     $main::Original = $text =~ s/(location = \/own \{)/$1\n        add_header X-Config second always;/r;
     # a secret, and a zone resized after the email zone: the reload fails late
@@ -307,7 +323,7 @@ qr/\[emerg\] .*resend_confirmation_limit_zone "tiny" was 32768 bytes and is now 
 
 
 
-=== TEST 14: ... so that the next good reload still knows the address
+=== TEST 15: ... so that the next good reload still knows the address
 --- init
 main::reload_with(sub { $main::Original });
 --- request eval

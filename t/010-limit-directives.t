@@ -238,3 +238,28 @@ X-Client: one
 --- response_body eval
 [$::Accepted, $::InvalidJson, $::Accepted]
 --- stream_len: 1
+
+
+
+=== TEST 15: a variable whose name only begins like the email's is a client key, checked before the body
+--- http_config eval
+main::zone_config(q{
+    map $http_x_tenant $resend_confirmation_email_domain { default $http_x_tenant; }
+    resend_confirmation_limit_zone $resend_confirmation_email_domain zone=tenant:1m rate=1r/h;
+})
+--- config
+    location = /r {
+        resend_confirmation;
+        resend_confirmation_limit zone=tenant;
+        add_header X-Outcome $resend_confirmation_outcome always;
+    }
+--- more_headers
+Content-Type: application/json
+X-Tenant: acme
+--- request eval
+["POST /r\nnot json", "POST /r\n" . '{"email":"one@example.com"}']
+--- error_code eval
+[400, 429]
+--- response_headers eval
+["X-Outcome: invalid_json", "X-Outcome: client_limited"]
+--- stream_len: 0

@@ -1,5 +1,6 @@
-// The email policy of DESIGN.md ("what `format: email` means here"): an
-// RFC 5321 Mailbox, ASCII only, in its practical form.
+// The email policy (the README's "Email policy": what the API's
+// `format: email` means here): an RFC 5321 Mailbox, ASCII only, in its
+// practical form.
 #pragma once
 
 #include <cstddef>

@@ -8,7 +8,7 @@ namespace {
 #define RESEND_ERROR_BODY(code, message) \
     R"({"error":{"code":")" code R"(","message":")" message R"("}})"
 
-constexpr std::array<reply, static_cast<std::size_t>(outcome::count_)> replies{{
+constexpr std::array<answer, static_cast<std::size_t>(outcome::count_)> answers{{
     {500, "", RESEND_ERROR_BODY("internal", "The request could not be handled.")},
     {200, "accepted", accepted_body},
     {405, "method_not_allowed",
@@ -38,9 +38,9 @@ constexpr std::array<reply, static_cast<std::size_t>(outcome::count_)> replies{{
 
 }  // namespace
 
-const reply &reply_for(outcome result) noexcept {
+const answer &answer_for(outcome result) noexcept {
     auto index = static_cast<std::size_t>(result);
-    return replies[index < replies.size() ? index : 0];
+    return answers[index < answers.size() ? index : 0];
 }
 
 }  // namespace resend

@@ -24,7 +24,7 @@ enum class outcome : unsigned char {
     count_,
 };
 
-struct reply {
+struct answer {
     unsigned status;         // HTTP status code
     std::string_view word;   // $resend_confirmation_outcome
     std::string_view body;   // application/json body, byte for byte
@@ -35,6 +35,6 @@ struct reply {
 inline constexpr std::string_view accepted_body =
     R"({"data":{"message":"Please check your inbox. If a root account is associated with this email and remains unconfirmed, a reconfirmation message should have been sent."}})";
 
-const reply &reply_for(outcome result) noexcept;
+const answer &answer_for(outcome result) noexcept;
 
 }  // namespace resend

@@ -1,4 +1,4 @@
-// The email policy of DESIGN.md ("what `format: email` means here"):
+// The email policy (the README's "Email policy"):
 // email_is_valid at every boundary and for every rejected form the policy
 // lists, and email_normalize.
 #include <string>

@@ -1,4 +1,4 @@
-// Body -> request (DESIGN.md, "The contract"): strict JSON (RFC 8259, UTF-8
+// Body -> request (the README's contract and "JSON"): strict JSON (RFC 8259, UTF-8
 // validated, no trailing bytes, depth-limited) -> invalid_json; not an object,
 // `email` missing, not a string or given twice -> invalid_request; `email`
 // failing the policy -> invalid_email; otherwise accepted, email as sent.

@@ -288,3 +288,33 @@ qr/\[emerg\] .*"tls_ca=" is of no use with "tls_verify=off" in \S+nginx\.conf:\d
 --- no_error_log
 [alert]
 [crit]
+
+
+
+=== TEST 19: metrics: a TLS link counts as connected once the handshake and its checks are through
+--- config eval: $::Location . "location = /metrics { resend_confirmation_metrics; }"
+--- http_config
+    resend_confirmation_redis 127.0.0.1:$TEST_NGINX_TLS_PORT tls tls_ca=$TEST_NGINX_TLS_DIR/ca.crt;
+--- request eval
+["POST /r\n" . '{"email":"tls@example.com"}', "GET /metrics"]
+--- error_code eval
+[200, 200]
+--- response_body_like eval
+["", qr/^resend_confirmation_redis_up\{redis="127\.0\.0\.1:\d+"\}[ ]1\n
+        .*^resend_confirmation_redis_connects_total\{redis="127\.0\.0\.1:\d+"\}[ ]1\n
+        .*^resend_confirmation_redis_connect_failures_total\{redis="127\.0\.0\.1:\d+"\}[ ]0\n/msx]
+
+
+
+=== TEST 20: ... and a failed check as a connect failure, not as a connect
+--- config eval: $::Location . "location = /metrics { resend_confirmation_metrics; }"
+--- http_config
+    resend_confirmation_redis 127.0.0.1:$TEST_NGINX_TLS_PORT tls tls_ca=$TEST_NGINX_TLS_DIR/other-ca.crt;
+--- request eval
+["POST /r\n" . '{"email":"tls@example.com"}', "GET /metrics"]
+--- error_code eval
+[503, 200]
+--- response_body_like eval
+["", qr/^resend_confirmation_redis_up\{redis="127\.0\.0\.1:\d+"\}[ ]0\n
+        .*^resend_confirmation_redis_connects_total\{redis="127\.0\.0\.1:\d+"\}[ ]0\n
+        .*^resend_confirmation_redis_connect_failures_total\{redis="127\.0\.0\.1:\d+"\}[ ]1\n/msx]

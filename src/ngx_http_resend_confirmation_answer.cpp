@@ -1,7 +1,8 @@
-// Answers: the fixed JSON bodies of src/core/outcome.hpp with their headers,
-// and a header/body filter pair that puts the same JSON in place of an error
-// page nginx itself sends for one of our requests (a chunked or HTTP/2 body
-// passing the limit is finalized by nginx's body reader with 413).
+// The HTTP answers: the fixed JSON bodies of src/core/outcome.hpp with their
+// headers, sent by ngx_http_resend_confirmation_answer(); and a header/body
+// filter pair that puts the same JSON 413 in place of the page nginx itself
+// sends for one of our requests that is too large (when and why:
+// ngx_http_resend_confirmation_too_large()).
 
 #include "ngx_http_resend_confirmation.h"
 
@@ -28,13 +29,13 @@ static ngx_int_t ngx_http_resend_confirmation_add_header(ngx_http_request_t *r, 
 // limit, the seconds until a request would pass).
 static ngx_int_t ngx_http_resend_confirmation_set_headers(ngx_http_request_t *r,
                                                           ngx_http_resend_confirmation_ctx_t *ctx,
-                                                          const resend::reply &reply) noexcept {
-    r->headers_out.status = ctx->status != 0 ? ctx->status : reply.status;
+                                                          const resend::answer &answer) noexcept {
+    r->headers_out.status = ctx->status != 0 ? ctx->status : answer.status;
     r->headers_out.content_type = json_type;
     r->headers_out.content_type_len = json_type.len;
     r->headers_out.content_type_lowcase = nullptr;
     r->headers_out.charset.len = 0;
-    r->headers_out.content_length_n = static_cast<off_t>(reply.body.size());
+    r->headers_out.content_length_n = static_cast<off_t>(answer.body.size());
     if (r->headers_out.content_length != nullptr) {
         r->headers_out.content_length->hash = 0;
         r->headers_out.content_length = nullptr;
@@ -44,7 +45,7 @@ static ngx_int_t ngx_http_resend_confirmation_set_headers(ngx_http_request_t *r,
                                                 ngx_string("no-store")) != NGX_OK) {
         return NGX_ERROR;
     }
-    if (reply.status == NGX_HTTP_SERVICE_UNAVAILABLE &&
+    if (answer.status == NGX_HTTP_SERVICE_UNAVAILABLE &&
         ngx_http_resend_confirmation_add_header(r, ngx_string("Retry-After"), ngx_string("1")) !=
             NGX_OK) {
         return NGX_ERROR;
@@ -58,7 +59,7 @@ static ngx_int_t ngx_http_resend_confirmation_set_headers(ngx_http_request_t *r,
             return NGX_ERROR;
         }
     }
-    if (reply.status == NGX_HTTP_NOT_ALLOWED &&
+    if (answer.status == NGX_HTTP_NOT_ALLOWED &&
         ngx_http_resend_confirmation_add_header(r, ngx_string("Allow"), ngx_string("POST")) !=
             NGX_OK) {
         return NGX_ERROR;
@@ -68,13 +69,13 @@ static ngx_int_t ngx_http_resend_confirmation_set_headers(ngx_http_request_t *r,
 
 // One buffer pointing at the static body, the last of the response.
 static ngx_chain_t *ngx_http_resend_confirmation_body_chain(ngx_http_request_t *r,
-                                                           const resend::reply &reply) noexcept {
+                                                           const resend::answer &answer) noexcept {
     auto *b = static_cast<ngx_buf_t *>(ngx_calloc_buf(r->pool));
     ngx_chain_t *out = ngx_alloc_chain_link(r->pool);
     if (b == nullptr || out == nullptr) return nullptr;
     // The bodies are static strings: nginx only reads them.
-    b->pos = reinterpret_cast<u_char *>(const_cast<char *>(reply.body.data()));
-    b->last = b->pos + reply.body.size();
+    b->pos = reinterpret_cast<u_char *>(const_cast<char *>(answer.body.data()));
+    b->last = b->pos + answer.body.size();
     b->memory = 1;
     b->last_buf = (r == r->main) ? 1 : 0;
     b->last_in_chain = 1;
@@ -84,49 +85,39 @@ static ngx_chain_t *ngx_http_resend_confirmation_body_chain(ngx_http_request_t *
     return out;
 }
 
-ngx_int_t ngx_http_resend_confirmation_reply(ngx_http_request_t *r,
+ngx_int_t ngx_http_resend_confirmation_answer(ngx_http_request_t *r,
                                              ngx_http_resend_confirmation_ctx_t *ctx,
                                              resend::outcome result) noexcept {
-    const resend::reply &reply = resend::reply_for(result);
+    const resend::answer &answer = resend::answer_for(result);
     ctx->outcome = result;
-    ctx->replied = 1;
+    ctx->stage = ngx_http_resend_confirmation_stage_t::answered;
 
-    if (ngx_http_resend_confirmation_set_headers(r, ctx, reply) != NGX_OK) return NGX_ERROR;
+    if (ngx_http_resend_confirmation_set_headers(r, ctx, answer) != NGX_OK) return NGX_ERROR;
     ngx_int_t rc = ngx_http_send_header(r);
     if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) return rc;
-    ngx_chain_t *body = ngx_http_resend_confirmation_body_chain(r, reply);
+    ngx_chain_t *body = ngx_http_resend_confirmation_body_chain(r, answer);
     return body != nullptr ? ngx_http_output_filter(r, body) : NGX_ERROR;
-}
-
-static ngx_http_resend_confirmation_ctx_t *
-ngx_http_resend_confirmation_ctx_to_substitute(ngx_http_request_t *r) noexcept {
-    auto *ctx = static_cast<ngx_http_resend_confirmation_ctx_t *>(
-        ngx_http_get_module_ctx(r, ngx_http_resend_confirmation_module));
-    return (ctx != nullptr && ctx->substitute) ? ctx : nullptr;
 }
 
 static ngx_int_t ngx_http_resend_confirmation_header_filter(ngx_http_request_t *r) noexcept {
     if (r->headers_out.status != NGX_HTTP_REQUEST_ENTITY_TOO_LARGE) {
         return ngx_http_next_header_filter(r);
     }
-    auto *ctx = static_cast<ngx_http_resend_confirmation_ctx_t *>(
-        ngx_http_get_module_ctx(r, ngx_http_resend_confirmation_module));
+    auto *ctx = ngx_http_resend_confirmation_get_ctx(r);
     if (ctx == nullptr) {
-        // nginx refused a Content-Length over client_max_body_size before
-        // our handler ran: still our endpoint, still our JSON.
-        auto *lcf = static_cast<ngx_http_resend_confirmation_loc_conf_t *>(
-            ngx_http_get_module_loc_conf(r, ngx_http_resend_confirmation_module));
-        if (!lcf->enabled) return ngx_http_next_header_filter(r);
-        ctx = static_cast<ngx_http_resend_confirmation_ctx_t *>(
-            ngx_pcalloc(r->pool, sizeof(ngx_http_resend_confirmation_ctx_t)));
+        // nginx refused the request before our handler ran: still our
+        // endpoint, still our JSON.
+        if (!ngx_http_resend_confirmation_loc_conf(r)->enabled) return ngx_http_next_header_filter(r);
+        ctx = ngx_http_resend_confirmation_create_ctx(r);
         if (ctx == nullptr) return NGX_ERROR;
-        ngx_http_set_ctx(r, ctx, ngx_http_resend_confirmation_module);
     }
-    if (ctx->replied) return ngx_http_next_header_filter(r);
-    // nginx's own 413 page for our request: answer our JSON instead.
-    ctx->outcome = resend::outcome::payload_too_large;
-    ctx->substitute = 1;
-    if (ngx_http_resend_confirmation_set_headers(r, ctx, resend::reply_for(ctx->outcome)) != NGX_OK) {
+    if (ctx->stage == ngx_http_resend_confirmation_stage_t::answered) {
+        return ngx_http_next_header_filter(r);  // our own 413
+    }
+    // nginx's own 413 page for our request: our JSON goes in its place.
+    if (ngx_http_resend_confirmation_too_large(r, ctx, ngx_http_resend_confirmation_too_large_t::by_nginx) !=
+            NGX_OK ||
+        ngx_http_resend_confirmation_set_headers(r, ctx, resend::answer_for(ctx->outcome)) != NGX_OK) {
         return NGX_ERROR;
     }
     return ngx_http_next_header_filter(r);
@@ -134,8 +125,10 @@ static ngx_int_t ngx_http_resend_confirmation_header_filter(ngx_http_request_t *
 
 static ngx_int_t ngx_http_resend_confirmation_body_filter(ngx_http_request_t *r,
                                                           ngx_chain_t *in) noexcept {
-    auto *ctx = ngx_http_resend_confirmation_ctx_to_substitute(r);
-    if (ctx == nullptr) return ngx_http_next_body_filter(r, in);
+    auto *ctx = ngx_http_resend_confirmation_get_ctx(r);
+    if (ctx == nullptr || ctx->stage != ngx_http_resend_confirmation_stage_t::replacing) {
+        return ngx_http_next_body_filter(r, in);
+    }
 
     // Swallow nginx's page; send ours once, when the page's last buffer passes.
     bool last = false;
@@ -144,13 +137,12 @@ static ngx_int_t ngx_http_resend_confirmation_body_filter(ngx_http_request_t *r,
         last = last || cl->buf->last_buf || cl->buf->last_in_chain;
     }
     if (!last) return NGX_OK;
-    ctx->substitute = 0;
-    ctx->replied = 1;
-    ngx_chain_t *body = ngx_http_resend_confirmation_body_chain(r, resend::reply_for(ctx->outcome));
+    ctx->stage = ngx_http_resend_confirmation_stage_t::answered;
+    ngx_chain_t *body = ngx_http_resend_confirmation_body_chain(r, resend::answer_for(ctx->outcome));
     return body != nullptr ? ngx_http_next_body_filter(r, body) : NGX_ERROR;
 }
 
-ngx_int_t ngx_http_resend_confirmation_reply_filters_init(ngx_conf_t *) noexcept {
+ngx_int_t ngx_http_resend_confirmation_answer_filters_init(ngx_conf_t *) noexcept {
     ngx_http_next_header_filter = ngx_http_top_header_filter;
     ngx_http_top_header_filter = ngx_http_resend_confirmation_header_filter;
     ngx_http_next_body_filter = ngx_http_top_body_filter;
