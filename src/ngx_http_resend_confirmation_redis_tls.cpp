@@ -100,6 +100,14 @@ ngx_int_t ngx_http_resend_confirmation_tls_parameter(ngx_conf_t *cf,
 
 #if (NGX_SSL)
 
+// The worker's session of a configuration that goes (a reload without a
+// master process; workers simply exit).
+static void ngx_http_resend_confirmation_tls_forget(void *data) noexcept {
+    auto *tls = static_cast<ngx_http_resend_confirmation_tls_conf_t *>(data);
+    if (tls->session != nullptr) ngx_ssl_free_session(tls->session);
+    tls->session = nullptr;
+}
+
 // The SSL context of one directive, freed with the configuration.
 static bool ngx_http_resend_confirmation_tls_context(ngx_conf_t *cf,
                                                      ngx_http_resend_confirmation_tls_conf_t *tls) noexcept {
@@ -119,6 +127,10 @@ static bool ngx_http_resend_confirmation_tls_context(ngx_conf_t *cf,
     }
     cln->handler = ngx_ssl_cleanup_ctx;
     cln->data = &tls->ssl;
+    ngx_pool_cleanup_t *forget = ngx_pool_cleanup_add(cf->pool, 0);
+    if (forget == nullptr) return false;
+    forget->handler = ngx_http_resend_confirmation_tls_forget;
+    forget->data = tls;
     if (SSL_CTX_set_ex_data(tls->ssl.ctx, tls_conf_index, tls) != 1) {
         ngx_ssl_error(NGX_LOG_EMERG, cf->log, 0, const_cast<char *>("SSL_CTX_set_ex_data() failed"));
         return false;
