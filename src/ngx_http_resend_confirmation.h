@@ -43,6 +43,8 @@ struct ngx_http_resend_confirmation_redis_conf_t {
     ngx_str_t host;      // a name to re-resolve on reconnect; empty for an IP address or unix:
     in_port_t port;      // with `host`
     ngx_http_core_loc_conf_t *core;  // where the directive is: its `resolver`
+    u_char *unresolved_file;  // a name the system did not resolve at start: the directive's
+    ngx_uint_t unresolved_line;  // place, until a resolver is known to be there (postconfiguration)
     ngx_http_resend_confirmation_tls_conf_t *tls;  // null: plain TCP
 };
 

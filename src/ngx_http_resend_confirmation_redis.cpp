@@ -569,7 +569,13 @@ static bool ngx_http_resend_confirmation_link_resolve(ngx_http_resend_confirmati
     ngx_http_core_loc_conf_t *core = link->conf->core;
     ngx_resolver_ctx_t *ctx = core->resolver != nullptr ? ngx_resolve_start(core->resolver, nullptr)
                                                        : static_cast<ngx_resolver_ctx_t *>(NGX_NO_RESOLVER);
-    if (ctx == NGX_NO_RESOLVER) return ngx_http_resend_confirmation_link_connect_peer(link);
+    if (ctx == NGX_NO_RESOLVER) {
+        if (link->conf->addr.sockaddr == nullptr) {  // postconfiguration refuses this
+            ngx_http_resend_confirmation_link_fail(link, "no resolver for its name");
+            return false;
+        }
+        return ngx_http_resend_confirmation_link_connect_peer(link);
+    }
     if (ctx == nullptr) {
         ngx_http_resend_confirmation_link_fail(link, "out of memory");
         return false;

@@ -34,7 +34,8 @@ sub start_redis_at {
     t::Resend::redis({host => $host, port => $Port}, 'FLUSHALL');
 }
 
-# The DNS server: answers A queries for "localhost" with the address in
+# The DNS server: answers A queries for "localhost" (and "redis.test",
+# which the system cannot resolve) with the address in
 # $Dir/answer (NXDOMAIN when the file is empty), and AAAA with no address.
 sub answer {
     open my $out, '>', "$Dir/answer" or die;
@@ -64,7 +65,8 @@ sub start_dns {
         my $question = substr $query, 12, $pos + 5 - 12;
         open my $in, '<', "$Dir/answer";
         my $address = <$in> // '';
-        my $found = join('.', @labels) eq 'localhost' && $address =~ /^\d+\.\d+\.\d+\.\d+$/;
+        my $name = join '.', @labels;
+        my $found = ($name eq 'localhost' || $name eq 'redis.test') && $address =~ /^\d+\.\d+\.\d+\.\d+$/;
         my $answer = $found && $qtype == 1
             ? pack('n n n N n', 0xc00c, 1, 1, 0, 4) . pack('C4', split /\./, $address) : '';
         my $rcode = $found ? 0 : 3;
@@ -153,3 +155,28 @@ qr/\[error\] .*resend_confirmation: redis localhost:\d+: "localhost" could not b
 --- stream_host: 127.0.0.2
 --- stream_port eval: $main::Port
 --- stream_len: 1
+
+
+
+=== TEST 6: with a resolver, a name the system cannot resolve at start is found when connecting
+--- config eval: $::Location
+--- http_config
+    resolver 127.0.0.1:$TEST_NGINX_DNS_PORT valid=1s ipv6=off;
+    resend_confirmation_redis redis.test:$TEST_NGINX_NAMED_PORT;
+--- error_code: 200
+--- stream_host: 127.0.0.2
+--- stream_port eval: $main::Port
+--- stream_len: 1
+
+
+
+=== TEST 7: without one it is an nginx -t error naming file:line
+--- config eval: $::Location
+--- http_config
+    resend_confirmation_redis redis.test:$TEST_NGINX_NAMED_PORT;
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*invalid redis address "redis\.test:\d+": host not found, and no "resolver" to find it when connecting in \S+nginx\.conf:\d+/
+--- no_error_log
+[alert]
+[crit]
