@@ -10,7 +10,8 @@
 //   certificate, the result is looked at once it is over and before anything
 //   is written;
 // - the session of the last handshake, kept per worker to resume on reconnect;
-// - a hint in the log when a plain link seems to talk to a TLS port.
+// - a hint in the log when a plain link seems to talk to a TLS port, or a
+//   TLS link without a client certificate to a Redis that requires one.
 
 #include "ngx_http_resend_confirmation.h"
 
