@@ -25,6 +25,10 @@ struct ngx_http_resend_confirmation_metrics_ref_s;
 // A location's or a Redis address's counters in the metrics zone (metrics.cpp).
 typedef struct ngx_http_resend_confirmation_metrics_ref_s ngx_http_resend_confirmation_metrics_ref_t;
 
+// The TLS parameters of a `resend_confirmation_redis` (redis_tls.cpp).
+struct ngx_http_resend_confirmation_tls_conf_s;
+typedef struct ngx_http_resend_confirmation_tls_conf_s ngx_http_resend_confirmation_tls_conf_t;
+
 // One `resend_confirmation_redis` directive: where and how to connect.
 // Each gets its own connection in every worker.
 struct ngx_http_resend_confirmation_redis_conf_t {
@@ -36,6 +40,12 @@ struct ngx_http_resend_confirmation_redis_conf_t {
     ngx_msec_t timeout;  // the longest wait for one command's reply
     ngx_uint_t index;    // in the worker's links
     ngx_http_resend_confirmation_metrics_ref_t *metrics;  // the link's counters
+    ngx_str_t host;      // a name to re-resolve on reconnect; empty for an IP address or unix:
+    in_port_t port;      // with `host`
+    ngx_http_core_loc_conf_t *core;  // where the directive is: its `resolver`
+    u_char *unresolved_file;  // a name the system did not resolve at start: the directive's
+    ngx_uint_t unresolved_line;  // place, until a resolver is known to be there (postconfiguration)
+    ngx_http_resend_confirmation_tls_conf_t *tls;  // null: plain TCP
 };
 
 // `resend_confirmation_field NAME VALUE;`: one extra field of the record.
@@ -328,6 +338,33 @@ void ngx_http_resend_confirmation_metrics_reply_time(ngx_http_resend_confirmatio
                                                      ngx_msec_t elapsed) noexcept;
 void ngx_http_resend_confirmation_metrics_refusal(ngx_http_resend_confirmation_metrics_ref_t *ref,
                                                   std::string_view error) noexcept;
+
+// Called by redis_tls.cpp when the TLS handshake of the link's connection
+// `c` is over: `failure` is null when it succeeded (and was verified).
+void ngx_http_resend_confirmation_link_secured(ngx_connection_t *c, const char *failure) noexcept;
+
+// redis_tls.cpp: TLS to Redis.
+// A `tls` or `tls_*=` parameter of resend_confirmation_redis: NGX_OK taken,
+// NGX_ERROR invalid, NGX_DECLINED not one of them.
+ngx_int_t ngx_http_resend_confirmation_tls_parameter(ngx_conf_t *cf,
+                                                     ngx_http_resend_confirmation_redis_conf_t *redis,
+                                                     ngx_str_t *value) noexcept;
+// After the parameters: checks them and creates the TLS context (nginx -t errors).
+char *ngx_http_resend_confirmation_tls_configure(ngx_conf_t *cf,
+                                                 ngx_http_resend_confirmation_redis_conf_t *redis,
+                                                 ngx_url_t *url) noexcept;
+// Starts the TLS handshake on the link's connected `c`, within `timeout`;
+// ends in ngx_http_resend_confirmation_link_secured().
+void ngx_http_resend_confirmation_tls_handshake(ngx_connection_t *c,
+                                                ngx_http_resend_confirmation_redis_conf_t *redis,
+                                                ngx_msec_t timeout) noexcept;
+// Ends TLS on `c` (no close_notify wait) before it is closed.
+void ngx_http_resend_confirmation_tls_shutdown(ngx_connection_t *c) noexcept;
+// The first bytes a link read, or its end before any (n <= 0, also a failed
+// write): logs a hint when a plain link seems to talk to a TLS server, or a
+// TLS link without a client certificate to one that requires it.
+void ngx_http_resend_confirmation_tls_hint(ngx_log_t *log, ngx_http_resend_confirmation_redis_conf_t *redis,
+                                           const u_char *data, ssize_t n) noexcept;
 
 // ngx_http_resend_confirmation_module.cpp: this worker's parser and links.
 resend::body_parser *ngx_http_resend_confirmation_parser() noexcept;

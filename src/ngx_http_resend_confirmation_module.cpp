@@ -26,6 +26,14 @@ static char *ngx_http_resend_confirmation_redis(ngx_conf_t *cf, ngx_command_t *c
                                                 void *conf) noexcept;
 static char *ngx_http_resend_confirmation_stream(ngx_conf_t *cf, ngx_command_t *cmd,
                                                  void *conf) noexcept;
+static void ngx_http_resend_confirmation_redis_name(ngx_conf_t *cf,
+                                                    ngx_http_resend_confirmation_redis_conf_t *redis,
+                                                    ngx_url_t *url) noexcept;
+static bool ngx_http_resend_confirmation_redis_unresolved(ngx_conf_t *cf,
+                                                          ngx_http_resend_confirmation_redis_conf_t *redis,
+                                                          ngx_url_t *url) noexcept;
+static ngx_int_t ngx_http_resend_confirmation_redis_check_unresolved(
+    ngx_conf_t *cf, ngx_http_resend_confirmation_main_conf_t *mcf) noexcept;
 static char *ngx_http_resend_confirmation_field(ngx_conf_t *cf, ngx_command_t *cmd,
                                                 void *conf) noexcept;
 static ngx_int_t ngx_http_resend_confirmation_preconfiguration(ngx_conf_t *cf) noexcept;
@@ -164,7 +172,9 @@ static char *ngx_http_resend_confirmation_check_body_size(ngx_conf_t *cf, void *
 }
 
 // resend_confirmation_redis ADDRESS [db=N] [user=NAME] [password=SECRET]
-//                           [connect_timeout=TIME] [timeout=TIME];
+//                           [connect_timeout=TIME] [timeout=TIME]
+//                           [tls [tls_verify=on|off] [tls_ca=FILE] [tls_cert=FILE tls_key=FILE]
+//                                [tls_name=NAME]];
 static char *ngx_http_resend_confirmation_redis(ngx_conf_t *cf, ngx_command_t *, void *conf) noexcept {
     auto *lcf = static_cast<ngx_http_resend_confirmation_loc_conf_t *>(conf);
     if (lcf->redis != NGX_CONF_UNSET_PTR) return const_cast<char *>("is duplicate");
@@ -178,12 +188,13 @@ static char *ngx_http_resend_confirmation_redis(ngx_conf_t *cf, ngx_command_t *,
     ngx_memzero(&url, sizeof(ngx_url_t));
     url.url = value[1];
     url.default_port = 6379;
-    if (ngx_parse_url(cf->pool, &url) != NGX_OK || url.naddrs == 0) {
+    if (ngx_parse_url(cf->pool, &url) == NGX_OK && url.naddrs != 0) {
+        redis->addr = url.addrs[0];
+    } else if (!ngx_http_resend_confirmation_redis_unresolved(cf, redis, &url)) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid redis address \"%V\": %s", &value[1],
                            url.err != nullptr ? url.err : "host not found");
         return ngx_http_resend_confirmation_conf_error();
     }
-    redis->addr = url.addrs[0];
     redis->addr.name = value[1];
     redis->connect_timeout = redis_connect_timeout_default;
     redis->timeout = redis_timeout_default;
@@ -203,7 +214,10 @@ static char *ngx_http_resend_confirmation_redis(ngx_conf_t *cf, ngx_command_t *,
         } else if (ngx_http_resend_confirmation_has_prefix(value[i], "timeout=", &arg)) {
             redis->timeout = ngx_parse_time(&arg, 0);
             if (redis->timeout == (ngx_msec_t) NGX_ERROR || redis->timeout == 0) goto invalid;
-        } else {
+        } else if (ngx_int_t rc = ngx_http_resend_confirmation_tls_parameter(cf, redis, &value[i]);
+                   rc != NGX_OK) {
+            if (rc == NGX_DECLINED) goto invalid;
+            if (redis->tls == nullptr) return ngx_http_resend_confirmation_conf_error();
             goto invalid;
         }
         continue;
@@ -214,6 +228,10 @@ static char *ngx_http_resend_confirmation_redis(ngx_conf_t *cf, ngx_command_t *,
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "\"user=\" needs \"password=\"");
         return ngx_http_resend_confirmation_conf_error();
     }
+    if (ngx_http_resend_confirmation_tls_configure(cf, redis, &url) != NGX_CONF_OK) {
+        return ngx_http_resend_confirmation_conf_error();
+    }
+    ngx_http_resend_confirmation_redis_name(cf, redis, &url);
 
     redis->metrics = ngx_http_resend_confirmation_metrics_ref(cf, redis->addr.name, false);
     auto *mcf = ngx_http_resend_confirmation_conf_main_conf(cf);
@@ -223,6 +241,58 @@ static char *ngx_http_resend_confirmation_redis(ngx_conf_t *cf, ngx_command_t *,
     *slot = redis;
     lcf->redis = redis;
     return NGX_CONF_OK;
+}
+
+// An address given by name is resolved again on each connect when the
+// directive's level has a `resolver` (looked at when connecting: the
+// resolver is inherited only once the configuration is merged).
+static void ngx_http_resend_confirmation_redis_name(ngx_conf_t *cf,
+                                                    ngx_http_resend_confirmation_redis_conf_t *redis,
+                                                    ngx_url_t *url) noexcept {
+    redis->core = static_cast<ngx_http_core_loc_conf_t *>(
+        ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module));
+    if (url->family == AF_UNIX || url->host.len == 0 || url->host.data[0] == '[') return;
+    if (ngx_inet_addr(url->host.data, url->host.len) != INADDR_NONE) return;
+    redis->host = url->host;
+    redis->port = url->port;
+}
+
+// A name the system does not resolve at start may still be resolved by
+// nginx's resolver when the link connects: the address is kept when it is
+// otherwise valid, and postconfiguration, once the resolvers are inherited,
+// refuses it where there is none.
+static bool ngx_http_resend_confirmation_redis_unresolved(ngx_conf_t *cf,
+                                                          ngx_http_resend_confirmation_redis_conf_t *redis,
+                                                          ngx_url_t *url) noexcept {
+    ngx_url_t name;
+    ngx_memzero(&name, sizeof(ngx_url_t));
+    name.url = url->url;
+    name.default_port = url->default_port;
+    name.no_resolve = 1;
+    if (ngx_parse_url(cf->pool, &name) != NGX_OK || name.family == AF_UNIX || name.host.len == 0 ||
+        name.host.data[0] == '[' || ngx_inet_addr(name.host.data, name.host.len) != INADDR_NONE) {
+        return false;
+    }
+    redis->unresolved_file = cf->conf_file->file.name.data;
+    redis->unresolved_line = cf->conf_file->line;
+    *url = name;
+    return true;
+}
+
+static ngx_int_t ngx_http_resend_confirmation_redis_check_unresolved(
+    ngx_conf_t *cf, ngx_http_resend_confirmation_main_conf_t *mcf) noexcept {
+    auto **redis = static_cast<ngx_http_resend_confirmation_redis_conf_t **>(mcf->redis.elts);
+    for (ngx_uint_t i = 0; i < mcf->redis.nelts; ++i) {
+        if (redis[i]->unresolved_file == nullptr) continue;
+        ngx_resolver_t *resolver = redis[i]->core->resolver;
+        if (resolver != nullptr && resolver->connections.nelts != 0) continue;
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "invalid redis address \"%V\": host not found, and no \"resolver\" to find it "
+                      "when connecting in %s:%ui",
+                      &redis[i]->addr.name, redis[i]->unresolved_file, redis[i]->unresolved_line);
+        return NGX_ERROR;
+    }
+    return NGX_OK;
 }
 
 // resend_confirmation_stream KEY [maxlen=N];
@@ -279,6 +349,7 @@ static ngx_int_t ngx_http_resend_confirmation_postconfiguration(ngx_conf_t *cf) 
     static ngx_str_t request_id = ngx_string("request_id");
     mcf->request_id_index = ngx_http_get_variable_index(cf, &request_id);
     if (mcf->request_id_index == NGX_ERROR) return NGX_ERROR;
+    if (ngx_http_resend_confirmation_redis_check_unresolved(cf, mcf) != NGX_OK) return NGX_ERROR;
 
     if (ngx_http_resend_confirmation_body_filter_init(cf) != NGX_OK) return NGX_ERROR;
     if (ngx_http_resend_confirmation_metrics_init(cf) != NGX_OK) return NGX_ERROR;

@@ -17,6 +17,11 @@
 //   command outliving its timeout, Redis closing) fails the connection:
 //   every pending request is answered at once through the failure policy,
 //   and the next attempt waits a backoff that doubles up to a ceiling.
+// - An address given by name is resolved again on every connect with the
+//   `resolver` of the directive's level, when one is configured; without
+//   one, the address found at start is kept.
+// - With `tls`, the TLS handshake (redis_tls.cpp) comes between TCP connect
+//   and AUTH/SELECT, within connect_timeout: TCP -> TLS -> AUTH/SELECT -> commands.
 
 #include "ngx_http_resend_confirmation.h"
 
@@ -38,7 +43,7 @@ struct ngx_http_resend_confirmation_pending_s {
 };
 
 namespace {
-enum class link_state : unsigned char { down, connecting, handshaking, up };
+enum class link_state : unsigned char { down, resolving, connecting, securing, handshaking, up };
 }  // namespace
 
 struct ngx_http_resend_confirmation_link_s {
@@ -60,6 +65,14 @@ struct ngx_http_resend_confirmation_link_s {
     ngx_event_t overdue;  // fires at the oldest command's deadline
     ngx_event_t hold_down;  // timer set: Redis was just found down; answer at once, do not reconnect
     ngx_msec_t backoff;
+
+    ngx_resolver_ctx_t *resolving;  // the name's resolution in flight
+    ngx_sockaddr_t sockaddr;        // where to connect: the name's latest address
+    socklen_t socklen;              // 0: conf->addr
+    ngx_uint_t next_address;        // of the name's addresses, the one to try next
+    ngx_msec_t connect_start;       // connect_timeout covers TCP and TLS
+    size_t received;                // bytes read on this connection
+    ngx_log_t connection_log;       // the connection's log: nginx's lines name Redis
 };
 
 // Both live in the link's pool, freed with it, never destroyed.
@@ -70,6 +83,12 @@ static void ngx_http_resend_confirmation_link_fail(ngx_http_resend_confirmation_
                                                    const char *why) noexcept;
 static void ngx_http_resend_confirmation_link_write(ngx_event_t *wev) noexcept;
 static void ngx_http_resend_confirmation_link_read(ngx_event_t *rev) noexcept;
+static bool ngx_http_resend_confirmation_link_connect_peer(ngx_http_resend_confirmation_link_t *link) noexcept;
+static bool ngx_http_resend_confirmation_link_resolve(ngx_http_resend_confirmation_link_t *link) noexcept;
+static void ngx_http_resend_confirmation_link_close_connection(ngx_http_resend_confirmation_link_t *link) noexcept;
+static void ngx_http_resend_confirmation_link_secure(ngx_http_resend_confirmation_link_t *link,
+                                                     ngx_connection_t *c) noexcept;
+static u_char *ngx_http_resend_confirmation_link_log_context(ngx_log_t *log, u_char *buf, size_t len) noexcept;
 
 // --- output buffer --------------------------------------------------------------
 
@@ -136,10 +155,7 @@ static void ngx_http_resend_confirmation_link_close(ngx_http_resend_confirmation
         ngx_http_resend_confirmation_metrics_link(link->conf->metrics,
                                                   ngx_http_resend_confirmation_link_event_t::closed);
     }
-    if (link->peer.connection != nullptr) {
-        ngx_close_connection(link->peer.connection);
-        link->peer.connection = nullptr;
-    }
+    ngx_http_resend_confirmation_link_close_connection(link);
     link->state = link_state::down;
     link->out_size = link->out_sent = 0;
     link->handshake_unsent = 0;
@@ -188,17 +204,37 @@ static bool ngx_http_resend_confirmation_link_connect(ngx_http_resend_confirmati
             return false;
         }
     }
+    // AUTH/SELECT first in the buffer, before any command queued while
+    // the name resolves or the connection is made.
+    if (!ngx_http_resend_confirmation_link_handshake(link)) {
+        ngx_http_resend_confirmation_link_fail(link, "out of memory");
+        return false;
+    }
+    if (link->conf->host.len != 0) return ngx_http_resend_confirmation_link_resolve(link);
+    return ngx_http_resend_confirmation_link_connect_peer(link);
+}
+
+// Opens the TCP connection to the current address.
+static bool ngx_http_resend_confirmation_link_connect_peer(ngx_http_resend_confirmation_link_t *link) noexcept {
     ngx_peer_connection_t *peer = &link->peer;
     ngx_memzero(peer, sizeof(ngx_peer_connection_t));
-    peer->sockaddr = link->conf->addr.sockaddr;
-    peer->socklen = link->conf->addr.socklen;
+    if (link->socklen != 0) {
+        peer->sockaddr = &link->sockaddr.sockaddr;
+        peer->socklen = link->socklen;
+    } else {
+        peer->sockaddr = link->conf->addr.sockaddr;
+        peer->socklen = link->conf->addr.socklen;
+    }
     peer->name = &link->conf->addr.name;
     peer->get = ngx_event_get_peer;
-    peer->log = link->log;
+    peer->log = &link->connection_log;
     peer->log_error = NGX_ERROR_ERR;
     // A peer that vanished silently (NAT, failover) is noticed on an idle
     // link too: nginx sets SO_KEEPALIVE before connecting.
     peer->so_keepalive = peer->sockaddr->sa_family != AF_UNIX;
+    link->connection_log.action = const_cast<char *>("connecting");
+    link->connect_start = ngx_current_msec;
+    link->received = 0;
 
     ngx_int_t rc = ngx_event_connect_peer(peer);
     if (rc == NGX_ERROR || rc == NGX_BUSY || rc == NGX_DECLINED) {
@@ -207,9 +243,17 @@ static bool ngx_http_resend_confirmation_link_connect(ngx_http_resend_confirmati
     }
     ngx_connection_t *c = peer->connection;
     c->data = link;
-    c->log = link->log;
-    c->read->log = link->log;
-    c->write->log = link->log;
+    c->log = &link->connection_log;
+    c->read->log = c->log;
+    c->write->log = c->log;
+    if (link->conf->tls != nullptr) {
+        // TLS keeps its state in the connection's pool; it goes on close.
+        c->pool = ngx_create_pool(1024, c->log);
+        if (c->pool == nullptr) {
+            ngx_http_resend_confirmation_link_fail(link, "out of memory");
+            return false;
+        }
+    }
     c->read->handler = ngx_http_resend_confirmation_link_read;
     c->write->handler = ngx_http_resend_confirmation_link_write;
     link->state = link_state::connecting;
@@ -220,10 +264,6 @@ static bool ngx_http_resend_confirmation_link_connect(ngx_http_resend_confirmati
         (void) ngx_tcp_nodelay(c);
     }
 
-    if (!ngx_http_resend_confirmation_link_handshake(link)) {
-        ngx_http_resend_confirmation_link_fail(link, "out of memory");
-        return false;
-    }
     if (rc == NGX_AGAIN) {
         ngx_add_timer(c->write, link->conf->connect_timeout);
     } else {
@@ -276,6 +316,16 @@ static void ngx_http_resend_confirmation_link_drop_idle(ngx_http_resend_confirma
 
 // --- events ---------------------------------------------------------------------------
 
+// The connection is open (and secured, with tls): AUTH/SELECT may go, or,
+// without them, the link is ready.
+static void ngx_http_resend_confirmation_link_opened(ngx_http_resend_confirmation_link_t *link) noexcept {
+    link->state = link->handshake_left > 0 ? link_state::handshaking : link_state::up;
+    if (link->state == link_state::up) {
+        ngx_http_resend_confirmation_metrics_link(link->conf->metrics,
+                                                  ngx_http_resend_confirmation_link_event_t::connected);
+    }
+}
+
 static bool ngx_http_resend_confirmation_link_connected(ngx_http_resend_confirmation_link_t *link,
                                                         ngx_connection_t *c) noexcept {
     int err = 0;
@@ -286,11 +336,7 @@ static bool ngx_http_resend_confirmation_link_connected(ngx_http_resend_confirma
                       &link->conf->addr.name);
         return false;
     }
-    link->state = link->handshake_left > 0 ? link_state::handshaking : link_state::up;
-    if (link->state == link_state::up) {
-        ngx_http_resend_confirmation_metrics_link(link->conf->metrics,
-                                                  ngx_http_resend_confirmation_link_event_t::connected);
-    }
+    if (link->conf->tls == nullptr) ngx_http_resend_confirmation_link_opened(link);
     return true;
 }
 
@@ -303,10 +349,16 @@ static void ngx_http_resend_confirmation_link_write(ngx_event_t *wev) noexcept {
         return;
     }
     if (wev->timer_set) ngx_del_timer(wev);
-    if (link->state == link_state::connecting &&
-        !ngx_http_resend_confirmation_link_connected(link, c)) {
-        ngx_http_resend_confirmation_link_fail(link, "connection refused or unreachable");
-        return;
+    if (link->state == link_state::connecting) {
+        if (!ngx_http_resend_confirmation_link_connected(link, c)) {
+            ngx_http_resend_confirmation_link_fail(link, "connection refused or unreachable");
+            return;
+        }
+        c->log->action = nullptr;
+        if (link->conf->tls != nullptr) {
+            ngx_http_resend_confirmation_link_secure(link, c);
+            return;
+        }
     }
 
     for (;;) {
@@ -316,6 +368,7 @@ static void ngx_http_resend_confirmation_link_write(ngx_event_t *wev) noexcept {
         if (writable == 0) break;
         ssize_t n = c->send(c, link->out + link->out_sent, writable);
         if (n == NGX_ERROR) {
+            if (link->received == 0) ngx_http_resend_confirmation_tls_hint(link->log, link->conf, nullptr, n);
             ngx_http_resend_confirmation_link_fail(link, "write failed");
             return;
         }
@@ -409,6 +462,10 @@ static void ngx_http_resend_confirmation_link_read(ngx_event_t *rev) noexcept {
     for (;;) {
         ssize_t n = c->recv(c, buffer, sizeof(buffer));
         if (n == NGX_AGAIN) break;
+        if (link->received == 0 && !ngx_queue_empty(&link->pending)) {
+            ngx_http_resend_confirmation_tls_hint(link->log, link->conf, buffer, n);
+        }
+        if (n > 0) link->received += n;
         if (n == 0 || n == NGX_ERROR) {
             if (ngx_queue_empty(&link->pending)) {
                 ngx_http_resend_confirmation_link_drop_idle(link);
@@ -450,6 +507,118 @@ static void ngx_http_resend_confirmation_link_overdue(ngx_event_t *ev) noexcept 
 // next command reconnects.
 static void ngx_http_resend_confirmation_link_hold_down_over(ngx_event_t *) noexcept {}
 
+// --- names, TLS, the connection ------------------------------------------------------
+
+// The end of nginx's own log lines about the link's connection (connect(),
+// recv(), SSL errors): what it was doing, and which Redis.
+static u_char *ngx_http_resend_confirmation_link_log_context(ngx_log_t *log, u_char *buf, size_t len) noexcept {
+    auto *link = static_cast<ngx_http_resend_confirmation_link_t *>(log->data);
+    u_char *p = buf;
+    if (log->action != nullptr) {
+        p = ngx_snprintf(p, len, " while %s", log->action);
+        len -= p - buf;
+    }
+    return ngx_snprintf(p, len, ", redis: %V", &link->conf->addr.name);
+}
+
+static void ngx_http_resend_confirmation_link_close_connection(ngx_http_resend_confirmation_link_t *link) noexcept {
+    if (link->resolving != nullptr) {
+        ngx_resolve_name_done(link->resolving);
+        link->resolving = nullptr;
+    }
+    ngx_connection_t *c = link->peer.connection;
+    if (c == nullptr) return;
+    link->peer.connection = nullptr;
+    ngx_http_resend_confirmation_tls_shutdown(c);
+    ngx_pool_t *pool = c->pool;
+    ngx_close_connection(c);
+    if (pool != nullptr) ngx_destroy_pool(pool);
+}
+
+// The name's addresses: connect to the next one (each reconnect moves on,
+// so that a dead address among several is not retried forever).
+static void ngx_http_resend_confirmation_link_resolved(ngx_resolver_ctx_t *ctx) noexcept {
+    auto *link = static_cast<ngx_http_resend_confirmation_link_t *>(ctx->data);
+    link->resolving = nullptr;
+    if (ctx->state != NGX_OK || ctx->naddrs == 0) {
+        u_char why[NGX_MAX_ERROR_STR];
+        u_char *end = ngx_snprintf(why, sizeof(why) - 1, "\"%V\" could not be resolved (%i: %s)",
+                                   &ctx->name, ctx->state, ngx_resolver_strerror(ctx->state));
+        *end = '\0';
+        ngx_resolve_name_done(ctx);
+        ngx_http_resend_confirmation_link_fail(link, reinterpret_cast<const char *>(why));
+        return;
+    }
+    ngx_resolver_addr_t *addr = &ctx->addrs[link->next_address++ % ctx->naddrs];
+    ngx_memcpy(&link->sockaddr, addr->sockaddr, addr->socklen);
+    link->socklen = addr->socklen;
+    ngx_inet_set_port(&link->sockaddr.sockaddr, link->conf->port);
+    ngx_resolve_name_done(ctx);
+#if (NGX_DEBUG)
+    u_char text[NGX_SOCKADDR_STRLEN];
+    size_t n = ngx_sock_ntop(&link->sockaddr.sockaddr, link->socklen, text, sizeof(text), 1);
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, link->log, 0, "resend_confirmation: redis %V resolved to %*s",
+                   &link->conf->addr.name, n, text);
+#endif
+    ngx_http_resend_confirmation_link_connect_peer(link);
+}
+
+// Resolves the name with the resolver of the directive's level, then
+// connects; without a resolver, connects to the address found at start.
+static bool ngx_http_resend_confirmation_link_resolve(ngx_http_resend_confirmation_link_t *link) noexcept {
+    ngx_http_core_loc_conf_t *core = link->conf->core;
+    ngx_resolver_ctx_t *ctx = core->resolver != nullptr ? ngx_resolve_start(core->resolver, nullptr)
+                                                       : static_cast<ngx_resolver_ctx_t *>(NGX_NO_RESOLVER);
+    if (ctx == NGX_NO_RESOLVER) {
+        if (link->conf->addr.sockaddr == nullptr) {  // postconfiguration refuses this
+            ngx_http_resend_confirmation_link_fail(link, "no resolver for its name");
+            return false;
+        }
+        return ngx_http_resend_confirmation_link_connect_peer(link);
+    }
+    if (ctx == nullptr) {
+        ngx_http_resend_confirmation_link_fail(link, "out of memory");
+        return false;
+    }
+    ctx->name = link->conf->host;
+    ctx->handler = ngx_http_resend_confirmation_link_resolved;
+    ctx->data = link;
+    ctx->timeout = core->resolver_timeout != NGX_CONF_UNSET_MSEC ? core->resolver_timeout : 30000;
+    link->state = link_state::resolving;
+    link->resolving = ctx;
+    if (ngx_resolve_name(ctx) != NGX_OK) {
+        link->resolving = nullptr;
+        ngx_http_resend_confirmation_link_fail(link, "cannot start resolving its name");
+        return false;
+    }
+    // The answer may have come at once (cached) and the connection failed.
+    return link->state != link_state::down;
+}
+
+// TCP is connected: the TLS handshake, in what is left of connect_timeout.
+static void ngx_http_resend_confirmation_link_secure(ngx_http_resend_confirmation_link_t *link,
+                                                     ngx_connection_t *c) noexcept {
+    link->state = link_state::securing;
+    ngx_msec_t elapsed = ngx_current_msec - link->connect_start;
+    ngx_msec_t timeout = link->conf->connect_timeout;
+    ngx_http_resend_confirmation_tls_handshake(c, link->conf, elapsed < timeout ? timeout - elapsed : 1);
+}
+
+void ngx_http_resend_confirmation_link_secured(ngx_connection_t *c, const char *failure) noexcept {
+    auto *link = static_cast<ngx_http_resend_confirmation_link_t *>(c->data);
+    if (failure != nullptr) {
+        ngx_http_resend_confirmation_link_fail(link, failure);
+        return;
+    }
+    if (c->write->timer_set) ngx_del_timer(c->write);
+    c->log->action = nullptr;
+    c->read->handler = ngx_http_resend_confirmation_link_read;
+    c->write->handler = ngx_http_resend_confirmation_link_write;
+    ngx_http_resend_confirmation_link_opened(link);
+    // Now AUTH/SELECT (or the commands queued meanwhile) may go.
+    ngx_post_event(c->write, &ngx_posted_events);
+}
+
 // --- interface --------------------------------------------------------------------
 
 ngx_http_resend_confirmation_link_t *
@@ -478,6 +647,9 @@ ngx_http_resend_confirmation_link_create(ngx_http_resend_confirmation_redis_conf
     link->hold_down.data = link;
     link->hold_down.log = cycle->log;
     link->hold_down.cancelable = 1;
+    link->connection_log = *cycle->log;
+    link->connection_log.handler = ngx_http_resend_confirmation_link_log_context;
+    link->connection_log.data = link;
     return link;
 }
 
@@ -502,10 +674,9 @@ ngx_http_resend_confirmation_link_send(ngx_http_resend_confirmation_link_t *link
         ngx_http_resend_confirmation_link_append(link, args, r, link->conf->timeout);
     if (entry == nullptr) return nullptr;
 
-    ngx_event_t *wev = link->peer.connection->write;
-    if (link->state == link_state::up && !wev->posted) {
+    if (link->state == link_state::up && !link->peer.connection->write->posted) {
         // Flush after this loop turn, with whatever else was queued in it.
-        ngx_post_event(wev, &ngx_posted_events);
+        ngx_post_event(link->peer.connection->write, &ngx_posted_events);
     }
     return entry;
 }

@@ -63,12 +63,12 @@ sub resend_defaults {
     });
 }
 
-# redis(@command) or redis({port => N, db => D}, @command): one command to
-# Redis, its reply as Perl data (arrays as array refs, errors "ERR: ...").
+# redis(@command) or redis({port => N, db => D, host => A}, @command): one
+# command to Redis, its reply as Perl data (arrays as array refs, errors "ERR: ...").
 sub redis {
     my %opt = ref $_[0] ? %{ shift() } : ();
     my $port = $opt{port} // $ENV{TEST_NGINX_REDIS_PORT};
-    my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
+    my $sock = IO::Socket::INET->new(PeerAddr => $opt{host} // '127.0.0.1', PeerPort => $port,
                                      Timeout => 3)
         or die "cannot connect to redis on port $port: $!\n";
     binmode $sock;
@@ -204,7 +204,7 @@ sub load_posts {
 }
 
 # "--- stream_db": the stream is in that database; "--- stream_port": of
-# the Redis on that port.
+# the Redis on that port ("--- stream_host": and that address).
 # "--- stream eval": the entries the stream must hold after the block's last
 # request, oldest first, each as [field => value, ...] in record order; a
 # value may be a qr// pattern. "--- stream_key" names another stream.
@@ -221,6 +221,9 @@ main::add_response_body_check(sub {
     $at{db} =~ s/\s+\z//;
     if (defined(my $port = $block->stream_port)) {
         ($at{port} = $port) =~ s/\s+\z//;
+    }
+    if (defined(my $host = $block->stream_host)) {
+        ($at{host} = $host) =~ s/\s+\z//;
     }
 
     if (defined(my $want = $block->background_status)) {
