@@ -1,6 +1,7 @@
 // Redis replies: reply_reader reports each top-level reply once it is
 // complete, with its kind and, for an error, its text (truncated to its
-// buffer); nested elements are not reported; protocol errors and reset().
+// buffer); nested elements are kept in the reply's elements (test_redis_topology);
+// protocol errors and reset().
 #include <cstddef>
 #include <string>
 #include <string_view>
