@@ -29,8 +29,24 @@ typedef struct ngx_http_resend_confirmation_metrics_ref_s ngx_http_resend_confir
 struct ngx_http_resend_confirmation_tls_conf_s;
 typedef struct ngx_http_resend_confirmation_tls_conf_s ngx_http_resend_confirmation_tls_conf_t;
 
+struct ngx_http_resend_confirmation_redis_conf_t;
+
+// `sentinel=MASTER HOST:PORT...`: the master's name, and one configuration
+// per Sentinel (its address, sentinel_password=, the directive's TLS and
+// timeouts).
+struct ngx_http_resend_confirmation_sentinel_conf_t {
+    ngx_str_t master;
+    ngx_array_t sentinels;  // of ngx_http_resend_confirmation_redis_conf_t *
+};
+
+// `cluster HOST:PORT...`: the nodes to learn the slot map from.
+struct ngx_http_resend_confirmation_cluster_conf_t {
+    ngx_array_t seeds;  // of ngx_addr_t (name: as configured)
+};
+
 // One `resend_confirmation_redis` directive: where and how to connect.
-// Each gets its own connection in every worker.
+// Each gets its own connection in every worker (with `cluster`, one per
+// master node).
 struct ngx_http_resend_confirmation_redis_conf_t {
     ngx_addr_t addr;  // addr.name is the address as configured, for logs
     ngx_str_t db_text;  // SELECT argument; empty for db 0
@@ -46,6 +62,9 @@ struct ngx_http_resend_confirmation_redis_conf_t {
     u_char *unresolved_file;  // a name the system did not resolve at start: the directive's
     ngx_uint_t unresolved_line;  // place, until a resolver is known to be there (postconfiguration)
     ngx_http_resend_confirmation_tls_conf_t *tls;  // null: plain TCP
+    ngx_http_resend_confirmation_sentinel_conf_t *sentinel;  // the master is asked of Sentinels
+    ngx_http_resend_confirmation_cluster_conf_t *cluster;    // commands go to their slot's node
+    bool is_sentinel;  // a Sentinel's own configuration (made for `sentinel=`)
 };
 
 // `resend_confirmation_field NAME VALUE;`: one extra field of the record.
@@ -138,6 +157,8 @@ struct ngx_http_resend_confirmation_pending_s;
 typedef struct ngx_http_resend_confirmation_pending_s ngx_http_resend_confirmation_pending_t;
 struct ngx_http_resend_confirmation_link_s;
 typedef struct ngx_http_resend_confirmation_link_s ngx_http_resend_confirmation_link_t;
+struct ngx_http_resend_confirmation_cluster_s;
+typedef struct ngx_http_resend_confirmation_cluster_s ngx_http_resend_confirmation_cluster_t;
 
 // Where a request is, as far as the body and answer filters need to know.
 enum class ngx_http_resend_confirmation_stage_t : unsigned char {
@@ -292,6 +313,10 @@ bool ngx_http_resend_confirmation_record(ngx_http_request_t *r,
                                          ngx_http_resend_confirmation_ctx_t *ctx) noexcept;
 // Called by the link with the result; answers and finalizes the request.
 void ngx_http_resend_confirmation_recorded(ngx_http_request_t *r, bool stored) noexcept;
+// The command was sent again (another node, or after a new master): `entry`
+// is where it waits now.
+void ngx_http_resend_confirmation_record_resent(ngx_http_request_t *r,
+                                                ngx_http_resend_confirmation_pending_t *entry) noexcept;
 // Answers a request whose record failed, per resend_confirmation_redis_failure.
 ngx_int_t ngx_http_resend_confirmation_answer_unrecorded(ngx_http_request_t *r,
                                                         ngx_http_resend_confirmation_ctx_t *ctx) noexcept;
@@ -301,9 +326,12 @@ ngx_int_t ngx_http_resend_confirmation_answer_unrecorded(ngx_http_request_t *r,
 ngx_http_variable_value_t *ngx_http_resend_confirmation_request_id(ngx_http_request_t *r) noexcept;
 
 // redis.cpp: the per-worker link to one Redis.
+// `at`: a cluster node's address (default: the directive's); `cluster`: the
+// cluster it is a node of (a cluster directive's own link makes one).
 ngx_http_resend_confirmation_link_t *
 ngx_http_resend_confirmation_link_create(ngx_http_resend_confirmation_redis_conf_t *conf,
-                                         ngx_cycle_t *cycle) noexcept;
+                                         ngx_cycle_t *cycle, const ngx_addr_t *at = nullptr,
+                                         ngx_http_resend_confirmation_cluster_t *cluster = nullptr) noexcept;
 void ngx_http_resend_confirmation_link_destroy(ngx_http_resend_confirmation_link_t *link) noexcept;
 // Queues a command for `r`; null when the link is down (the caller answers).
 // args[0], the command's name, must be a literal: an error reply is logged
@@ -314,6 +342,80 @@ ngx_http_resend_confirmation_link_send(ngx_http_resend_confirmation_link_t *link
                                        std::span<const std::string_view> args) noexcept;
 // The request went away: its reply, when it comes, is dropped.
 void ngx_http_resend_confirmation_link_detach(ngx_http_resend_confirmation_pending_t *entry) noexcept;
+// Queues a request's command on this very link, to be answered by
+// `deadline` (a command sent again keeps its request's); `asking`: after
+// ASKING. Null when the link is down.
+ngx_http_resend_confirmation_pending_t *
+ngx_http_resend_confirmation_link_queue(ngx_http_resend_confirmation_link_t *link, ngx_http_request_t *r,
+                                        std::span<const std::string_view> args, ngx_msec_t deadline,
+                                        ngx_uint_t redirects, bool asking) noexcept;
+// A command of the module's own (CLUSTER SLOTS, SENTINEL ...): `done` gets
+// its reply, or null when the link failed first. False when the link is
+// down (`done` is not called). `args` need only live until this returns.
+namespace resend {
+struct redis_reply;
+}
+typedef void (*ngx_http_resend_confirmation_link_done_pt)(ngx_http_resend_confirmation_link_t *link, void *data,
+                                                          const resend::redis_reply *reply) noexcept;
+bool ngx_http_resend_confirmation_link_command(ngx_http_resend_confirmation_link_t *link,
+                                               std::span<const std::string_view> args,
+                                               ngx_http_resend_confirmation_link_done_pt done,
+                                               void *data) noexcept;
+// The master's address Sentinel gave (`at`), or the failure that none did:
+// the link connects there, or fails.
+void ngx_http_resend_confirmation_link_found(ngx_http_resend_confirmation_link_t *link, const ngx_addr_t *at,
+                                             const char *failure) noexcept;
+namespace resend {
+struct redis_endpoint;
+}
+// An address Sentinel or a cluster names (an IP address: neither names
+// hosts unless configured to) as a socket address; false for a name.
+bool ngx_http_resend_confirmation_endpoint_sockaddr(const resend::redis_endpoint &at, ngx_sockaddr_t *out,
+                                                    socklen_t *len) noexcept;
+ngx_str_t ngx_http_resend_confirmation_link_name(ngx_http_resend_confirmation_link_t *link) noexcept;
+ngx_cycle_t *ngx_http_resend_confirmation_link_cycle(ngx_http_resend_confirmation_link_t *link) noexcept;
+
+// redis_sentinel.cpp: the master's address, asked of the Sentinels in turn
+// on a link of their own each; ends in ngx_http_resend_confirmation_link_found().
+// `state` is the link's slot for the Sentinels' state.
+void ngx_http_resend_confirmation_sentinel_discover(ngx_http_resend_confirmation_link_t *link,
+                                                    ngx_http_resend_confirmation_redis_conf_t *conf,
+                                                    void **state) noexcept;
+void ngx_http_resend_confirmation_sentinel_destroy(void *state) noexcept;
+// `sentinel=` of resend_confirmation_redis (module.cpp): `addresses`, of
+// ngx_addr_t, the Sentinels'.
+char *ngx_http_resend_confirmation_sentinel_configure(ngx_conf_t *cf,
+                                                      ngx_http_resend_confirmation_redis_conf_t *redis,
+                                                      ngx_array_t *addresses, ngx_str_t *master,
+                                                      ngx_str_t *password) noexcept;
+
+// redis_cluster.cpp: the slot map and a link per master node.
+// `cluster` of resend_confirmation_redis (module.cpp): `addresses`, of
+// ngx_addr_t, the nodes named.
+char *ngx_http_resend_confirmation_cluster_configure(ngx_conf_t *cf,
+                                                     ngx_http_resend_confirmation_redis_conf_t *redis,
+                                                     ngx_array_t *addresses) noexcept;
+ngx_http_resend_confirmation_cluster_t *
+ngx_http_resend_confirmation_cluster_create(ngx_http_resend_confirmation_redis_conf_t *conf, ngx_cycle_t *cycle,
+                                            ngx_http_resend_confirmation_link_t *head) noexcept;
+void ngx_http_resend_confirmation_cluster_destroy(ngx_http_resend_confirmation_cluster_t *cluster) noexcept;
+ngx_http_resend_confirmation_link_t *
+ngx_http_resend_confirmation_cluster_head(ngx_http_resend_confirmation_cluster_t *cluster) noexcept;
+// Sends a request's command to the node that serves its first key's slot.
+ngx_http_resend_confirmation_pending_t *
+ngx_http_resend_confirmation_cluster_send(ngx_http_resend_confirmation_cluster_t *cluster, ngx_http_request_t *r,
+                                          std::span<const std::string_view> args, ngx_msec_t deadline,
+                                          ngx_uint_t redirects) noexcept;
+// `from` answered MOVED or ASK (`to`) for r's command: sent again there,
+// or the request answered.
+namespace resend {
+struct redis_redirect;
+}
+void ngx_http_resend_confirmation_cluster_redirect(ngx_http_resend_confirmation_cluster_t *cluster,
+                                                   ngx_http_resend_confirmation_link_t *from,
+                                                   ngx_http_request_t *r, std::span<const std::string_view> args,
+                                                   ngx_msec_t deadline, ngx_uint_t redirects,
+                                                   const resend::redis_redirect &to) noexcept;
 
 // metrics.cpp: counters in shared memory and the Prometheus handler.
 char *ngx_http_resend_confirmation_metrics_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf) noexcept;

@@ -175,6 +175,8 @@ static char *ngx_http_resend_confirmation_check_body_size(ngx_conf_t *cf, void *
 //                           [connect_timeout=TIME] [timeout=TIME]
 //                           [tls [tls_verify=on|off] [tls_ca=FILE] [tls_cert=FILE tls_key=FILE]
 //                                [tls_name=NAME]];
+// resend_confirmation_redis sentinel=MASTER HOST:PORT... [sentinel_password=SECRET] [...as above];
+// resend_confirmation_redis cluster HOST:PORT... [...as above but db=];
 static char *ngx_http_resend_confirmation_redis(ngx_conf_t *cf, ngx_command_t *, void *conf) noexcept {
     auto *lcf = static_cast<ngx_http_resend_confirmation_loc_conf_t *>(conf);
     if (lcf->redis != NGX_CONF_UNSET_PTR) return const_cast<char *>("is duplicate");
@@ -184,30 +186,76 @@ static char *ngx_http_resend_confirmation_redis(ngx_conf_t *cf, ngx_command_t *,
         ngx_pcalloc(cf->pool, sizeof(ngx_http_resend_confirmation_redis_conf_t)));
     if (redis == nullptr) return ngx_http_resend_confirmation_conf_error();
 
+    // sentinel= and cluster: the addresses that follow, up to the first
+    // NAME=VALUE parameter or "tls".
+    ngx_str_t master = ngx_null_string, sentinel_password = ngx_null_string;
+    bool sentinel = ngx_http_resend_confirmation_has_prefix(value[1], "sentinel=", &master);
+    bool cluster = ngx_http_resend_confirmation_is(value[1], "cluster");
+    ngx_array_t *addresses = nullptr;
+    ngx_uint_t first = 2;
+    if (sentinel || cluster) {
+        if (sentinel && master.len == 0) return ngx_http_resend_confirmation_invalid_parameter(cf, &value[1]);
+        // Resolved at start, each (names are not followed: Sentinel and
+        // the cluster name their nodes by address).
+        addresses = ngx_array_create(cf->pool, 4, sizeof(ngx_addr_t));
+        if (addresses == nullptr) return ngx_http_resend_confirmation_conf_error();
+        for (; first < cf->args->nelts && ngx_strlchr(value[first].data, value[first].data + value[first].len, '=') == nullptr &&
+               !ngx_http_resend_confirmation_is(value[first], "tls");
+             ++first) {
+            ngx_url_t node;
+            ngx_memzero(&node, sizeof(ngx_url_t));
+            node.url = value[first];
+            node.default_port = sentinel ? 26379 : 6379;
+            auto *address = static_cast<ngx_addr_t *>(ngx_array_push(addresses));
+            if (address == nullptr) return ngx_http_resend_confirmation_conf_error();
+            if (ngx_parse_url(cf->pool, &node) != NGX_OK || node.naddrs == 0 || node.family == AF_UNIX) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid %s address \"%V\": %s",
+                                   sentinel ? "Sentinel" : "cluster node", &value[first],
+                                   node.err != nullptr ? node.err : node.naddrs == 0 ? "host not found" : "not HOST:PORT");
+                return ngx_http_resend_confirmation_conf_error();
+            }
+            *address = node.addrs[0];
+            address->name = value[first];
+        }
+        if (addresses->nelts == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "\"%V\" needs at least one %s address (HOST:PORT)",
+                               &value[1], sentinel ? "Sentinel" : "node");
+            return ngx_http_resend_confirmation_conf_error();
+        }
+    }
+
     ngx_url_t url;
     ngx_memzero(&url, sizeof(ngx_url_t));
-    url.url = value[1];
-    url.default_port = 6379;
+    url.url = addresses != nullptr ? static_cast<ngx_addr_t *>(addresses->elts)[0].name : value[1];
+    url.default_port = sentinel ? 26379 : 6379;
     if (ngx_parse_url(cf->pool, &url) == NGX_OK && url.naddrs != 0) {
         redis->addr = url.addrs[0];
-    } else if (!ngx_http_resend_confirmation_redis_unresolved(cf, redis, &url)) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid redis address \"%V\": %s", &value[1],
+    } else if (addresses != nullptr || !ngx_http_resend_confirmation_redis_unresolved(cf, redis, &url)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid redis address \"%V\": %s", &url.url,
                            url.err != nullptr ? url.err : "host not found");
         return ngx_http_resend_confirmation_conf_error();
     }
-    redis->addr.name = value[1];
+    // Logs and metrics name a cluster by its first node.
+    redis->addr.name = cluster ? url.url : value[1];
     redis->connect_timeout = redis_connect_timeout_default;
     redis->timeout = redis_timeout_default;
 
-    for (ngx_uint_t i = 2; i < cf->args->nelts; ++i) {
+    for (ngx_uint_t i = first; i < cf->args->nelts; ++i) {
         ngx_str_t arg;
         if (ngx_http_resend_confirmation_has_prefix(value[i], "db=", &arg)) {
             if (ngx_atoi(arg.data, arg.len) == NGX_ERROR) goto invalid;
+            if (cluster) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "\"db=\" is not possible with \"cluster\": a cluster has database 0 only");
+                return ngx_http_resend_confirmation_conf_error();
+            }
             if (ngx_atoi(arg.data, arg.len) != 0) redis->db_text = arg;
         } else if (ngx_http_resend_confirmation_has_prefix(value[i], "user=", &arg) && arg.len > 0) {
             redis->user = arg;
         } else if (ngx_http_resend_confirmation_has_prefix(value[i], "password=", &arg) && arg.len > 0) {
             redis->password = arg;
+        } else if (sentinel && ngx_http_resend_confirmation_has_prefix(value[i], "sentinel_password=", &arg) &&
+                   arg.len > 0) {
+            sentinel_password = arg;
         } else if (ngx_http_resend_confirmation_has_prefix(value[i], "connect_timeout=", &arg)) {
             redis->connect_timeout = ngx_parse_time(&arg, 0);
             if (redis->connect_timeout == (ngx_msec_t) NGX_ERROR || redis->connect_timeout == 0) goto invalid;
@@ -231,7 +279,14 @@ static char *ngx_http_resend_confirmation_redis(ngx_conf_t *cf, ngx_command_t *,
     if (ngx_http_resend_confirmation_tls_configure(cf, redis, &url) != NGX_CONF_OK) {
         return ngx_http_resend_confirmation_conf_error();
     }
-    ngx_http_resend_confirmation_redis_name(cf, redis, &url);
+    ngx_http_resend_confirmation_redis_name(cf, redis, addresses == nullptr ? &url : nullptr);
+    if (sentinel && ngx_http_resend_confirmation_sentinel_configure(cf, redis, addresses, &master,
+                                                                    &sentinel_password) != NGX_CONF_OK) {
+        return ngx_http_resend_confirmation_conf_error();
+    }
+    if (cluster && ngx_http_resend_confirmation_cluster_configure(cf, redis, addresses) != NGX_CONF_OK) {
+        return ngx_http_resend_confirmation_conf_error();
+    }
 
     redis->metrics = ngx_http_resend_confirmation_metrics_ref(cf, redis->addr.name, false);
     auto *mcf = ngx_http_resend_confirmation_conf_main_conf(cf);
@@ -251,6 +306,7 @@ static void ngx_http_resend_confirmation_redis_name(ngx_conf_t *cf,
                                                     ngx_url_t *url) noexcept {
     redis->core = static_cast<ngx_http_core_loc_conf_t *>(
         ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module));
+    if (url == nullptr) return;  // sentinel= and cluster: addresses resolved at start
     if (url->family == AF_UNIX || url->host.len == 0 || url->host.data[0] == '[') return;
     if (ngx_inet_addr(url->host.data, url->host.len) != INADDR_NONE) return;
     redis->host = url->host;

@@ -119,3 +119,8 @@ void ngx_http_resend_confirmation_recorded(ngx_http_request_t *r, bool stored) n
     // nginx finish what the request posted (as upstream handlers do).
     ngx_http_run_posted_requests(c);
 }
+
+void ngx_http_resend_confirmation_record_resent(ngx_http_request_t *r,
+                                                ngx_http_resend_confirmation_pending_t *entry) noexcept {
+    ngx_http_resend_confirmation_get_ctx(r)->pending = entry;
+}

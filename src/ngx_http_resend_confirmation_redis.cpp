@@ -22,11 +22,22 @@
 //   one, the address found at start is kept.
 // - With `tls`, the TLS handshake (redis_tls.cpp) comes between TCP connect
 //   and AUTH/SELECT, within connect_timeout: TCP -> TLS -> AUTH/SELECT -> commands.
+// - With `sentinel=`, the address is asked of the Sentinels on every connect
+//   (redis_sentinel.cpp) in place of the name's resolution, ROLE ends the
+//   handshake and must say "master", and a READONLY or MASTERDOWN reply
+//   fails the connection as a change of master. A request whose command was
+//   not written (or was refused that way) is kept and sent again once the
+//   link has connected to the master Sentinel names, within its deadline;
+//   one written and unanswered is not.
+// - With `cluster`, a link per master node (redis_cluster.cpp picks it by
+//   the slot of the command's first key); a MOVED or ASK reply sends the
+//   command again to the node it names, within its deadline.
 
 #include "ngx_http_resend_confirmation.h"
 
 #include "core/redis_command.hpp"
 #include "core/redis_reply.hpp"
+#include "core/redis_topology.hpp"
 
 #include <new>
 
@@ -39,7 +50,12 @@ struct ngx_http_resend_confirmation_pending_s {
     ngx_msec_t deadline;    // when its reply is overdue
     ngx_msec_t queued;      // when it was handed to the link (reply time)
     std::string_view command;  // its name (args[0], a literal), for the log
-    bool handshake;         // AUTH or SELECT: an error fails the connection
+    bool handshake;         // AUTH, SELECT or ROLE: an error fails the connection
+    std::span<const std::string_view> args;  // a request's command (r's pool), to send again
+    size_t start;           // where its bytes begin in what the connection was given
+    ngx_uint_t redirects;   // MOVED/ASK followed so far
+    ngx_http_resend_confirmation_link_done_pt done;  // a command of the module's own: its reply
+    void *data;
 };
 
 namespace {
@@ -48,6 +64,15 @@ enum class link_state : unsigned char { down, resolving, connecting, securing, h
 
 struct ngx_http_resend_confirmation_link_s {
     ngx_http_resend_confirmation_redis_conf_t *conf;
+    ngx_str_t name;  // for logs: the configured address, or a cluster node's
+    ngx_cycle_t *cycle;
+    ngx_http_resend_confirmation_cluster_t *cluster;  // a cluster's node (or its first seed)
+    void *sentinel;  // the Sentinels' state (redis_sentinel.cpp)
+    ngx_queue_t kept;  // requests to send again once connected (sentinel=)
+    size_t appended, written;  // bytes given to this connection, and written
+    ngx_uint_t replicas;  // the master's replicas, as ROLE said
+    bool fixed;  // sockaddr is the address (a cluster node's)
+    bool close_when_idle;  // a Sentinel's link: closed once it has its answers
     ngx_log_t *log;
     ngx_pool_t *pool;  // pending entries and the output buffer
     ngx_peer_connection_t peer;
@@ -89,6 +114,17 @@ static void ngx_http_resend_confirmation_link_close_connection(ngx_http_resend_c
 static void ngx_http_resend_confirmation_link_secure(ngx_http_resend_confirmation_link_t *link,
                                                      ngx_connection_t *c) noexcept;
 static u_char *ngx_http_resend_confirmation_link_log_context(ngx_log_t *log, u_char *buf, size_t len) noexcept;
+static void ngx_http_resend_confirmation_link_finish(ngx_http_resend_confirmation_link_t *link,
+                                                     ngx_http_resend_confirmation_pending_t *entry,
+                                                     const resend::redis_reply *reply) noexcept;
+static void ngx_http_resend_confirmation_link_watch_kept(ngx_http_resend_confirmation_link_t *link) noexcept;
+static void ngx_http_resend_confirmation_link_requeue(ngx_http_resend_confirmation_link_t *link) noexcept;
+static void ngx_http_resend_confirmation_link_rearm(ngx_http_resend_confirmation_link_t *link) noexcept;
+static bool ngx_http_resend_confirmation_link_master(ngx_http_resend_confirmation_link_t *link,
+                                                     const resend::redis_reply &reply) noexcept;
+static bool ngx_http_resend_confirmation_link_same(ngx_http_resend_confirmation_link_t *link,
+                                                   ngx_atomic_uint_t connection) noexcept;
+static void ngx_http_resend_confirmation_link_flush(ngx_http_resend_confirmation_link_t *link) noexcept;
 
 // --- output buffer --------------------------------------------------------------
 
@@ -113,10 +149,32 @@ static bool ngx_http_resend_confirmation_link_reserve(ngx_http_resend_confirmati
     return true;
 }
 
+// Writes `args` to the output buffer for `entry`, which goes in flight.
+static bool ngx_http_resend_confirmation_link_encode(ngx_http_resend_confirmation_link_t *link,
+                                                     ngx_http_resend_confirmation_pending_t *entry,
+                                                     std::span<const std::string_view> args) noexcept {
+    size_t size = resend::resp_size(args);
+    if (!ngx_http_resend_confirmation_link_reserve(link, size)) return false;
+    u_char *end = reinterpret_cast<u_char *>(
+        resend::resp_write(reinterpret_cast<char *>(link->out + link->out_size), args));
+    link->out_size = end - link->out;
+    entry->command = args[0];
+    entry->start = link->appended;
+    link->appended += size;
+    ngx_queue_insert_tail(&link->pending, &entry->queue);
+    ++link->in_flight;
+    ngx_http_resend_confirmation_metrics_in_flight(link->conf->metrics, link->in_flight);
+    if (!link->overdue.timer_set) {
+        ngx_msec_int_t left = static_cast<ngx_msec_int_t>(entry->deadline - ngx_current_msec);
+        ngx_add_timer(&link->overdue, left > 0 ? left : 1);
+    }
+    return true;
+}
+
 static ngx_http_resend_confirmation_pending_t *
 ngx_http_resend_confirmation_link_append(ngx_http_resend_confirmation_link_t *link,
                                          std::span<const std::string_view> args,
-                                         ngx_http_request_t *r, ngx_msec_t timeout,
+                                         ngx_http_request_t *r, ngx_msec_t deadline,
                                          bool handshake = false) noexcept {
     ngx_http_resend_confirmation_pending_t *entry;
     if (!ngx_queue_empty(&link->spare)) {
@@ -128,23 +186,18 @@ ngx_http_resend_confirmation_link_append(ngx_http_resend_confirmation_link_t *li
             ngx_palloc(link->pool, sizeof(ngx_http_resend_confirmation_pending_t)));
         if (entry == nullptr) return nullptr;
     }
-    if (!ngx_http_resend_confirmation_link_reserve(link, resend::resp_size(args))) {
+    entry->queued = ngx_current_msec;
+    entry->deadline = deadline;
+    if (!ngx_http_resend_confirmation_link_encode(link, entry, args)) {
         ngx_queue_insert_head(&link->spare, &entry->queue);
         return nullptr;
     }
-    u_char *end = reinterpret_cast<u_char *>(
-        resend::resp_write(reinterpret_cast<char *>(link->out + link->out_size), args));
-    link->out_size = end - link->out;
-
     entry->r = r;
-    entry->command = args[0];
     entry->handshake = handshake;
-    entry->deadline = ngx_current_msec + timeout;
-    entry->queued = ngx_current_msec;
-    ngx_queue_insert_tail(&link->pending, &entry->queue);
-    ++link->in_flight;
-    ngx_http_resend_confirmation_metrics_in_flight(link->conf->metrics, link->in_flight);
-    if (!link->overdue.timer_set) ngx_add_timer(&link->overdue, timeout);
+    entry->args = r != nullptr ? args : std::span<const std::string_view>();
+    entry->redirects = 0;
+    entry->done = nullptr;
+    entry->data = nullptr;
     return entry;
 }
 
@@ -160,12 +213,14 @@ static void ngx_http_resend_confirmation_link_close(ngx_http_resend_confirmation
     link->out_size = link->out_sent = 0;
     link->handshake_unsent = 0;
     link->handshake_left = 0;
+    link->appended = link->written = 0;
     link->reader->reset();
 }
 
 static bool ngx_http_resend_confirmation_link_handshake(ngx_http_resend_confirmation_link_t *link) noexcept {
     auto *conf = link->conf;
     ngx_uint_t commands = 0;
+    ngx_msec_t deadline = ngx_current_msec + conf->connect_timeout + conf->timeout;
     if (conf->password.len != 0) {
         std::string_view auth[3] = {"AUTH"};
         size_t n = 1;
@@ -173,9 +228,7 @@ static bool ngx_http_resend_confirmation_link_handshake(ngx_http_resend_confirma
             auth[n++] = {reinterpret_cast<const char *>(conf->user.data), conf->user.len};
         }
         auth[n++] = {reinterpret_cast<const char *>(conf->password.data), conf->password.len};
-        if (ngx_http_resend_confirmation_link_append(link, {auth, n}, nullptr,
-                                                     conf->connect_timeout + conf->timeout,
-                                                     true) == nullptr) {
+        if (ngx_http_resend_confirmation_link_append(link, {auth, n}, nullptr, deadline, true) == nullptr) {
             return false;
         }
         ++commands;
@@ -184,9 +237,15 @@ static bool ngx_http_resend_confirmation_link_handshake(ngx_http_resend_confirma
         std::string_view select[2] = {"SELECT",
                                       {reinterpret_cast<const char *>(conf->db_text.data),
                                        conf->db_text.len}};
-        if (ngx_http_resend_confirmation_link_append(link, select, nullptr,
-                                                     conf->connect_timeout + conf->timeout,
-                                                     true) == nullptr) {
+        if (ngx_http_resend_confirmation_link_append(link, select, nullptr, deadline, true) == nullptr) {
+            return false;
+        }
+        ++commands;
+    }
+    if (conf->sentinel != nullptr) {
+        // The address Sentinel gave must be the master's still.
+        std::string_view role[1] = {"ROLE"};
+        if (ngx_http_resend_confirmation_link_append(link, role, nullptr, deadline, true) == nullptr) {
             return false;
         }
         ++commands;
@@ -210,8 +269,30 @@ static bool ngx_http_resend_confirmation_link_connect(ngx_http_resend_confirmati
         ngx_http_resend_confirmation_link_fail(link, "out of memory");
         return false;
     }
-    if (link->conf->host.len != 0) return ngx_http_resend_confirmation_link_resolve(link);
+    ngx_http_resend_confirmation_link_requeue(link);
+    if (link->conf->sentinel != nullptr) {
+        link->state = link_state::resolving;
+        ngx_http_resend_confirmation_sentinel_discover(link, link->conf, &link->sentinel);
+        return link->state != link_state::down;
+    }
+    if (link->conf->host.len != 0 && !link->fixed) return ngx_http_resend_confirmation_link_resolve(link);
     return ngx_http_resend_confirmation_link_connect_peer(link);
+}
+
+// The requests kept from the last connection go after the new handshake,
+// in their order, with their deadlines; those whose client left are dropped.
+static void ngx_http_resend_confirmation_link_requeue(ngx_http_resend_confirmation_link_t *link) noexcept {
+    while (!ngx_queue_empty(&link->kept)) {
+        ngx_queue_t *q = ngx_queue_head(&link->kept);
+        ngx_queue_remove(q);
+        auto *entry = ngx_queue_data(q, ngx_http_resend_confirmation_pending_t, queue);
+        if (entry->r == nullptr) {
+            ngx_queue_insert_tail(&link->spare, q);
+        } else if (!ngx_http_resend_confirmation_link_encode(link, entry, entry->args)) {
+            ngx_queue_insert_tail(&link->spare, q);
+            ngx_http_resend_confirmation_recorded(entry->r, false);
+        }
+    }
 }
 
 // Opens the TCP connection to the current address.
@@ -225,7 +306,7 @@ static bool ngx_http_resend_confirmation_link_connect_peer(ngx_http_resend_confi
         peer->sockaddr = link->conf->addr.sockaddr;
         peer->socklen = link->conf->addr.socklen;
     }
-    peer->name = &link->conf->addr.name;
+    peer->name = &link->name;
     peer->get = ngx_event_get_peer;
     peer->log = &link->connection_log;
     peer->log_error = NGX_ERROR_ERR;
@@ -277,11 +358,12 @@ static bool ngx_http_resend_confirmation_link_connect_peer(ngx_http_resend_confi
 static void ngx_http_resend_confirmation_link_fail(ngx_http_resend_confirmation_link_t *link,
                                                    const char *why) noexcept {
     ngx_log_error(NGX_LOG_ERR, link->log, 0, "resend_confirmation: redis %V: %s",
-                  &link->conf->addr.name, why);
+                  &link->name, why);
     if (link->state != link_state::up) {
         ngx_http_resend_confirmation_metrics_link(link->conf->metrics,
                                                   ngx_http_resend_confirmation_link_event_t::connect_failed);
     }
+    size_t written = link->written;
     ngx_http_resend_confirmation_link_close(link);
     if (link->overdue.timer_set) ngx_del_timer(&link->overdue);
     link->backoff = link->backoff == 0 ? backoff_first : ngx_min(link->backoff * 2, backoff_ceiling);
@@ -300,17 +382,45 @@ static void ngx_http_resend_confirmation_link_fail(ngx_http_resend_confirmation_
     while (!ngx_queue_empty(&failed)) {
         ngx_queue_t *q = ngx_queue_head(&failed);
         ngx_queue_remove(q);
-        ngx_queue_insert_tail(&link->spare, q);
         auto *entry = ngx_queue_data(q, ngx_http_resend_confirmation_pending_t, queue);
-        if (entry->r != nullptr) ngx_http_resend_confirmation_recorded(entry->r, false);
+        if (link->conf->sentinel != nullptr && entry->r != nullptr && entry->start >= written &&
+            static_cast<ngx_msec_int_t>(entry->deadline - ngx_current_msec) > 0) {
+            // Never written: the master Sentinel names next may still take it.
+            ngx_queue_insert_tail(&link->kept, q);
+            continue;
+        }
+        ngx_queue_insert_tail(&link->spare, q);
+        ngx_http_resend_confirmation_link_finish(link, entry, nullptr);
     }
+    ngx_http_resend_confirmation_link_watch_kept(link);
+}
+
+// An entry is over: a request is answered, a command of the module's own
+// gets its reply (null: none, the connection failed).
+static void ngx_http_resend_confirmation_link_finish(ngx_http_resend_confirmation_link_t *link,
+                                                     ngx_http_resend_confirmation_pending_t *entry,
+                                                     const resend::redis_reply *reply) noexcept {
+    if (entry->done != nullptr) {
+        entry->done(link, entry->data, reply);
+    } else if (entry->r != nullptr) {
+        ngx_http_resend_confirmation_recorded(entry->r, reply != nullptr && reply->kind != resend::reply_kind::error);
+    }
+}
+
+// Kept requests wait for the backoff to end (the hold-down then connects)
+// and no longer than their deadline (the overdue timer answers them).
+static void ngx_http_resend_confirmation_link_watch_kept(ngx_http_resend_confirmation_link_t *link) noexcept {
+    if (ngx_queue_empty(&link->kept) || link->overdue.timer_set) return;
+    auto *oldest = ngx_queue_data(ngx_queue_head(&link->kept), ngx_http_resend_confirmation_pending_t, queue);
+    ngx_msec_int_t left = static_cast<ngx_msec_int_t>(oldest->deadline - ngx_current_msec);
+    ngx_add_timer(&link->overdue, left > 0 ? left : 1);
 }
 
 // Redis closed a connection with nothing in flight (its idle `timeout`, a
 // CLIENT KILL, a proxy): not a failure; the next command reconnects.
 static void ngx_http_resend_confirmation_link_drop_idle(ngx_http_resend_confirmation_link_t *link) noexcept {
     ngx_log_error(NGX_LOG_INFO, link->log, 0, "resend_confirmation: redis %V closed an idle connection",
-                  &link->conf->addr.name);
+                  &link->name);
     ngx_http_resend_confirmation_link_close(link);
 }
 
@@ -333,7 +443,7 @@ static bool ngx_http_resend_confirmation_link_connected(ngx_http_resend_confirma
     if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1) err = ngx_socket_errno;
     if (err != 0) {
         ngx_log_error(NGX_LOG_ERR, link->log, err, "resend_confirmation: connect() to redis %V failed",
-                      &link->conf->addr.name);
+                      &link->name);
         return false;
     }
     if (link->conf->tls == nullptr) ngx_http_resend_confirmation_link_opened(link);
@@ -377,6 +487,7 @@ static void ngx_http_resend_confirmation_link_write(ngx_event_t *wev) noexcept {
                        "resend_confirmation: redis write %z bytes, %ui commands in flight", n,
                        link->in_flight);
         link->out_sent += n;
+        link->written += n;
         link->handshake_unsent -= ngx_min(link->handshake_unsent, static_cast<size_t>(n));
     }
     if (ngx_handle_write_event(wev, 0) != NGX_OK) {
@@ -391,6 +502,7 @@ static bool ngx_http_resend_confirmation_link_deliver(ngx_http_resend_confirmati
         ngx_http_resend_confirmation_link_fail(link, "reply without a command");
         return false;
     }
+    ngx_atomic_uint_t connection = link->peer.connection->number;
     ngx_queue_t *q = ngx_queue_head(&link->pending);
     ngx_queue_remove(q);
     ngx_queue_insert_tail(&link->spare, q);
@@ -403,8 +515,11 @@ static bool ngx_http_resend_confirmation_link_deliver(ngx_http_resend_confirmati
         // A handshake command (AUTH or SELECT) refused: nothing will work.
         ngx_log_error(NGX_LOG_ERR, link->log, 0,
                       "resend_confirmation: redis %V refused the connection handshake: %*s",
-                      &link->conf->addr.name, reply.error.size(), reply.error.data());
+                      &link->name, reply.error.size(), reply.error.data());
         ngx_http_resend_confirmation_link_fail(link, "handshake failed");
+        return false;
+    }
+    if (entry->handshake && entry->command == "ROLE" && !ngx_http_resend_confirmation_link_master(link, reply)) {
         return false;
     }
     if (entry->handshake && --link->handshake_left == 0) {
@@ -424,14 +539,49 @@ static bool ngx_http_resend_confirmation_link_deliver(ngx_http_resend_confirmati
         ngx_http_resend_confirmation_metrics_reply_time(link->conf->metrics,
                                                         ngx_current_msec - entry->queued);
     }
+    link->backoff = 0;  // Redis answers: the next failure starts the backoff afresh
+    if (!ok && entry->r != nullptr && link->conf->sentinel != nullptr && resend::is_not_master(reply.error)) {
+        // Not executed: the master changed. Sent again once Sentinel names
+        // the new one, with the requests not yet written.
+        ngx_log_error(NGX_LOG_WARN, link->log, 0, "resend_confirmation: redis %V is no longer the master: %*s",
+                      &link->name, reply.error.size(), reply.error.data());
+        ngx_queue_remove(q);
+        ngx_queue_insert_tail(&link->kept, q);
+        ngx_http_resend_confirmation_link_fail(link, "master changed, asking Sentinel again");
+        return false;
+    }
+    if (!ok && entry->r != nullptr && link->cluster != nullptr) {
+        resend::redis_redirect to = resend::parse_redirect(reply.error);
+        if (to.kind != resend::redis_redirect::kind_t::none) {
+            // Not executed here: the node named serves the slot.
+            ngx_log_error(NGX_LOG_INFO, link->log, 0, "resend_confirmation: redis %V: %*s", &link->name,
+                          reply.error.size(), reply.error.data());
+            ngx_http_resend_confirmation_link_rearm(link);
+            ngx_http_resend_confirmation_cluster_redirect(link->cluster, link, entry->r, entry->args,
+                                                          entry->deadline, entry->redirects, to);
+            return ngx_http_resend_confirmation_link_same(link, connection);
+        }
+    }
     if (!ok) {
         ngx_http_resend_confirmation_metrics_refusal(link->conf->metrics, reply.error);
         ngx_log_error(NGX_LOG_ERR, link->log, 0, "resend_confirmation: redis %V refused %*s: %*s",
-                      &link->conf->addr.name, entry->command.size(), entry->command.data(),
+                      &link->name, entry->command.size(), entry->command.data(),
                       reply.error.size(), reply.error.data());
     }
-    link->backoff = 0;  // Redis answers: the next failure starts the backoff afresh
+    ngx_http_resend_confirmation_link_rearm(link);
+    if (!entry->handshake) ngx_http_resend_confirmation_link_finish(link, entry, &reply);
+    return ngx_http_resend_confirmation_link_same(link, connection);
+}
 
+// Whether the link still has the connection numbered `connection`: what
+// a reply set off may have failed it (and connected anew).
+static bool ngx_http_resend_confirmation_link_same(ngx_http_resend_confirmation_link_t *link,
+                                                   ngx_atomic_uint_t connection) noexcept {
+    return link->peer.connection != nullptr && link->peer.connection->number == connection;
+}
+
+// The overdue timer follows the oldest command in flight.
+static void ngx_http_resend_confirmation_link_rearm(ngx_http_resend_confirmation_link_t *link) noexcept {
     if (ngx_queue_empty(&link->pending)) {
         if (link->overdue.timer_set) ngx_del_timer(&link->overdue);
     } else {
@@ -440,8 +590,22 @@ static bool ngx_http_resend_confirmation_link_deliver(ngx_http_resend_confirmati
         ngx_msec_int_t left = static_cast<ngx_msec_int_t>(oldest->deadline - ngx_current_msec);
         ngx_add_timer(&link->overdue, left > 0 ? left : 1);
     }
-    if (entry->r != nullptr) ngx_http_resend_confirmation_recorded(entry->r, ok);
-    return true;
+}
+
+// ROLE's reply on a link to the master Sentinel named: false (and the
+// connection failed) unless it says "master".
+static bool ngx_http_resend_confirmation_link_master(ngx_http_resend_confirmation_link_t *link,
+                                                     const resend::redis_reply &reply) noexcept {
+    resend::redis_role role{};
+    if (resend::parse_role(reply.elements, role) && role.role == "master") {
+        link->replicas = role.replicas;
+        return true;
+    }
+    ngx_log_error(NGX_LOG_WARN, link->log, 0,
+                  "resend_confirmation: redis %V: the address Sentinel gave is not the master (ROLE: %*s)",
+                  &link->name, role.role.size(), role.role.data());
+    ngx_http_resend_confirmation_link_fail(link, "not the master");
+    return false;
 }
 
 static void ngx_http_resend_confirmation_link_read(ngx_event_t *rev) noexcept {
@@ -490,6 +654,10 @@ static void ngx_http_resend_confirmation_link_read(ngx_event_t *rev) noexcept {
             if (!ngx_http_resend_confirmation_link_deliver(link, reply)) return;
         }
     }
+    if (link->close_when_idle && ngx_queue_empty(&link->pending)) {
+        ngx_http_resend_confirmation_link_close(link);  // a Sentinel's answers are in
+        return;
+    }
     if (ngx_handle_read_event(rev, 0) != NGX_OK) {
         ngx_http_resend_confirmation_link_fail(link, "cannot watch for reading");
     }
@@ -497,15 +665,33 @@ static void ngx_http_resend_confirmation_link_read(ngx_event_t *rev) noexcept {
 
 static void ngx_http_resend_confirmation_link_overdue(ngx_event_t *ev) noexcept {
     auto *link = static_cast<ngx_http_resend_confirmation_link_t *>(ev->data);
+    if (link->state == link_state::down) {
+        // Only kept requests wait (no connection): answer those whose time is up.
+        while (!ngx_queue_empty(&link->kept)) {
+            ngx_queue_t *q = ngx_queue_head(&link->kept);
+            auto *entry = ngx_queue_data(q, ngx_http_resend_confirmation_pending_t, queue);
+            if (static_cast<ngx_msec_int_t>(entry->deadline - ngx_current_msec) > 0) break;
+            ngx_queue_remove(q);
+            ngx_queue_insert_tail(&link->spare, q);
+            ngx_http_resend_confirmation_link_finish(link, entry, nullptr);
+        }
+        ngx_http_resend_confirmation_link_watch_kept(link);
+        return;
+    }
     ngx_http_resend_confirmation_metrics_link(link->conf->metrics,
                                               ngx_http_resend_confirmation_link_event_t::timed_out);
     ngx_http_resend_confirmation_link_fail(link, "no reply in time");
 }
 
 // The hold-down is a timer used as a flag: while it is set, send() answers
-// at once instead of reconnecting. When it ends there is nothing to do: the
-// next command reconnects.
-static void ngx_http_resend_confirmation_link_hold_down_over(ngx_event_t *) noexcept {}
+// at once instead of reconnecting. When it ends, the link reconnects if
+// requests were kept for it; otherwise the next command does.
+static void ngx_http_resend_confirmation_link_hold_down_over(ngx_event_t *ev) noexcept {
+    auto *link = static_cast<ngx_http_resend_confirmation_link_t *>(ev->data);
+    if (link->state == link_state::down && !ngx_queue_empty(&link->kept)) {
+        (void) ngx_http_resend_confirmation_link_connect(link);
+    }
+}
 
 // --- names, TLS, the connection ------------------------------------------------------
 
@@ -518,7 +704,7 @@ static u_char *ngx_http_resend_confirmation_link_log_context(ngx_log_t *log, u_c
         p = ngx_snprintf(p, len, " while %s", log->action);
         len -= p - buf;
     }
-    return ngx_snprintf(p, len, ", redis: %V", &link->conf->addr.name);
+    return ngx_snprintf(p, len, ", redis: %V", &link->name);
 }
 
 static void ngx_http_resend_confirmation_link_close_connection(ngx_http_resend_confirmation_link_t *link) noexcept {
@@ -558,7 +744,7 @@ static void ngx_http_resend_confirmation_link_resolved(ngx_resolver_ctx_t *ctx) 
     u_char text[NGX_SOCKADDR_STRLEN];
     size_t n = ngx_sock_ntop(&link->sockaddr.sockaddr, link->socklen, text, sizeof(text), 1);
     ngx_log_debug3(NGX_LOG_DEBUG_HTTP, link->log, 0, "resend_confirmation: redis %V resolved to %*s",
-                   &link->conf->addr.name, n, text);
+                   &link->name, n, text);
 #endif
     ngx_http_resend_confirmation_link_connect_peer(link);
 }
@@ -623,19 +809,36 @@ void ngx_http_resend_confirmation_link_secured(ngx_connection_t *c, const char *
 
 ngx_http_resend_confirmation_link_t *
 ngx_http_resend_confirmation_link_create(ngx_http_resend_confirmation_redis_conf_t *conf,
-                                         ngx_cycle_t *cycle) noexcept {
+                                         ngx_cycle_t *cycle, const ngx_addr_t *at,
+                                         ngx_http_resend_confirmation_cluster_t *cluster) noexcept {
     ngx_pool_t *pool = ngx_create_pool(4096, cycle->log);
     if (pool == nullptr) return nullptr;
     auto *link = static_cast<ngx_http_resend_confirmation_link_t *>(
         ngx_pcalloc(pool, sizeof(ngx_http_resend_confirmation_link_t)));
     if (link == nullptr) return nullptr;
     link->conf = conf;
+    link->name = conf->addr.name;
+    link->cycle = cycle;
     link->log = cycle->log;
     link->pool = pool;
+    link->close_when_idle = conf->is_sentinel;
+    if (at != nullptr) {
+        ngx_memcpy(&link->sockaddr, at->sockaddr, at->socklen);
+        link->socklen = at->socklen;
+        link->name = at->name;
+        link->fixed = true;
+    }
     link->reader = new (std::nothrow) resend::reply_reader();
     if (link->reader == nullptr || !link->reader->valid()) return nullptr;
     ngx_queue_init(&link->pending);
     ngx_queue_init(&link->spare);
+    ngx_queue_init(&link->kept);
+    link->cluster = cluster;
+    if (conf->cluster != nullptr && cluster == nullptr) {
+        // The directive's link: its first seed, and the cluster's state.
+        link->cluster = ngx_http_resend_confirmation_cluster_create(conf, cycle, link);
+        if (link->cluster == nullptr) return nullptr;
+    }
 
     // Not cancelable: a shutting-down worker waits for replies in flight
     // (at most `timeout`).
@@ -654,6 +857,11 @@ ngx_http_resend_confirmation_link_create(ngx_http_resend_confirmation_redis_conf
 }
 
 void ngx_http_resend_confirmation_link_destroy(ngx_http_resend_confirmation_link_t *link) noexcept {
+    if (link->cluster != nullptr && link->conf->cluster != nullptr &&
+        ngx_http_resend_confirmation_cluster_head(link->cluster) == link) {
+        ngx_http_resend_confirmation_cluster_destroy(link->cluster);
+    }
+    if (link->sentinel != nullptr) ngx_http_resend_confirmation_sentinel_destroy(link->sentinel);
     ngx_http_resend_confirmation_link_close(link);
     if (link->overdue.timer_set) ngx_del_timer(&link->overdue);
     if (link->hold_down.timer_set) ngx_del_timer(&link->hold_down);
@@ -666,19 +874,96 @@ ngx_http_resend_confirmation_pending_t *
 ngx_http_resend_confirmation_link_send(ngx_http_resend_confirmation_link_t *link,
                                        ngx_http_request_t *r,
                                        std::span<const std::string_view> args) noexcept {
+    if (link->cluster != nullptr) {
+        return ngx_http_resend_confirmation_cluster_send(link->cluster, r, args,
+                                                         ngx_current_msec + link->conf->timeout, 0);
+    }
+    return ngx_http_resend_confirmation_link_queue(link, r, args, ngx_current_msec + link->conf->timeout,
+                                                   0, false);
+}
+
+ngx_http_resend_confirmation_pending_t *
+ngx_http_resend_confirmation_link_queue(ngx_http_resend_confirmation_link_t *link, ngx_http_request_t *r,
+                                        std::span<const std::string_view> args, ngx_msec_t deadline,
+                                        ngx_uint_t redirects, bool asking) noexcept {
     if (link->state == link_state::down) {
         if (link->hold_down.timer_set) return nullptr;  // just failed: answer at once
         if (!ngx_http_resend_confirmation_link_connect(link)) return nullptr;
     }
+    if (asking) {
+        // ASK: this one command may run on the node importing the slot.
+        std::string_view asking_args[1] = {"ASKING"};
+        if (ngx_http_resend_confirmation_link_append(link, asking_args, nullptr, deadline) == nullptr) {
+            return nullptr;
+        }
+    }
     ngx_http_resend_confirmation_pending_t *entry =
-        ngx_http_resend_confirmation_link_append(link, args, r, link->conf->timeout);
+        ngx_http_resend_confirmation_link_append(link, args, r, deadline);
     if (entry == nullptr) return nullptr;
+    entry->redirects = redirects;
+    ngx_http_resend_confirmation_link_flush(link);
+    return entry;
+}
 
+bool ngx_http_resend_confirmation_link_command(ngx_http_resend_confirmation_link_t *link,
+                                               std::span<const std::string_view> args,
+                                               ngx_http_resend_confirmation_link_done_pt done,
+                                               void *data) noexcept {
+    ngx_http_resend_confirmation_pending_t *entry =
+        ngx_http_resend_confirmation_link_queue(link, nullptr, args, ngx_current_msec + link->conf->timeout,
+                                                0, false);
+    if (entry == nullptr) return false;
+    entry->done = done;
+    entry->data = data;
+    return true;
+}
+
+// Flush after this loop turn, with whatever else was queued in it.
+static void ngx_http_resend_confirmation_link_flush(ngx_http_resend_confirmation_link_t *link) noexcept {
     if (link->state == link_state::up && !link->peer.connection->write->posted) {
-        // Flush after this loop turn, with whatever else was queued in it.
         ngx_post_event(link->peer.connection->write, &ngx_posted_events);
     }
-    return entry;
+}
+
+void ngx_http_resend_confirmation_link_found(ngx_http_resend_confirmation_link_t *link, const ngx_addr_t *at,
+                                             const char *failure) noexcept {
+    if (link->state != link_state::resolving) return;  // failed meanwhile
+    if (at == nullptr) {
+        ngx_http_resend_confirmation_link_fail(link, failure);
+        return;
+    }
+    ngx_memcpy(&link->sockaddr, at->sockaddr, at->socklen);
+    link->socklen = at->socklen;
+    ngx_http_resend_confirmation_link_connect_peer(link);
+}
+
+bool ngx_http_resend_confirmation_endpoint_sockaddr(const resend::redis_endpoint &at, ngx_sockaddr_t *out,
+                                                   socklen_t *len) noexcept {
+    ngx_memzero(out, sizeof(ngx_sockaddr_t));
+    auto *host = reinterpret_cast<u_char *>(const_cast<char *>(at.host.data()));
+    in_addr_t v4 = ngx_inet_addr(host, at.host.size());
+    if (v4 != INADDR_NONE) {
+        out->sockaddr_in.sin_family = AF_INET;
+        out->sockaddr_in.sin_addr.s_addr = v4;
+        *len = sizeof(struct sockaddr_in);
+#if (NGX_HAVE_INET6)
+    } else if (ngx_inet6_addr(host, at.host.size(), out->sockaddr_in6.sin6_addr.s6_addr) == NGX_OK) {
+        out->sockaddr_in6.sin6_family = AF_INET6;
+        *len = sizeof(struct sockaddr_in6);
+#endif
+    } else {
+        return false;
+    }
+    ngx_inet_set_port(&out->sockaddr, static_cast<in_port_t>(at.port));
+    return true;
+}
+
+ngx_str_t ngx_http_resend_confirmation_link_name(ngx_http_resend_confirmation_link_t *link) noexcept {
+    return link->name;
+}
+
+ngx_cycle_t *ngx_http_resend_confirmation_link_cycle(ngx_http_resend_confirmation_link_t *link) noexcept {
+    return link->cycle;
 }
 
 void ngx_http_resend_confirmation_link_detach(ngx_http_resend_confirmation_pending_t *entry) noexcept {

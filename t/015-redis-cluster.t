@@ -1,0 +1,147 @@
+# Redis Cluster: three masters started here (redis-cli --cluster create).
+# Each record goes to the master that serves its stream's slot, whichever
+# node the directive names; while the slot migrates, ASK is followed
+# (ASKING, the command to the importing node, the map kept) and once it
+# has moved, MOVED (the command to the new owner, the map asked again),
+# with no request failing.
+use Test::Nginx::Socket 'no_plan';
+use t::Resend;
+use File::Temp ();
+use POSIX ();
+
+our @Ports = map { $ENV{TEST_NGINX_REDIS_PORT} + $_ } 40 .. 42;
+our $Dir = File::Temp::tempdir(CLEANUP => 1);
+our %Pids;
+our $Key = 'resend_confirmation';
+
+sub node { t::Resend::redis({port => shift}, @_) }
+
+sub start_cluster {
+    for my $port (@Ports) {
+        my $pid = fork // die "fork: $!";
+        if ($pid == 0) {
+            { exec 'redis-server', '--port', $port, '--bind', '127.0.0.1', '--cluster-enabled', 'yes',
+                   '--cluster-config-file', "$Dir/nodes-$port.conf", '--save', '', '--appendonly', 'no',
+                   '--logfile', '/dev/null', '--dir', $Dir }
+            POSIX::_exit(127);
+        }
+        $Pids{$port} = $pid;
+        for (1 .. 100) {
+            last if eval { node($port, 'PING') eq 'PONG' };
+            select undef, undef, undef, 0.05;
+        }
+    }
+    system("redis-cli --cluster create " . join(' ', map { "127.0.0.1:$_" } @Ports)
+           . " --cluster-replicas 0 --cluster-yes >/dev/null 2>&1") == 0 or die "cluster create failed\n";
+    for my $port (@Ports) {
+        for (1 .. 200) {
+            last if node($port, 'CLUSTER', 'INFO') =~ /cluster_state:ok/;
+            select undef, undef, undef, 0.05;
+        }
+    }
+}
+
+END { kill 'KILL', $_ for values %Pids }
+
+start_cluster();
+
+# The stream's slot, the node that serves it, and another.
+our $Slot = node($Ports[0], 'CLUSTER', 'KEYSLOT', $Key);
+sub owner {
+    for my $range (@{ node($Ports[0], 'CLUSTER', 'SLOTS') }) {
+        return $range->[2][1] if $range->[0] <= $Slot && $Slot <= $range->[1];
+    }
+    die "slot $Slot has no owner\n";
+}
+our $Owner = owner();
+our ($Other) = grep { $_ != $Owner } @Ports;
+our ($Third) = grep { $_ != $Owner && $_ != $Other } @Ports;
+$ENV{TEST_NGINX_OWNER} = $Owner;
+$ENV{TEST_NGINX_OTHER} = $Other;
+$ENV{TEST_NGINX_THIRD} = $Third;
+
+sub id_of { node(shift, 'CLUSTER', 'MYID') }
+
+# The slot moves from the owner to $Other: first both sides marked, the key
+# migrated (so that the owner answers ASK), then the slot given (MOVED).
+sub start_migration {
+    node($Other, 'CLUSTER', 'SETSLOT', $Slot, 'IMPORTING', id_of($Owner));
+    node($Owner, 'CLUSTER', 'SETSLOT', $Slot, 'MIGRATING', id_of($Other));
+    my $r = node($Owner, 'MIGRATE', '127.0.0.1', $Other, '', 0, 5000, 'KEYS', $Key);
+    die "MIGRATE: $r\n" unless $r eq 'OK';
+}
+sub end_migration {
+    node($_, 'CLUSTER', 'SETSLOT', $Slot, 'NODE', id_of($Other)) for $Other, $Owner, $Third;
+}
+
+sub posts { [map { "POST /r\n" . qq({"email":"c$_\@example.com"}) } 1 .. shift] }
+
+resend_defaults(more_headers => "Content-Type: application/json",
+                init => 'main::node($_, "FLUSHALL") for @main::Ports');
+
+no_shuffle();
+run_tests();
+
+__DATA__
+
+=== TEST 1: a record lands on the slot's owner when the directive names another node (MOVED followed)
+--- http_config
+    resend_confirmation_redis cluster 127.0.0.1:$TEST_NGINX_OTHER;
+--- config eval: $::Endpoint
+--- request eval: main::posts(1)->[0]
+--- error_code: 200
+--- stream_port eval: $main::Owner
+--- stream_len: 1
+--- error_log eval
+qr/\[info\] .*resend_confirmation: redis 127\.0\.0\.1:$main::Other: MOVED $main::Slot 127\.0\.0\.1:$main::Owner/
+
+
+
+=== TEST 2: many records, several seeds, the owner among them: 200s, on the owner
+--- http_config
+    resend_confirmation_redis cluster 127.0.0.1:$TEST_NGINX_THIRD 127.0.0.1:$TEST_NGINX_OTHER 127.0.0.1:$TEST_NGINX_OWNER timeout=500ms;
+--- config eval: $::Endpoint
+--- pipelined_requests eval: main::posts(5)
+--- error_code eval: [(200) x 5]
+--- stream_port eval: $main::Owner
+--- stream_len: 5
+
+
+
+=== TEST 3: the slot is migrating and its key has moved: ASK is followed to the importing node
+--- init
+main::node($_, "FLUSHALL") for @main::Ports;
+t::Resend::redis({port => $main::Owner}, 'XADD', $main::Key, '*', 'seed', '1');
+main::start_migration();
+--- http_config
+    resend_confirmation_redis cluster 127.0.0.1:$TEST_NGINX_OWNER;
+--- config eval: $::Endpoint
+--- request eval: main::posts(1)->[0]
+--- error_code: 200
+--- error_log eval
+qr/\[info\] .*resend_confirmation: redis 127\.0\.0\.1:$main::Owner: ASK $main::Slot 127\.0\.0\.1:$main::Other/
+
+
+
+=== TEST 4: still migrating: more records, all 200 (the stream is read once the slot has moved)
+--- init
+--- http_config
+    resend_confirmation_redis cluster 127.0.0.1:$TEST_NGINX_OWNER 127.0.0.1:$TEST_NGINX_THIRD;
+--- config eval: $::Endpoint
+--- pipelined_requests eval: main::posts(5)
+--- error_code eval: [(200) x 5]
+
+
+
+=== TEST 5: the slot has moved: MOVED is followed to the new owner; every record is there
+--- init
+main::end_migration();
+--- http_config
+    resend_confirmation_redis cluster 127.0.0.1:$TEST_NGINX_OWNER;
+--- config eval: $::Endpoint
+--- request eval: main::posts(1)->[0]
+--- error_code: 200
+--- stream_port eval: $main::Other
+--- stream_len: 8
+--- error_log eval
+qr/\[info\] .*resend_confirmation: redis 127\.0\.0\.1:$main::Owner: MOVED $main::Slot 127\.0\.0\.1:$main::Other/
