@@ -13,10 +13,17 @@
 //   refused AUTH would run as the default user.
 // - A request that goes away leaves its entry behind, detached (r == null):
 //   the entry lives in the link's pool, not the request's, until its reply.
-// - Any error (connect, write, protocol, a handshake refusal, the oldest
-//   command outliving its timeout, Redis closing) fails the connection:
+// - Every command has one deadline, `timeout` after it was handed to the
+//   link, whatever it waits for (connect, AUTH/SELECT, Redis). A request
+//   whose command is still unwritten at its deadline (queued behind the
+//   handshake) takes it back and is answered alone; the connection attempt
+//   goes on for later ones.
+// - Any error (connect, write, protocol, a handshake refusal, a written
+//   command outliving its deadline, Redis closing) fails the connection:
 //   every pending request is answered at once through the failure policy,
-//   and the next attempt waits a backoff that doubles up to a ceiling.
+//   told whether its command was written (then Redis may have it), and for
+//   100 ms no new connection is tried (requests are answered at once).
+// - Error replies are logged once, then summed up at most once a second.
 // - An address given by name is resolved again on every connect with the
 //   `resolver` of the directive's level, when one is configured; without
 //   one, the address found at start is kept.
@@ -30,14 +37,20 @@
 
 #include <new>
 
-static const ngx_msec_t backoff_first = 100;
-static const ngx_msec_t backoff_ceiling = 2000;
+#include "core/log_text.hpp"
+
+// After a failure, the link answers at once for this long, then the next
+// request tries to connect again: at most one attempt per 100 ms.
+static const ngx_msec_t hold_down_time = 100;
+// Error replies after the first are summed up once per this interval.
+static const ngx_msec_t error_summary_interval = 1000;
 
 struct ngx_http_resend_confirmation_pending_s {
     ngx_queue_t queue;      // in link->pending (in flight) or link->spare
     ngx_http_request_t *r;  // null: a handshake command, or the request went away
     ngx_msec_t deadline;    // when its reply is overdue
     ngx_msec_t queued;      // when it was handed to the link (reply time)
+    size_t start, end;      // its bytes in the connection's output, counted from its start
     std::string_view command;  // its name (args[0], a literal), for the log
     bool handshake;         // AUTH or SELECT: an error fails the connection
 };
@@ -57,6 +70,7 @@ struct ngx_http_resend_confirmation_link_s {
     u_char *out;  // RESP bytes not yet written: out[sent .. size)
     size_t out_size, out_sent, out_capacity;
     size_t handshake_unsent;   // the first bytes of out[sent ..] that are AUTH/SELECT
+    size_t appended, written;  // bytes queued, and sent, since the connection began
     ngx_uint_t handshake_left; // AUTH/SELECT replies still to come
 
     ngx_queue_t pending;  // commands in flight, oldest first
@@ -64,8 +78,6 @@ struct ngx_http_resend_confirmation_link_s {
     ngx_queue_t spare;    // recycled entries
     ngx_event_t overdue;  // fires at the oldest command's deadline
     ngx_event_t hold_down;  // timer set: Redis was just found down; answer at once, do not reconnect
-    ngx_msec_t backoff;
-
     ngx_resolver_ctx_t *resolving;  // the name's resolution in flight
     ngx_sockaddr_t sockaddr;        // where to connect: the name's latest address
     socklen_t socklen;              // 0: conf->addr
@@ -73,6 +85,11 @@ struct ngx_http_resend_confirmation_link_s {
     ngx_msec_t connect_start;       // connect_timeout covers TCP and TLS
     size_t received;                // bytes read on this connection
     ngx_log_t connection_log;       // the connection's log: nginx's lines name Redis
+
+    ngx_event_t error_summary;  // timer set: error replies are counted, not logged
+    ngx_uint_t errors_unlogged;
+    u_char last_error[160];     // the last one counted, escaped
+    size_t last_error_len;
 };
 
 // Both live in the link's pool, freed with it, never destroyed.
@@ -134,6 +151,9 @@ ngx_http_resend_confirmation_link_append(ngx_http_resend_confirmation_link_t *li
     }
     u_char *end = reinterpret_cast<u_char *>(
         resend::resp_write(reinterpret_cast<char *>(link->out + link->out_size), args));
+    entry->start = link->appended;
+    link->appended += end - (link->out + link->out_size);
+    entry->end = link->appended;
     link->out_size = end - link->out;
 
     entry->r = r;
@@ -144,8 +164,39 @@ ngx_http_resend_confirmation_link_append(ngx_http_resend_confirmation_link_t *li
     ngx_queue_insert_tail(&link->pending, &entry->queue);
     ++link->in_flight;
     ngx_http_resend_confirmation_metrics_in_flight(link->conf->metrics, link->in_flight);
-    if (!link->overdue.timer_set) ngx_add_timer(&link->overdue, timeout);
+    // Requests come in deadline order; only one queued behind a handshake
+    // command with a later deadline needs the timer moved.
+    if (!link->overdue.timer_set ||
+        static_cast<ngx_msec_int_t>(link->overdue.timer.key - entry->deadline) > 0) {
+        if (link->overdue.timer_set) ngx_del_timer(&link->overdue);
+        ngx_add_timer(&link->overdue, timeout);
+    }
     return entry;
+}
+
+// Keeps the overdue timer at or before the earliest deadline in flight
+// (handshake commands first, then requests in deadline order). A timer that
+// fires early finds nothing overdue and comes here again.
+static void ngx_http_resend_confirmation_link_watch_deadlines(ngx_http_resend_confirmation_link_t *link) noexcept {
+    bool any = false;
+    ngx_msec_t next = 0;
+    for (ngx_queue_t *q = ngx_queue_head(&link->pending); q != ngx_queue_sentinel(&link->pending);
+         q = ngx_queue_next(q)) {
+        auto *entry = ngx_queue_data(q, ngx_http_resend_confirmation_pending_t, queue);
+        if (!any || static_cast<ngx_msec_int_t>(entry->deadline - next) < 0) next = entry->deadline;
+        any = true;
+        if (!entry->handshake) break;
+    }
+    if (!any) {
+        if (link->overdue.timer_set) ngx_del_timer(&link->overdue);
+        return;
+    }
+    if (link->overdue.timer_set) {
+        if (static_cast<ngx_msec_int_t>(link->overdue.timer.key - next) <= 0) return;
+        ngx_del_timer(&link->overdue);
+    }
+    ngx_msec_int_t left = static_cast<ngx_msec_int_t>(next - ngx_current_msec);
+    ngx_add_timer(&link->overdue, left > 0 ? left : 1);
 }
 
 // --- connection ---------------------------------------------------------------------
@@ -160,6 +211,7 @@ static void ngx_http_resend_confirmation_link_close(ngx_http_resend_confirmation
     link->out_size = link->out_sent = 0;
     link->handshake_unsent = 0;
     link->handshake_left = 0;
+    link->appended = link->written = 0;
     link->reader->reset();
 }
 
@@ -273,7 +325,7 @@ static bool ngx_http_resend_confirmation_link_connect_peer(ngx_http_resend_confi
 }
 
 // Answers every request in flight through the failure policy, closes the
-// connection and starts the backoff.
+// connection and starts the hold-down.
 static void ngx_http_resend_confirmation_link_fail(ngx_http_resend_confirmation_link_t *link,
                                                    const char *why) noexcept {
     ngx_log_error(NGX_LOG_ERR, link->log, 0, "resend_confirmation: redis %V: %s",
@@ -282,10 +334,10 @@ static void ngx_http_resend_confirmation_link_fail(ngx_http_resend_confirmation_
         ngx_http_resend_confirmation_metrics_link(link->conf->metrics,
                                                   ngx_http_resend_confirmation_link_event_t::connect_failed);
     }
+    size_t written = link->written;  // close() starts the count afresh
     ngx_http_resend_confirmation_link_close(link);
     if (link->overdue.timer_set) ngx_del_timer(&link->overdue);
-    link->backoff = link->backoff == 0 ? backoff_first : ngx_min(link->backoff * 2, backoff_ceiling);
-    ngx_add_timer(&link->hold_down, link->backoff);
+    ngx_add_timer(&link->hold_down, hold_down_time);
 
     // Take the waiting entries out first: answering a request may, in
     // principle, send a new command on this link.
@@ -302,7 +354,13 @@ static void ngx_http_resend_confirmation_link_fail(ngx_http_resend_confirmation_
         ngx_queue_remove(q);
         ngx_queue_insert_tail(&link->spare, q);
         auto *entry = ngx_queue_data(q, ngx_http_resend_confirmation_pending_t, queue);
-        if (entry->r != nullptr) ngx_http_resend_confirmation_recorded(entry->r, false);
+        // Written whole: Redis may have run it. Less: a partial command is
+        // dropped by Redis with the connection.
+        if (entry->r != nullptr) {
+            ngx_http_resend_confirmation_recorded(entry->r, written >= entry->end
+                                                                ? ngx_http_resend_confirmation_fate_t::unknown
+                                                                : ngx_http_resend_confirmation_fate_t::unsent);
+        }
     }
 }
 
@@ -377,11 +435,42 @@ static void ngx_http_resend_confirmation_link_write(ngx_event_t *wev) noexcept {
                        "resend_confirmation: redis write %z bytes, %ui commands in flight", n,
                        link->in_flight);
         link->out_sent += n;
+        link->written += n;
         link->handshake_unsent -= ngx_min(link->handshake_unsent, static_cast<size_t>(n));
     }
     if (ngx_handle_write_event(wev, 0) != NGX_OK) {
         ngx_http_resend_confirmation_link_fail(link, "cannot watch for writing");
     }
+}
+
+// An error reply (OOM, LOADING, READONLY, WRONGTYPE...): the first is
+// logged; while Redis keeps refusing, the rest are counted and summed up in
+// one line a second. Redis's text is escaped: it cannot forge log lines.
+static void ngx_http_resend_confirmation_link_log_refusal(ngx_http_resend_confirmation_link_t *link,
+                                                          ngx_http_resend_confirmation_pending_t *entry,
+                                                          std::string_view error) noexcept {
+    link->last_error_len = resend::escape_for_log(error, reinterpret_cast<char *>(link->last_error),
+                                                  sizeof(link->last_error));
+    if (link->error_summary.timer_set) {
+        ++link->errors_unlogged;
+        return;
+    }
+    ngx_log_error(NGX_LOG_ERR, link->log, 0, "resend_confirmation: redis %V refused %*s: %*s",
+                  &link->conf->addr.name, entry->command.size(), entry->command.data(),
+                  link->last_error_len, link->last_error);
+    ngx_add_timer(&link->error_summary, error_summary_interval);
+}
+
+static void ngx_http_resend_confirmation_link_error_summary(ngx_event_t *ev) noexcept {
+    auto *link = static_cast<ngx_http_resend_confirmation_link_t *>(ev->data);
+    if (link->errors_unlogged == 0) return;  // quiet for a second: the next error is logged
+    ngx_log_error(NGX_LOG_ERR, link->log, 0,
+                  "resend_confirmation: redis %V refused %ui more commands in the last second, "
+                  "the last: %*s",
+                  &link->conf->addr.name, link->errors_unlogged, link->last_error_len,
+                  link->last_error);
+    link->errors_unlogged = 0;
+    ngx_add_timer(&link->error_summary, error_summary_interval);
 }
 
 // The reply to the oldest command in flight.
@@ -401,24 +490,21 @@ static bool ngx_http_resend_confirmation_link_deliver(ngx_http_resend_confirmati
     bool ok = reply.kind != resend::reply_kind::error;
     if (entry->handshake && !ok) {
         // A handshake command (AUTH or SELECT) refused: nothing will work.
+        u_char text[sizeof(link->last_error)];
+        size_t len = resend::escape_for_log(reply.error, reinterpret_cast<char *>(text), sizeof(text));
         ngx_log_error(NGX_LOG_ERR, link->log, 0,
                       "resend_confirmation: redis %V refused the connection handshake: %*s",
-                      &link->conf->addr.name, reply.error.size(), reply.error.data());
+                      &link->conf->addr.name, len, text);
         ngx_http_resend_confirmation_link_fail(link, "handshake failed");
         return false;
     }
     if (entry->handshake && --link->handshake_left == 0) {
-        // Redis accepted AUTH/SELECT: release the commands queued meanwhile,
-        // their time counted from now (connecting is not their wait).
+        // Redis accepted AUTH/SELECT: release the commands queued meanwhile
+        // (their deadlines run from when they were queued).
         link->state = link_state::up;
         ngx_http_resend_confirmation_metrics_link(link->conf->metrics,
                                                   ngx_http_resend_confirmation_link_event_t::connected);
         ngx_post_event(link->peer.connection->write, &ngx_posted_events);
-        for (ngx_queue_t *p = ngx_queue_head(&link->pending); p != ngx_queue_sentinel(&link->pending);
-             p = ngx_queue_next(p)) {
-            auto *waiting = ngx_queue_data(p, ngx_http_resend_confirmation_pending_t, queue);
-            waiting->deadline = ngx_current_msec + link->conf->timeout;
-        }
     }
     if (!entry->handshake) {
         ngx_http_resend_confirmation_metrics_reply_time(link->conf->metrics,
@@ -426,21 +512,18 @@ static bool ngx_http_resend_confirmation_link_deliver(ngx_http_resend_confirmati
     }
     if (!ok) {
         ngx_http_resend_confirmation_metrics_refusal(link->conf->metrics, reply.error);
-        ngx_log_error(NGX_LOG_ERR, link->log, 0, "resend_confirmation: redis %V refused %*s: %*s",
-                      &link->conf->addr.name, entry->command.size(), entry->command.data(),
-                      reply.error.size(), reply.error.data());
+        ngx_http_resend_confirmation_link_log_refusal(link, entry, reply.error);
     }
-    link->backoff = 0;  // Redis answers: the next failure starts the backoff afresh
 
     if (ngx_queue_empty(&link->pending)) {
         if (link->overdue.timer_set) ngx_del_timer(&link->overdue);
     } else {
-        auto *oldest = ngx_queue_data(ngx_queue_head(&link->pending),
-                                      ngx_http_resend_confirmation_pending_t, queue);
-        ngx_msec_int_t left = static_cast<ngx_msec_int_t>(oldest->deadline - ngx_current_msec);
-        ngx_add_timer(&link->overdue, left > 0 ? left : 1);
+        ngx_http_resend_confirmation_link_watch_deadlines(link);
     }
-    if (entry->r != nullptr) ngx_http_resend_confirmation_recorded(entry->r, ok);
+    if (entry->r != nullptr) {
+        ngx_http_resend_confirmation_recorded(entry->r, ok ? ngx_http_resend_confirmation_fate_t::stored
+                                                           : ngx_http_resend_confirmation_fate_t::refused);
+    }
     return true;
 }
 
@@ -495,11 +578,72 @@ static void ngx_http_resend_confirmation_link_read(ngx_event_t *rev) noexcept {
     }
 }
 
+// Takes the commands first..last (consecutive, none of their bytes
+// written) out of the link, and answers their requests: never sent.
+static void ngx_http_resend_confirmation_link_take_back(ngx_http_resend_confirmation_link_t *link,
+                                                        ngx_http_resend_confirmation_pending_t *first,
+                                                        ngx_http_resend_confirmation_pending_t *last) noexcept {
+    size_t len = last->end - first->start;
+    u_char *from = link->out + link->out_sent + (first->start - link->written);
+    u_char *to = link->out + link->out_sent + (last->end - link->written);
+    ngx_memmove(from, to, link->out + link->out_size - to);
+    link->out_size -= len;
+    link->appended -= len;
+
+    ngx_queue_t taken;
+    ngx_queue_init(&taken);
+    ngx_queue_t *q = &first->queue;
+    for (;;) {
+        ngx_queue_t *next = ngx_queue_next(q);
+        ngx_queue_remove(q);
+        ngx_queue_insert_tail(&taken, q);
+        --link->in_flight;
+        if (q == &last->queue) break;
+        q = next;
+    }
+    ngx_http_resend_confirmation_metrics_in_flight(link->conf->metrics, link->in_flight);
+    for (q = ngx_queue_head(&link->pending); q != ngx_queue_sentinel(&link->pending); q = ngx_queue_next(q)) {
+        auto *entry = ngx_queue_data(q, ngx_http_resend_confirmation_pending_t, queue);
+        if (entry->start >= first->start) {
+            entry->start -= len;
+            entry->end -= len;
+        }
+    }
+    while (!ngx_queue_empty(&taken)) {
+        q = ngx_queue_head(&taken);
+        ngx_queue_remove(q);
+        ngx_queue_insert_tail(&link->spare, q);
+        auto *entry = ngx_queue_data(q, ngx_http_resend_confirmation_pending_t, queue);
+        if (entry->r != nullptr) {
+            ngx_http_resend_confirmation_recorded(entry->r, ngx_http_resend_confirmation_fate_t::unsent);
+        }
+    }
+}
+
+// A deadline passed. A written command (or a handshake one) overdue means
+// Redis is stalled: the connection fails. Requests still queued unwritten
+// (behind connecting or the handshake) are taken back and answered alone.
 static void ngx_http_resend_confirmation_link_overdue(ngx_event_t *ev) noexcept {
     auto *link = static_cast<ngx_http_resend_confirmation_link_t *>(ev->data);
-    ngx_http_resend_confirmation_metrics_link(link->conf->metrics,
-                                              ngx_http_resend_confirmation_link_event_t::timed_out);
-    ngx_http_resend_confirmation_link_fail(link, "no reply in time");
+    ngx_http_resend_confirmation_pending_t *first = nullptr, *last = nullptr;
+    for (ngx_queue_t *q = ngx_queue_head(&link->pending); q != ngx_queue_sentinel(&link->pending);
+         q = ngx_queue_next(q)) {
+        auto *entry = ngx_queue_data(q, ngx_http_resend_confirmation_pending_t, queue);
+        if (static_cast<ngx_msec_int_t>(entry->deadline - ngx_current_msec) > 0) {
+            if (entry->handshake) continue;
+            break;  // requests come in deadline order
+        }
+        if (entry->handshake || link->written > entry->start) {
+            ngx_http_resend_confirmation_metrics_link(link->conf->metrics,
+                                                      ngx_http_resend_confirmation_link_event_t::timed_out);
+            ngx_http_resend_confirmation_link_fail(link, "no reply in time");
+            return;
+        }
+        if (first == nullptr) first = entry;
+        last = entry;
+    }
+    if (first != nullptr) ngx_http_resend_confirmation_link_take_back(link, first, last);
+    ngx_http_resend_confirmation_link_watch_deadlines(link);
 }
 
 // The hold-down is a timer used as a flag: while it is set, send() answers
@@ -650,6 +794,10 @@ ngx_http_resend_confirmation_link_create(ngx_http_resend_confirmation_redis_conf
     link->connection_log = *cycle->log;
     link->connection_log.handler = ngx_http_resend_confirmation_link_log_context;
     link->connection_log.data = link;
+    link->error_summary.handler = ngx_http_resend_confirmation_link_error_summary;
+    link->error_summary.data = link;
+    link->error_summary.log = cycle->log;
+    link->error_summary.cancelable = 1;
     return link;
 }
 
@@ -657,6 +805,7 @@ void ngx_http_resend_confirmation_link_destroy(ngx_http_resend_confirmation_link
     ngx_http_resend_confirmation_link_close(link);
     if (link->overdue.timer_set) ngx_del_timer(&link->overdue);
     if (link->hold_down.timer_set) ngx_del_timer(&link->hold_down);
+    if (link->error_summary.timer_set) ngx_del_timer(&link->error_summary);
     delete link->reader;
     if (link->out != nullptr) ngx_free(link->out);
     ngx_destroy_pool(link->pool);
