@@ -285,6 +285,11 @@ u_char *ngx_http_resend_confirmation_body_flatten(ngx_http_request_t *r, size_t 
 ngx_int_t ngx_http_resend_confirmation_answer(ngx_http_request_t *r,
                                              ngx_http_resend_confirmation_ctx_t *ctx,
                                              resend::outcome result) noexcept;
+// The answer of `sent` (status, headers, body), the request's outcome
+// `result` (redis_timeout under policy accept is answered as lost).
+ngx_int_t ngx_http_resend_confirmation_answer_as(ngx_http_request_t *r,
+                                                ngx_http_resend_confirmation_ctx_t *ctx,
+                                                resend::outcome result, resend::outcome sent) noexcept;
 ngx_int_t ngx_http_resend_confirmation_answer_filters_init(ngx_conf_t *cf) noexcept;
 
 // variables.cpp
@@ -307,19 +312,30 @@ ngx_http_resend_confirmation_limit_check(ngx_http_request_t *r,
 // Gives back what the email limits took (the request was refused after all).
 void ngx_http_resend_confirmation_limit_refund(ngx_http_resend_confirmation_ctx_t *ctx) noexcept;
 
+// What the link knows of a command's fate.
+enum class ngx_http_resend_confirmation_fate_t : unsigned char {
+    stored,   // Redis replied, not with an error
+    refused,  // Redis replied with an error: not stored
+    unsent,   // never (completely) written: not stored
+    unknown,  // written, no reply in time: it may be stored
+};
+
 // record.cpp: the request's record in Redis.
 // Sends XADD; false when the link cannot take it (answer through the policy now).
 bool ngx_http_resend_confirmation_record(ngx_http_request_t *r,
                                          ngx_http_resend_confirmation_ctx_t *ctx) noexcept;
-// Called by the link with the result; answers and finalizes the request.
-void ngx_http_resend_confirmation_recorded(ngx_http_request_t *r, bool stored) noexcept;
+// Called by the link with the command's fate; answers and finalizes the request.
+void ngx_http_resend_confirmation_recorded(ngx_http_request_t *r,
+                                           ngx_http_resend_confirmation_fate_t fate) noexcept;
 // The command was sent again (another node, or after a new master): `entry`
 // is where it waits now.
 void ngx_http_resend_confirmation_record_resent(ngx_http_request_t *r,
                                                 ngx_http_resend_confirmation_pending_t *entry) noexcept;
-// Answers a request whose record failed, per resend_confirmation_redis_failure.
+// Answers a request whose record failed (any fate but stored), per
+// resend_confirmation_redis_failure.
 ngx_int_t ngx_http_resend_confirmation_answer_unrecorded(ngx_http_request_t *r,
-                                                        ngx_http_resend_confirmation_ctx_t *ctx) noexcept;
+                                                        ngx_http_resend_confirmation_ctx_t *ctx,
+                                                        ngx_http_resend_confirmation_fate_t fate) noexcept;
 
 // request_id.cpp: the request's $request_id (drawn from a per-worker buffer
 // unless the request already has one); null when out of memory.

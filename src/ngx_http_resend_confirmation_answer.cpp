@@ -25,7 +25,7 @@ static ngx_int_t ngx_http_resend_confirmation_add_header(ngx_http_request_t *r, 
 }
 
 // Status, Content-Type, Content-Length, Cache-Control (Allow for 405,
-// Retry-After for 503: the link retries Redis within a second or two; for a
+// Retry-After for 503: the link tries Redis again 100 ms after a failure; for a
 // limit, the seconds until a request would pass).
 static ngx_int_t ngx_http_resend_confirmation_set_headers(ngx_http_request_t *r,
                                                           ngx_http_resend_confirmation_ctx_t *ctx,
@@ -88,7 +88,13 @@ static ngx_chain_t *ngx_http_resend_confirmation_body_chain(ngx_http_request_t *
 ngx_int_t ngx_http_resend_confirmation_answer(ngx_http_request_t *r,
                                              ngx_http_resend_confirmation_ctx_t *ctx,
                                              resend::outcome result) noexcept {
-    const resend::answer &answer = resend::answer_for(result);
+    return ngx_http_resend_confirmation_answer_as(r, ctx, result, result);
+}
+
+ngx_int_t ngx_http_resend_confirmation_answer_as(ngx_http_request_t *r,
+                                                ngx_http_resend_confirmation_ctx_t *ctx,
+                                                resend::outcome result, resend::outcome sent) noexcept {
+    const resend::answer &answer = resend::answer_for(sent);
     ctx->outcome = result;
     ctx->stage = ngx_http_resend_confirmation_stage_t::answered;
     ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0, "resend_confirmation: answer %ui %*s",

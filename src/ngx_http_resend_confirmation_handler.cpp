@@ -240,6 +240,7 @@ static void ngx_http_resend_confirmation_body_ready(ngx_http_request_t *r) noexc
     // finalizes the request. The reference taken by the body reader keeps
     // it alive meanwhile.
     if (!ngx_http_resend_confirmation_record(r, ctx)) {
-        ngx_http_finalize_request(r, ngx_http_resend_confirmation_answer_unrecorded(r, ctx));
+        ngx_http_finalize_request(r, ngx_http_resend_confirmation_answer_unrecorded(
+                                        r, ctx, ngx_http_resend_confirmation_fate_t::unsent));
     }
 }

@@ -3,7 +3,8 @@
 //   XADD <stream> MAXLEN ~ <maxlen> * email <as sent> ip <$remote_addr>
 //        request_id <$request_id> received_at <ms since epoch> [<field> <value>]...
 // and the answer once Redis has it, or could not take it (the failure policy:
-// 503 with the email limits' count given back, or 200 "lost").
+// 503, or 200 "lost"; the email limits' count is given back only where the
+// record surely is not in Redis), or the client has gone (499).
 
 #include "ngx_http_resend_confirmation.h"
 
@@ -21,6 +22,61 @@ static void ngx_http_resend_confirmation_record_cleanup(void *data) noexcept {
         ngx_http_resend_confirmation_link_detach(ctx->pending);
         ctx->pending = nullptr;
     }
+}
+
+// While the record is in flight: has the client gone (closed or shut down
+// its side after a complete request)? Then the request ends at once, 499
+// `client_closed`, nothing sent; its command stays in the link (detached by
+// the cleanup above) and still reaches Redis. Readable data is not EOF: a
+// keep-alive client may have pipelined its next request.
+static void ngx_http_resend_confirmation_record_watch_client(ngx_http_request_t *r) noexcept {
+    ngx_connection_t *c = r->connection;
+    ngx_event_t *rev = c->read;
+    ngx_err_t err = 0;
+#if (NGX_HTTP_V2)
+    if (r->stream != nullptr) {
+        if (!c->error) return;  // nginx marks a stream the client reset or closed
+    } else
+#endif
+#if (NGX_HTTP_V3)
+    if (c->quic != nullptr) {
+        if (!rev->error) return;
+    } else
+#endif
+#if (NGX_HAVE_EPOLLRDHUP)
+    if ((ngx_event_flags & NGX_USE_EPOLL_EVENT) && ngx_use_epoll_rdhup) {
+        // The kernel says whether the peer shut down its side (EPOLLRDHUP).
+        if (!rev->pending_eof) return;
+        socklen_t len = sizeof(err);  // a reset rather than a FIN: say so in the log
+        if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1) err = ngx_socket_errno;
+    } else
+#endif
+    {
+        u_char byte;
+        ssize_t n = recv(c->fd, &byte, 1, MSG_PEEK);
+        err = ngx_socket_errno;
+        if (n > 0 || (n == -1 && err == NGX_EAGAIN)) {
+            // Still there. With level-triggered events a pipelined request
+            // would wake us on every loop turn: stop watching (the answer
+            // goes out when Redis replies; nginx reads on afterwards).
+            if (n > 0 && (ngx_event_flags & NGX_USE_LEVEL_EVENT) && rev->active) {
+                if (ngx_del_event(rev, NGX_READ_EVENT, 0) != NGX_OK) {
+                    ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+                }
+            }
+            return;
+        }
+        if (n == 0) err = 0;
+    }
+
+    rev->eof = 1;
+    c->error = 1;
+    ngx_log_error(NGX_LOG_INFO, c->log, err,
+                  "client prematurely closed connection while its record was sent to redis");
+    auto *ctx = ngx_http_resend_confirmation_get_ctx(r);
+    ctx->outcome = resend::outcome::client_closed;
+    ctx->stage = ngx_http_resend_confirmation_stage_t::answered;
+    ngx_http_finalize_request(r, NGX_HTTP_CLIENT_CLOSED_REQUEST);
 }
 
 bool ngx_http_resend_confirmation_record(ngx_http_request_t *r,
@@ -78,42 +134,64 @@ bool ngx_http_resend_confirmation_record(ngx_http_request_t *r,
 
     cleanup->handler = ngx_http_resend_confirmation_record_cleanup;
     cleanup->data = ctx;
-    // Notice a client that leaves while we wait (nginx finalizes it and the
-    // cleanup above detaches the command).
-    r->read_event_handler = ngx_http_test_reading;
+    // Notice a client that leaves while we wait. Its FIN may have come with
+    // the body, and an edge-triggered event will not tell it again: look
+    // once now, after this loop turn's writes (the command's among them).
+    r->read_event_handler = ngx_http_resend_confirmation_record_watch_client;
+#if (NGX_HTTP_V2)
+    if (r->stream != nullptr) return true;  // nginx tells of the stream's end
+#endif
+#if (NGX_HTTP_V3)
+    if (r->connection->quic != nullptr) return true;
+#endif
+    ngx_post_event(r->connection->read, &ngx_posted_events);
     return true;
 }
 
 ngx_int_t ngx_http_resend_confirmation_answer_unrecorded(ngx_http_request_t *r,
-                                                        ngx_http_resend_confirmation_ctx_t *ctx) noexcept {
+                                                        ngx_http_resend_confirmation_ctx_t *ctx,
+                                                        ngx_http_resend_confirmation_fate_t fate) noexcept {
     auto *lcf = ngx_http_resend_confirmation_loc_conf(r);
+    // Written and never answered: Redis may hold it (it may only have been
+    // slow), so the email limits keep their count either way.
+    bool unknown = fate == ngx_http_resend_confirmation_fate_t::unknown;
     if (static_cast<ngx_http_resend_confirmation_redis_failure_t>(lcf->redis_failure) ==
         ngx_http_resend_confirmation_redis_failure_t::accept) {
         // Answered as accepted: the email limits keep their count.
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "resend_confirmation: request not recorded, answered 200 "
-                      "(resend_confirmation_redis_failure accept)");
-        return ngx_http_resend_confirmation_answer(r, ctx, resend::outcome::lost);
+                      unknown ? "resend_confirmation: request perhaps not recorded (no reply in time), "
+                                "answered 200 (resend_confirmation_redis_failure accept)"
+                              : "resend_confirmation: request not recorded, answered 200 "
+                                "(resend_confirmation_redis_failure accept)");
+        // The 200 of `lost` either way; the variable tells the unknown case apart.
+        return ngx_http_resend_confirmation_answer_as(
+            r, ctx, unknown ? resend::outcome::redis_timeout : resend::outcome::lost, resend::outcome::lost);
     }
-    // Refused after all: the email quota it took goes back, so that a retry
+    if (unknown) return ngx_http_resend_confirmation_answer(r, ctx, resend::outcome::redis_timeout);
+    // Surely not recorded: the email quota it took goes back, so that a retry
     // (or the next request for the address) is not silenced for nothing.
     ngx_http_resend_confirmation_limit_refund(ctx);
     return ngx_http_resend_confirmation_answer(r, ctx, resend::outcome::redis_error);
 }
 
-void ngx_http_resend_confirmation_recorded(ngx_http_request_t *r, bool stored) noexcept {
+void ngx_http_resend_confirmation_recorded(ngx_http_request_t *r,
+                                           ngx_http_resend_confirmation_fate_t fate) noexcept {
     auto *ctx = ngx_http_resend_confirmation_get_ctx(r);
     ctx->pending = nullptr;
     ctx->redis_time = ngx_current_msec - ctx->redis_sent;
     ctx->redis_answered = 1;
-    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                   "resend_confirmation: record %s after %M ms", stored ? "stored" : "not stored",
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0, "resend_confirmation: record %s after %M ms",
+                   fate == ngx_http_resend_confirmation_fate_t::stored    ? "stored"
+                   : fate == ngx_http_resend_confirmation_fate_t::refused ? "refused"
+                   : fate == ngx_http_resend_confirmation_fate_t::unsent  ? "unsent"
+                                                                          : "unknown",
                    ctx->redis_time);
     ngx_connection_t *c = r->connection;
     resend::outcome accepted =
         ctx->dry_run_limited ? resend::outcome::dry_run_limited : resend::outcome::accepted;
-    ngx_int_t rc = stored ? ngx_http_resend_confirmation_answer(r, ctx, accepted)
-                          : ngx_http_resend_confirmation_answer_unrecorded(r, ctx);
+    ngx_int_t rc = fate == ngx_http_resend_confirmation_fate_t::stored
+                       ? ngx_http_resend_confirmation_answer(r, ctx, accepted)
+                       : ngx_http_resend_confirmation_answer_unrecorded(r, ctx, fate);
     ngx_http_finalize_request(r, rc);
     // We run from the Redis connection's event, not the client's: let
     // nginx finish what the request posted (as upstream handlers do).

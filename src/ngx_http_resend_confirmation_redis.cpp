@@ -13,10 +13,17 @@
 //   refused AUTH would run as the default user.
 // - A request that goes away leaves its entry behind, detached (r == null):
 //   the entry lives in the link's pool, not the request's, until its reply.
-// - Any error (connect, write, protocol, a handshake refusal, the oldest
-//   command outliving its timeout, Redis closing) fails the connection:
+// - Every command has one deadline, `timeout` after it was handed to the
+//   link, whatever it waits for (connect, AUTH/SELECT, Redis). A request
+//   whose command is still unwritten at its deadline (queued behind the
+//   handshake) takes it back and is answered alone; the connection attempt
+//   goes on for later ones.
+// - Any error (connect, write, protocol, a handshake refusal, a written
+//   command outliving its deadline, Redis closing) fails the connection:
 //   every pending request is answered at once through the failure policy,
-//   and the next attempt waits a backoff that doubles up to a ceiling.
+//   told whether its command was written (then Redis may have it), and for
+//   100 ms no new connection is tried (requests are answered at once).
+// - Error replies are logged once, then summed up at most once a second.
 // - An address given by name is resolved again on every connect with the
 //   `resolver` of the directive's level, when one is configured; without
 //   one, the address found at start is kept.
@@ -26,9 +33,16 @@
 //   (redis_sentinel.cpp) in place of the name's resolution, ROLE ends the
 //   handshake and must say "master", and a READONLY or MASTERDOWN reply
 //   fails the connection as a change of master. A request whose command was
-//   not written (or was refused that way) is kept and sent again once the
-//   link has connected to the master Sentinel names, within its deadline;
-//   one written and unanswered is not.
+//   not written whole (or was refused that way) is kept and sent again once
+//   the link has connected to the master Sentinel names, within its
+//   deadline; one written and unanswered is not.
+// - With `sentinel=` and a master that has replicas (ROLE, at connect), a
+//   reply is not an acknowledgement until a replica has the write: each
+//   batch of commands written ends with WAIT 1, and its requests are
+//   answered once WAIT says a replica has them. A WAIT that says none has
+//   fails the connection (the master may have changed: a promoted replica
+//   no longer replicates) and its requests get 503; for 5 s the same
+//   address is not taken back without a replica.
 // - With `cluster`, a link per master node (redis_cluster.cpp picks it by
 //   the slot of the command's first key); a MOVED or ASK reply sends the
 //   command again to the node it names, within its deadline.
@@ -41,21 +55,29 @@
 
 #include <new>
 
-static const ngx_msec_t backoff_first = 100;
-static const ngx_msec_t backoff_ceiling = 2000;
+#include "core/log_text.hpp"
+
+// After a failure, the link answers at once for this long, then the next
+// request tries to connect again: at most one attempt per 100 ms.
+static const ngx_msec_t hold_down_time = 100;
+// Error replies after the first are summed up once per this interval.
+static const ngx_msec_t error_summary_interval = 1000;
+// A master whose WAIT found no replica is not taken back without one for this long.
+static const ngx_msec_t shortfall_hold = 5000;
 
 struct ngx_http_resend_confirmation_pending_s {
     ngx_queue_t queue;      // in link->pending (in flight) or link->spare
     ngx_http_request_t *r;  // null: a handshake command, or the request went away
     ngx_msec_t deadline;    // when its reply is overdue
     ngx_msec_t queued;      // when it was handed to the link (reply time)
+    size_t start, end;      // its bytes in the connection's output, counted from its start
     std::string_view command;  // its name (args[0], a literal), for the log
     bool handshake;         // AUTH, SELECT or ROLE: an error fails the connection
     std::span<const std::string_view> args;  // a request's command (r's pool), to send again
-    size_t start;           // where its bytes begin in what the connection was given
     ngx_uint_t redirects;   // MOVED/ASK followed so far
     ngx_http_resend_confirmation_link_done_pt done;  // a command of the module's own: its reply
     void *data;
+    bool wait;              // WAIT after a batch (sentinel= with replicas)
 };
 
 namespace {
@@ -69,8 +91,12 @@ struct ngx_http_resend_confirmation_link_s {
     ngx_http_resend_confirmation_cluster_t *cluster;  // a cluster's node (or its first seed)
     void *sentinel;  // the Sentinels' state (redis_sentinel.cpp)
     ngx_queue_t kept;  // requests to send again once connected (sentinel=)
-    size_t appended, written;  // bytes given to this connection, and written
-    ngx_uint_t replicas;  // the master's replicas, as ROLE said
+    ngx_uint_t replicas;  // the master's replicas, as ROLE said: WAIT after each batch
+    ngx_uint_t unwaited;  // requests queued since the last WAIT
+    ngx_queue_t replicating;  // requests Redis stored, waiting for their WAIT's reply
+    ngx_sockaddr_t shortfall;  // a master whose WAIT found no replica ...
+    socklen_t shortfall_len;
+    ngx_msec_t shortfall_time;  // ... and when
     bool fixed;  // sockaddr is the address (a cluster node's)
     bool close_when_idle;  // a Sentinel's link: closed once it has its answers
     ngx_log_t *log;
@@ -82,6 +108,7 @@ struct ngx_http_resend_confirmation_link_s {
     u_char *out;  // RESP bytes not yet written: out[sent .. size)
     size_t out_size, out_sent, out_capacity;
     size_t handshake_unsent;   // the first bytes of out[sent ..] that are AUTH/SELECT
+    size_t appended, written;  // bytes queued, and sent, since the connection began
     ngx_uint_t handshake_left; // AUTH/SELECT replies still to come
 
     ngx_queue_t pending;  // commands in flight, oldest first
@@ -89,8 +116,6 @@ struct ngx_http_resend_confirmation_link_s {
     ngx_queue_t spare;    // recycled entries
     ngx_event_t overdue;  // fires at the oldest command's deadline
     ngx_event_t hold_down;  // timer set: Redis was just found down; answer at once, do not reconnect
-    ngx_msec_t backoff;
-
     ngx_resolver_ctx_t *resolving;  // the name's resolution in flight
     ngx_sockaddr_t sockaddr;        // where to connect: the name's latest address
     socklen_t socklen;              // 0: conf->addr
@@ -98,6 +123,13 @@ struct ngx_http_resend_confirmation_link_s {
     ngx_msec_t connect_start;       // connect_timeout covers TCP and TLS
     size_t received;                // bytes read on this connection
     ngx_log_t connection_log;       // the connection's log: nginx's lines name Redis
+
+    ngx_event_t error_summary;  // timer set: error replies are counted, not logged
+    ngx_uint_t errors_unlogged;
+    u_char last_error[160];     // the last one counted, escaped
+    size_t last_error_len;
+    u_char wait_timeout[NGX_INT_T_LEN];  // WAIT's timeout: half the directive's, in ms
+    size_t wait_timeout_len;
 };
 
 // Both live in the link's pool, freed with it, never destroyed.
@@ -116,15 +148,20 @@ static void ngx_http_resend_confirmation_link_secure(ngx_http_resend_confirmatio
 static u_char *ngx_http_resend_confirmation_link_log_context(ngx_log_t *log, u_char *buf, size_t len) noexcept;
 static void ngx_http_resend_confirmation_link_finish(ngx_http_resend_confirmation_link_t *link,
                                                      ngx_http_resend_confirmation_pending_t *entry,
-                                                     const resend::redis_reply *reply) noexcept;
+                                                     const resend::redis_reply *reply,
+                                                     ngx_http_resend_confirmation_fate_t fate) noexcept;
 static void ngx_http_resend_confirmation_link_watch_kept(ngx_http_resend_confirmation_link_t *link) noexcept;
 static void ngx_http_resend_confirmation_link_requeue(ngx_http_resend_confirmation_link_t *link) noexcept;
-static void ngx_http_resend_confirmation_link_rearm(ngx_http_resend_confirmation_link_t *link) noexcept;
 static bool ngx_http_resend_confirmation_link_master(ngx_http_resend_confirmation_link_t *link,
                                                      const resend::redis_reply &reply) noexcept;
 static bool ngx_http_resend_confirmation_link_same(ngx_http_resend_confirmation_link_t *link,
                                                    ngx_atomic_uint_t connection) noexcept;
 static void ngx_http_resend_confirmation_link_flush(ngx_http_resend_confirmation_link_t *link) noexcept;
+static bool ngx_http_resend_confirmation_link_replicated(ngx_http_resend_confirmation_link_t *link,
+                                                        const resend::redis_reply &reply,
+                                                        ngx_atomic_uint_t connection) noexcept;
+static void ngx_http_resend_confirmation_link_unreplicated(ngx_http_resend_confirmation_link_t *link,
+                                                          ngx_http_resend_confirmation_fate_t fate) noexcept;
 
 // --- output buffer --------------------------------------------------------------
 
@@ -149,22 +186,27 @@ static bool ngx_http_resend_confirmation_link_reserve(ngx_http_resend_confirmati
     return true;
 }
 
-// Writes `args` to the output buffer for `entry`, which goes in flight.
+// Writes `args` to the output buffer for `entry` (its deadline set), which
+// goes in flight.
 static bool ngx_http_resend_confirmation_link_encode(ngx_http_resend_confirmation_link_t *link,
                                                      ngx_http_resend_confirmation_pending_t *entry,
                                                      std::span<const std::string_view> args) noexcept {
-    size_t size = resend::resp_size(args);
-    if (!ngx_http_resend_confirmation_link_reserve(link, size)) return false;
+    if (!ngx_http_resend_confirmation_link_reserve(link, resend::resp_size(args))) return false;
     u_char *end = reinterpret_cast<u_char *>(
         resend::resp_write(reinterpret_cast<char *>(link->out + link->out_size), args));
+    entry->start = link->appended;
+    link->appended += end - (link->out + link->out_size);
+    entry->end = link->appended;
     link->out_size = end - link->out;
     entry->command = args[0];
-    entry->start = link->appended;
-    link->appended += size;
     ngx_queue_insert_tail(&link->pending, &entry->queue);
     ++link->in_flight;
     ngx_http_resend_confirmation_metrics_in_flight(link->conf->metrics, link->in_flight);
-    if (!link->overdue.timer_set) {
+    // Requests come in deadline order; only one queued behind a handshake
+    // command with a later deadline (or one sent again) needs the timer moved.
+    if (!link->overdue.timer_set ||
+        static_cast<ngx_msec_int_t>(link->overdue.timer.key - entry->deadline) > 0) {
+        if (link->overdue.timer_set) ngx_del_timer(&link->overdue);
         ngx_msec_int_t left = static_cast<ngx_msec_int_t>(entry->deadline - ngx_current_msec);
         ngx_add_timer(&link->overdue, left > 0 ? left : 1);
     }
@@ -186,8 +228,8 @@ ngx_http_resend_confirmation_link_append(ngx_http_resend_confirmation_link_t *li
             ngx_palloc(link->pool, sizeof(ngx_http_resend_confirmation_pending_t)));
         if (entry == nullptr) return nullptr;
     }
-    entry->queued = ngx_current_msec;
     entry->deadline = deadline;
+    entry->queued = ngx_current_msec;
     if (!ngx_http_resend_confirmation_link_encode(link, entry, args)) {
         ngx_queue_insert_head(&link->spare, &entry->queue);
         return nullptr;
@@ -198,7 +240,34 @@ ngx_http_resend_confirmation_link_append(ngx_http_resend_confirmation_link_t *li
     entry->redirects = 0;
     entry->done = nullptr;
     entry->data = nullptr;
+    entry->wait = false;
+    if (r != nullptr) ++link->unwaited;
     return entry;
+}
+
+// Keeps the overdue timer at or before the earliest deadline in flight
+// (handshake commands first, then requests in deadline order). A timer that
+// fires early finds nothing overdue and comes here again.
+static void ngx_http_resend_confirmation_link_watch_deadlines(ngx_http_resend_confirmation_link_t *link) noexcept {
+    bool any = false;
+    ngx_msec_t next = 0;
+    for (ngx_queue_t *q = ngx_queue_head(&link->pending); q != ngx_queue_sentinel(&link->pending);
+         q = ngx_queue_next(q)) {
+        auto *entry = ngx_queue_data(q, ngx_http_resend_confirmation_pending_t, queue);
+        if (!any || static_cast<ngx_msec_int_t>(entry->deadline - next) < 0) next = entry->deadline;
+        any = true;
+        if (!entry->handshake) break;
+    }
+    if (!any) {
+        if (link->overdue.timer_set) ngx_del_timer(&link->overdue);
+        return;
+    }
+    if (link->overdue.timer_set) {
+        if (static_cast<ngx_msec_int_t>(link->overdue.timer.key - next) <= 0) return;
+        ngx_del_timer(&link->overdue);
+    }
+    ngx_msec_int_t left = static_cast<ngx_msec_int_t>(next - ngx_current_msec);
+    ngx_add_timer(&link->overdue, left > 0 ? left : 1);
 }
 
 // --- connection ---------------------------------------------------------------------
@@ -214,6 +283,7 @@ static void ngx_http_resend_confirmation_link_close(ngx_http_resend_confirmation
     link->handshake_unsent = 0;
     link->handshake_left = 0;
     link->appended = link->written = 0;
+    link->replicas = link->unwaited = 0;
     link->reader->reset();
 }
 
@@ -290,7 +360,7 @@ static void ngx_http_resend_confirmation_link_requeue(ngx_http_resend_confirmati
             ngx_queue_insert_tail(&link->spare, q);
         } else if (!ngx_http_resend_confirmation_link_encode(link, entry, entry->args)) {
             ngx_queue_insert_tail(&link->spare, q);
-            ngx_http_resend_confirmation_recorded(entry->r, false);
+            ngx_http_resend_confirmation_recorded(entry->r, ngx_http_resend_confirmation_fate_t::unsent);
         }
     }
 }
@@ -354,7 +424,7 @@ static bool ngx_http_resend_confirmation_link_connect_peer(ngx_http_resend_confi
 }
 
 // Answers every request in flight through the failure policy, closes the
-// connection and starts the backoff.
+// connection and starts the hold-down.
 static void ngx_http_resend_confirmation_link_fail(ngx_http_resend_confirmation_link_t *link,
                                                    const char *why) noexcept {
     ngx_log_error(NGX_LOG_ERR, link->log, 0, "resend_confirmation: redis %V: %s",
@@ -363,11 +433,12 @@ static void ngx_http_resend_confirmation_link_fail(ngx_http_resend_confirmation_
         ngx_http_resend_confirmation_metrics_link(link->conf->metrics,
                                                   ngx_http_resend_confirmation_link_event_t::connect_failed);
     }
-    size_t written = link->written;
+    size_t written = link->written;  // close() starts the count afresh
+    // Stored on a master no replica confirmed: written, fate unknown.
+    ngx_http_resend_confirmation_link_unreplicated(link, ngx_http_resend_confirmation_fate_t::unknown);
     ngx_http_resend_confirmation_link_close(link);
     if (link->overdue.timer_set) ngx_del_timer(&link->overdue);
-    link->backoff = link->backoff == 0 ? backoff_first : ngx_min(link->backoff * 2, backoff_ceiling);
-    ngx_add_timer(&link->hold_down, link->backoff);
+    ngx_add_timer(&link->hold_down, hold_down_time);
 
     // Take the waiting entries out first: answering a request may, in
     // principle, send a new command on this link.
@@ -383,35 +454,45 @@ static void ngx_http_resend_confirmation_link_fail(ngx_http_resend_confirmation_
         ngx_queue_t *q = ngx_queue_head(&failed);
         ngx_queue_remove(q);
         auto *entry = ngx_queue_data(q, ngx_http_resend_confirmation_pending_t, queue);
-        if (link->conf->sentinel != nullptr && entry->r != nullptr && entry->start >= written &&
+        // Written whole: Redis may have run it. Less: a partial command is
+        // dropped by Redis with the connection.
+        bool unsent = written < entry->end;
+        if (unsent && link->conf->sentinel != nullptr && entry->r != nullptr &&
             static_cast<ngx_msec_int_t>(entry->deadline - ngx_current_msec) > 0) {
-            // Never written: the master Sentinel names next may still take it.
+            // The master Sentinel names next may still take it.
             ngx_queue_insert_tail(&link->kept, q);
             continue;
         }
         ngx_queue_insert_tail(&link->spare, q);
-        ngx_http_resend_confirmation_link_finish(link, entry, nullptr);
+        ngx_http_resend_confirmation_link_finish(link, entry, nullptr,
+                                                 unsent ? ngx_http_resend_confirmation_fate_t::unsent
+                                                        : ngx_http_resend_confirmation_fate_t::unknown);
     }
     ngx_http_resend_confirmation_link_watch_kept(link);
 }
 
-// An entry is over: a request is answered, a command of the module's own
-// gets its reply (null: none, the connection failed).
+// An entry is over: a request is answered with its command's fate; a
+// command of the module's own gets its reply (null: none, the link failed).
 static void ngx_http_resend_confirmation_link_finish(ngx_http_resend_confirmation_link_t *link,
                                                      ngx_http_resend_confirmation_pending_t *entry,
-                                                     const resend::redis_reply *reply) noexcept {
+                                                     const resend::redis_reply *reply,
+                                                     ngx_http_resend_confirmation_fate_t fate) noexcept {
     if (entry->done != nullptr) {
         entry->done(link, entry->data, reply);
     } else if (entry->r != nullptr) {
-        ngx_http_resend_confirmation_recorded(entry->r, reply != nullptr && reply->kind != resend::reply_kind::error);
+        ngx_http_resend_confirmation_recorded(entry->r, fate);
     }
 }
 
-// Kept requests wait for the backoff to end (the hold-down then connects)
-// and no longer than their deadline (the overdue timer answers them).
+// Kept requests wait for the hold-down to end (it then connects) and no
+// longer than their deadline (the overdue timer answers them).
 static void ngx_http_resend_confirmation_link_watch_kept(ngx_http_resend_confirmation_link_t *link) noexcept {
-    if (ngx_queue_empty(&link->kept) || link->overdue.timer_set) return;
+    if (ngx_queue_empty(&link->kept)) return;
     auto *oldest = ngx_queue_data(ngx_queue_head(&link->kept), ngx_http_resend_confirmation_pending_t, queue);
+    if (link->overdue.timer_set) {
+        if (static_cast<ngx_msec_int_t>(link->overdue.timer.key - oldest->deadline) <= 0) return;
+        ngx_del_timer(&link->overdue);
+    }
     ngx_msec_int_t left = static_cast<ngx_msec_int_t>(oldest->deadline - ngx_current_msec);
     ngx_add_timer(&link->overdue, left > 0 ? left : 1);
 }
@@ -471,6 +552,19 @@ static void ngx_http_resend_confirmation_link_write(ngx_event_t *wev) noexcept {
         }
     }
 
+    if (link->state == link_state::up && link->replicas > 0 && link->unwaited > 0) {
+        // The batch's requests are acknowledged once a replica has them.
+        std::string_view wait[3] = {"WAIT", "1", {reinterpret_cast<const char *>(link->wait_timeout),
+                                                  link->wait_timeout_len}};
+        auto *entry = ngx_http_resend_confirmation_link_append(link, wait, nullptr,
+                                                               ngx_current_msec + link->conf->timeout);
+        if (entry == nullptr) {
+            ngx_http_resend_confirmation_link_fail(link, "out of memory");
+            return;
+        }
+        entry->wait = true;
+        link->unwaited = 0;
+    }
     for (;;) {
         // Until the handshake is accepted, only its own bytes may go.
         size_t writable = link->out_size - link->out_sent;
@@ -495,6 +589,36 @@ static void ngx_http_resend_confirmation_link_write(ngx_event_t *wev) noexcept {
     }
 }
 
+// An error reply (OOM, LOADING, READONLY, WRONGTYPE...): the first is
+// logged; while Redis keeps refusing, the rest are counted and summed up in
+// one line a second. Redis's text is escaped: it cannot forge log lines.
+static void ngx_http_resend_confirmation_link_log_refusal(ngx_http_resend_confirmation_link_t *link,
+                                                          ngx_http_resend_confirmation_pending_t *entry,
+                                                          std::string_view error) noexcept {
+    link->last_error_len = resend::escape_for_log(error, reinterpret_cast<char *>(link->last_error),
+                                                  sizeof(link->last_error));
+    if (link->error_summary.timer_set) {
+        ++link->errors_unlogged;
+        return;
+    }
+    ngx_log_error(NGX_LOG_ERR, link->log, 0, "resend_confirmation: redis %V refused %*s: %*s",
+                  &link->name, entry->command.size(), entry->command.data(),
+                  link->last_error_len, link->last_error);
+    ngx_add_timer(&link->error_summary, error_summary_interval);
+}
+
+static void ngx_http_resend_confirmation_link_error_summary(ngx_event_t *ev) noexcept {
+    auto *link = static_cast<ngx_http_resend_confirmation_link_t *>(ev->data);
+    if (link->errors_unlogged == 0) return;  // quiet for a second: the next error is logged
+    ngx_log_error(NGX_LOG_ERR, link->log, 0,
+                  "resend_confirmation: redis %V refused %ui more commands in the last second, "
+                  "the last: %*s",
+                  &link->name, link->errors_unlogged, link->last_error_len,
+                  link->last_error);
+    link->errors_unlogged = 0;
+    ngx_add_timer(&link->error_summary, error_summary_interval);
+}
+
 // The reply to the oldest command in flight.
 static bool ngx_http_resend_confirmation_link_deliver(ngx_http_resend_confirmation_link_t *link,
                                                       const resend::redis_reply &reply) noexcept {
@@ -513,9 +637,11 @@ static bool ngx_http_resend_confirmation_link_deliver(ngx_http_resend_confirmati
     bool ok = reply.kind != resend::reply_kind::error;
     if (entry->handshake && !ok) {
         // A handshake command (AUTH or SELECT) refused: nothing will work.
+        u_char text[sizeof(link->last_error)];
+        size_t len = resend::escape_for_log(reply.error, reinterpret_cast<char *>(text), sizeof(text));
         ngx_log_error(NGX_LOG_ERR, link->log, 0,
                       "resend_confirmation: redis %V refused the connection handshake: %*s",
-                      &link->name, reply.error.size(), reply.error.data());
+                      &link->name, len, text);
         ngx_http_resend_confirmation_link_fail(link, "handshake failed");
         return false;
     }
@@ -523,54 +649,100 @@ static bool ngx_http_resend_confirmation_link_deliver(ngx_http_resend_confirmati
         return false;
     }
     if (entry->handshake && --link->handshake_left == 0) {
-        // Redis accepted AUTH/SELECT: release the commands queued meanwhile,
-        // their time counted from now (connecting is not their wait).
+        // Redis accepted AUTH/SELECT: release the commands queued meanwhile
+        // (their deadlines run from when they were queued).
         link->state = link_state::up;
         ngx_http_resend_confirmation_metrics_link(link->conf->metrics,
                                                   ngx_http_resend_confirmation_link_event_t::connected);
         ngx_post_event(link->peer.connection->write, &ngx_posted_events);
-        for (ngx_queue_t *p = ngx_queue_head(&link->pending); p != ngx_queue_sentinel(&link->pending);
-             p = ngx_queue_next(p)) {
-            auto *waiting = ngx_queue_data(p, ngx_http_resend_confirmation_pending_t, queue);
-            waiting->deadline = ngx_current_msec + link->conf->timeout;
-        }
     }
     if (!entry->handshake) {
         ngx_http_resend_confirmation_metrics_reply_time(link->conf->metrics,
                                                         ngx_current_msec - entry->queued);
     }
-    link->backoff = 0;  // Redis answers: the next failure starts the backoff afresh
     if (!ok && entry->r != nullptr && link->conf->sentinel != nullptr && resend::is_not_master(reply.error)) {
         // Not executed: the master changed. Sent again once Sentinel names
         // the new one, with the requests not yet written.
+        u_char text[sizeof(link->last_error)];
+        size_t len = resend::escape_for_log(reply.error, reinterpret_cast<char *>(text), sizeof(text));
         ngx_log_error(NGX_LOG_WARN, link->log, 0, "resend_confirmation: redis %V is no longer the master: %*s",
-                      &link->name, reply.error.size(), reply.error.data());
+                      &link->name, len, text);
         ngx_queue_remove(q);
         ngx_queue_insert_tail(&link->kept, q);
         ngx_http_resend_confirmation_link_fail(link, "master changed, asking Sentinel again");
         return false;
     }
-    if (!ok && entry->r != nullptr && link->cluster != nullptr) {
-        resend::redis_redirect to = resend::parse_redirect(reply.error);
-        if (to.kind != resend::redis_redirect::kind_t::none) {
-            // Not executed here: the node named serves the slot.
-            ngx_log_error(NGX_LOG_INFO, link->log, 0, "resend_confirmation: redis %V: %*s", &link->name,
-                          reply.error.size(), reply.error.data());
-            ngx_http_resend_confirmation_link_rearm(link);
-            ngx_http_resend_confirmation_cluster_redirect(link->cluster, link, entry->r, entry->args,
-                                                          entry->deadline, entry->redirects, to);
-            return ngx_http_resend_confirmation_link_same(link, connection);
-        }
-    }
-    if (!ok) {
-        ngx_http_resend_confirmation_metrics_refusal(link->conf->metrics, reply.error);
-        ngx_log_error(NGX_LOG_ERR, link->log, 0, "resend_confirmation: redis %V refused %*s: %*s",
-                      &link->name, entry->command.size(), entry->command.data(),
+    resend::redis_redirect to{};
+    if (!ok && entry->r != nullptr && link->cluster != nullptr) to = resend::parse_redirect(reply.error);
+    if (to.kind != resend::redis_redirect::kind_t::none) {
+        // Not executed here: the node named serves the slot (an address
+        // and a number: nothing to escape).
+        ngx_log_error(NGX_LOG_INFO, link->log, 0, "resend_confirmation: redis %V: %*s", &link->name,
                       reply.error.size(), reply.error.data());
+    } else if (!ok) {
+        ngx_http_resend_confirmation_metrics_refusal(link->conf->metrics, reply.error);
+        ngx_http_resend_confirmation_link_log_refusal(link, entry, reply.error);
     }
-    ngx_http_resend_confirmation_link_rearm(link);
-    if (!entry->handshake) ngx_http_resend_confirmation_link_finish(link, entry, &reply);
+
+    if (ngx_queue_empty(&link->pending)) {
+        if (link->overdue.timer_set) ngx_del_timer(&link->overdue);
+    } else {
+        ngx_http_resend_confirmation_link_watch_deadlines(link);
+    }
+    if (entry->wait) return ngx_http_resend_confirmation_link_replicated(link, reply, connection);
+    if (ok && entry->r != nullptr && link->replicas > 0) {
+        // Stored on the master: answered once WAIT says a replica has it.
+        ngx_queue_remove(q);
+        ngx_queue_insert_tail(&link->replicating, q);
+        return true;
+    }
+    if (to.kind != resend::redis_redirect::kind_t::none) {
+        ngx_http_resend_confirmation_cluster_redirect(link->cluster, link, entry->r, entry->args, entry->deadline,
+                                                      entry->redirects, to);
+    } else if (!entry->handshake) {
+        ngx_http_resend_confirmation_link_finish(link, entry, &reply,
+                                                 ok ? ngx_http_resend_confirmation_fate_t::stored
+                                                    : ngx_http_resend_confirmation_fate_t::refused);
+    }
     return ngx_http_resend_confirmation_link_same(link, connection);
+}
+
+// WAIT's reply: the requests stored since the last one are acknowledged
+// if a replica has them. If none has, the master may have been replaced by
+// its replica (whose replication stopped): they are answered as written but
+// unconfirmed, and the link asks Sentinel again.
+static bool ngx_http_resend_confirmation_link_replicated(ngx_http_resend_confirmation_link_t *link,
+                                                        const resend::redis_reply &reply,
+                                                        ngx_atomic_uint_t connection) noexcept {
+    bool replicated = reply.kind == resend::reply_kind::integer && !reply.elements.empty() &&
+                      reply.elements[0].integer >= 1;
+    if (!replicated) {
+        ngx_memcpy(&link->shortfall, &link->sockaddr, link->socklen);
+        link->shortfall_len = link->socklen;
+        link->shortfall_time = ngx_current_msec;
+        ngx_http_resend_confirmation_link_fail(link, "no replica acknowledged the writes: the master may have changed");
+        return false;
+    }
+    ngx_http_resend_confirmation_link_unreplicated(link, ngx_http_resend_confirmation_fate_t::stored);
+    return ngx_http_resend_confirmation_link_same(link, connection);
+}
+
+// Answers the requests stored and waiting for WAIT with `fate`.
+static void ngx_http_resend_confirmation_link_unreplicated(ngx_http_resend_confirmation_link_t *link,
+                                                          ngx_http_resend_confirmation_fate_t fate) noexcept {
+    ngx_queue_t done;
+    ngx_queue_init(&done);
+    if (!ngx_queue_empty(&link->replicating)) {
+        ngx_queue_add(&done, &link->replicating);
+        ngx_queue_init(&link->replicating);
+    }
+    while (!ngx_queue_empty(&done)) {
+        ngx_queue_t *q = ngx_queue_head(&done);
+        ngx_queue_remove(q);
+        ngx_queue_insert_tail(&link->spare, q);
+        ngx_http_resend_confirmation_link_finish(
+            link, ngx_queue_data(q, ngx_http_resend_confirmation_pending_t, queue), nullptr, fate);
+    }
 }
 
 // Whether the link still has the connection numbered `connection`: what
@@ -580,30 +752,30 @@ static bool ngx_http_resend_confirmation_link_same(ngx_http_resend_confirmation_
     return link->peer.connection != nullptr && link->peer.connection->number == connection;
 }
 
-// The overdue timer follows the oldest command in flight.
-static void ngx_http_resend_confirmation_link_rearm(ngx_http_resend_confirmation_link_t *link) noexcept {
-    if (ngx_queue_empty(&link->pending)) {
-        if (link->overdue.timer_set) ngx_del_timer(&link->overdue);
-    } else {
-        auto *oldest = ngx_queue_data(ngx_queue_head(&link->pending),
-                                      ngx_http_resend_confirmation_pending_t, queue);
-        ngx_msec_int_t left = static_cast<ngx_msec_int_t>(oldest->deadline - ngx_current_msec);
-        ngx_add_timer(&link->overdue, left > 0 ? left : 1);
-    }
-}
-
 // ROLE's reply on a link to the master Sentinel named: false (and the
 // connection failed) unless it says "master".
 static bool ngx_http_resend_confirmation_link_master(ngx_http_resend_confirmation_link_t *link,
                                                      const resend::redis_reply &reply) noexcept {
     resend::redis_role role{};
-    if (resend::parse_role(reply.elements, role) && role.role == "master") {
+    bool shortfall = link->shortfall_len == link->socklen &&
+                     ngx_memcmp(&link->shortfall, &link->sockaddr, link->socklen) == 0 &&
+                     ngx_current_msec - link->shortfall_time < shortfall_hold;
+    if (resend::parse_role(reply.elements, role) && role.role == "master" && (role.replicas > 0 || !shortfall)) {
         link->replicas = role.replicas;
         return true;
     }
+    if (role.role == "master") {
+        ngx_log_error(NGX_LOG_WARN, link->log, 0,
+                      "resend_confirmation: redis %V: the master Sentinel gave has lost its replicas; "
+                      "waiting for Sentinel to name another", &link->name);
+        ngx_http_resend_confirmation_link_fail(link, "master without replicas");
+        return false;
+    }
+    u_char text[sizeof(link->last_error)];
+    size_t len = resend::escape_for_log(role.role, reinterpret_cast<char *>(text), sizeof(text));
     ngx_log_error(NGX_LOG_WARN, link->log, 0,
                   "resend_confirmation: redis %V: the address Sentinel gave is not the master (ROLE: %*s)",
-                  &link->name, role.role.size(), role.role.data());
+                  &link->name, len, text);
     ngx_http_resend_confirmation_link_fail(link, "not the master");
     return false;
 }
@@ -663,24 +835,80 @@ static void ngx_http_resend_confirmation_link_read(ngx_event_t *rev) noexcept {
     }
 }
 
+// Takes the commands first..last (consecutive, none of their bytes
+// written) out of the link, and answers their requests: never sent.
+static void ngx_http_resend_confirmation_link_take_back(ngx_http_resend_confirmation_link_t *link,
+                                                        ngx_http_resend_confirmation_pending_t *first,
+                                                        ngx_http_resend_confirmation_pending_t *last) noexcept {
+    size_t len = last->end - first->start;
+    u_char *from = link->out + link->out_sent + (first->start - link->written);
+    u_char *to = link->out + link->out_sent + (last->end - link->written);
+    ngx_memmove(from, to, link->out + link->out_size - to);
+    link->out_size -= len;
+    link->appended -= len;
+
+    ngx_queue_t taken;
+    ngx_queue_init(&taken);
+    ngx_queue_t *q = &first->queue;
+    for (;;) {
+        ngx_queue_t *next = ngx_queue_next(q);
+        ngx_queue_remove(q);
+        ngx_queue_insert_tail(&taken, q);
+        --link->in_flight;
+        if (q == &last->queue) break;
+        q = next;
+    }
+    ngx_http_resend_confirmation_metrics_in_flight(link->conf->metrics, link->in_flight);
+    for (q = ngx_queue_head(&link->pending); q != ngx_queue_sentinel(&link->pending); q = ngx_queue_next(q)) {
+        auto *entry = ngx_queue_data(q, ngx_http_resend_confirmation_pending_t, queue);
+        if (entry->start >= first->start) {
+            entry->start -= len;
+            entry->end -= len;
+        }
+    }
+    while (!ngx_queue_empty(&taken)) {
+        q = ngx_queue_head(&taken);
+        ngx_queue_remove(q);
+        ngx_queue_insert_tail(&link->spare, q);
+        auto *entry = ngx_queue_data(q, ngx_http_resend_confirmation_pending_t, queue);
+        ngx_http_resend_confirmation_link_finish(link, entry, nullptr, ngx_http_resend_confirmation_fate_t::unsent);
+    }
+}
+
+// A deadline passed. A written command (or a handshake one) overdue means
+// Redis is stalled: the connection fails. Requests still queued unwritten
+// (behind connecting or the handshake) are taken back and answered alone.
 static void ngx_http_resend_confirmation_link_overdue(ngx_event_t *ev) noexcept {
     auto *link = static_cast<ngx_http_resend_confirmation_link_t *>(ev->data);
-    if (link->state == link_state::down) {
-        // Only kept requests wait (no connection): answer those whose time is up.
-        while (!ngx_queue_empty(&link->kept)) {
-            ngx_queue_t *q = ngx_queue_head(&link->kept);
-            auto *entry = ngx_queue_data(q, ngx_http_resend_confirmation_pending_t, queue);
-            if (static_cast<ngx_msec_int_t>(entry->deadline - ngx_current_msec) > 0) break;
-            ngx_queue_remove(q);
-            ngx_queue_insert_tail(&link->spare, q);
-            ngx_http_resend_confirmation_link_finish(link, entry, nullptr);
-        }
-        ngx_http_resend_confirmation_link_watch_kept(link);
-        return;
+    // Kept requests (sentinel=) whose time is up, never sent again.
+    while (!ngx_queue_empty(&link->kept)) {
+        ngx_queue_t *q = ngx_queue_head(&link->kept);
+        auto *entry = ngx_queue_data(q, ngx_http_resend_confirmation_pending_t, queue);
+        if (static_cast<ngx_msec_int_t>(entry->deadline - ngx_current_msec) > 0) break;
+        ngx_queue_remove(q);
+        ngx_queue_insert_tail(&link->spare, q);
+        ngx_http_resend_confirmation_link_finish(link, entry, nullptr, ngx_http_resend_confirmation_fate_t::unsent);
     }
-    ngx_http_resend_confirmation_metrics_link(link->conf->metrics,
-                                              ngx_http_resend_confirmation_link_event_t::timed_out);
-    ngx_http_resend_confirmation_link_fail(link, "no reply in time");
+    ngx_http_resend_confirmation_pending_t *first = nullptr, *last = nullptr;
+    for (ngx_queue_t *q = ngx_queue_head(&link->pending); q != ngx_queue_sentinel(&link->pending);
+         q = ngx_queue_next(q)) {
+        auto *entry = ngx_queue_data(q, ngx_http_resend_confirmation_pending_t, queue);
+        if (static_cast<ngx_msec_int_t>(entry->deadline - ngx_current_msec) > 0) {
+            if (entry->handshake) continue;
+            break;  // requests come in deadline order
+        }
+        if (entry->handshake || link->written > entry->start) {
+            ngx_http_resend_confirmation_metrics_link(link->conf->metrics,
+                                                      ngx_http_resend_confirmation_link_event_t::timed_out);
+            ngx_http_resend_confirmation_link_fail(link, "no reply in time");
+            return;
+        }
+        if (first == nullptr) first = entry;
+        last = entry;
+    }
+    if (first != nullptr) ngx_http_resend_confirmation_link_take_back(link, first, last);
+    ngx_http_resend_confirmation_link_watch_deadlines(link);
+    ngx_http_resend_confirmation_link_watch_kept(link);
 }
 
 // The hold-down is a timer used as a flag: while it is set, send() answers
@@ -833,12 +1061,16 @@ ngx_http_resend_confirmation_link_create(ngx_http_resend_confirmation_redis_conf
     ngx_queue_init(&link->pending);
     ngx_queue_init(&link->spare);
     ngx_queue_init(&link->kept);
+    ngx_queue_init(&link->replicating);
+    link->wait_timeout_len = ngx_sprintf(link->wait_timeout, "%M", ngx_max(conf->timeout / 2, (ngx_msec_t) 1)) -
+                             link->wait_timeout;
     link->cluster = cluster;
     if (conf->cluster != nullptr && cluster == nullptr) {
         // The directive's link: its first seed, and the cluster's state.
         link->cluster = ngx_http_resend_confirmation_cluster_create(conf, cycle, link);
         if (link->cluster == nullptr) return nullptr;
     }
+
 
     // Not cancelable: a shutting-down worker waits for replies in flight
     // (at most `timeout`).
@@ -853,6 +1085,10 @@ ngx_http_resend_confirmation_link_create(ngx_http_resend_confirmation_redis_conf
     link->connection_log = *cycle->log;
     link->connection_log.handler = ngx_http_resend_confirmation_link_log_context;
     link->connection_log.data = link;
+    link->error_summary.handler = ngx_http_resend_confirmation_link_error_summary;
+    link->error_summary.data = link;
+    link->error_summary.log = cycle->log;
+    link->error_summary.cancelable = 1;
     return link;
 }
 
@@ -863,8 +1099,10 @@ void ngx_http_resend_confirmation_link_destroy(ngx_http_resend_confirmation_link
     }
     if (link->sentinel != nullptr) ngx_http_resend_confirmation_sentinel_destroy(link->sentinel);
     ngx_http_resend_confirmation_link_close(link);
+
     if (link->overdue.timer_set) ngx_del_timer(&link->overdue);
     if (link->hold_down.timer_set) ngx_del_timer(&link->hold_down);
+    if (link->error_summary.timer_set) ngx_del_timer(&link->error_summary);
     delete link->reader;
     if (link->out != nullptr) ngx_free(link->out);
     ngx_destroy_pool(link->pool);

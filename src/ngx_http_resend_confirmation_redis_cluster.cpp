@@ -194,7 +194,7 @@ void ngx_http_resend_confirmation_cluster_redirect(ngx_http_resend_confirmation_
                                                              deadline, redirects + 1, !moved);
     }
     if (entry == nullptr) {
-        ngx_http_resend_confirmation_recorded(r, false);
+        ngx_http_resend_confirmation_recorded(r, ngx_http_resend_confirmation_fate_t::refused);
     } else {
         ngx_http_resend_confirmation_record_resent(r, entry);
     }

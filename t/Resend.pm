@@ -63,8 +63,11 @@ sub resend_defaults {
     });
 }
 
-# redis(@command) or redis({port => N, db => D, host => A}, @command): one
-# command to Redis, its reply as Perl data (arrays as array refs, errors "ERR: ...").
+our (%Started, %Password);  # of start_redis()
+
+# redis(@command) or redis({port => N, db => D, host => A}, @command): one command to
+# Redis, its reply as Perl data (arrays as array refs, errors "ERR: ...");
+# AUTH first where start_redis() set a password.
 sub redis {
     my %opt = ref $_[0] ? %{ shift() } : ();
     my $port = $opt{port} // $ENV{TEST_NGINX_REDIS_PORT};
@@ -72,7 +75,8 @@ sub redis {
                                      Timeout => 3)
         or die "cannot connect to redis on port $port: $!\n";
     binmode $sock;
-    my @commands = ($opt{db} ? (['SELECT', $opt{db}]) : (), [@_]);
+    my @commands = ($Password{$port} ? (['AUTH', $Password{$port}]) : (),
+                    $opt{db} ? (['SELECT', $opt{db}]) : (), [@_]);
     my $reply;
     for my $args (@commands) {
         print $sock '*' . @$args . "\r\n", map { '$' . length($_) . "\r\n$_\r\n" } @$args;
@@ -90,11 +94,13 @@ sub master_pid {
 }
 
 # A Redis of the test's own on `port` (one the test can kill or stop);
-# started once and reused by later blocks until killed.
-our %Started;
+# started once and reused by later blocks until killed. With
+# '--requirepass', 'SECRET' among the arguments, redis() authenticates there.
 sub start_redis {
     my ($port, @args) = @_;
     return $Started{$port} if $Started{$port} && kill 0, $Started{$port};
+    my %named = @args % 2 ? () : @args;
+    $Password{$port} = $named{'--requirepass'};
     my $pid = fork // die "fork: $!";
     if ($pid == 0) {
         exec 'redis-server', '--port', $port, '--bind', '127.0.0.1', '--save', '',

@@ -32,6 +32,10 @@ constexpr std::array<answer, static_cast<std::size_t>(outcome::count_)> answers{
      RESEND_ERROR_BODY("rate_limited", "Too many requests; retry later.")},
     {200, "silenced", accepted_body},
     {200, "dry_run_limited", accepted_body},
+    {503, "redis_timeout",
+     RESEND_ERROR_BODY("unavailable", "The service is temporarily unavailable; retry later.")},
+    {499, "client_closed",
+     RESEND_ERROR_BODY("client_closed", "The client closed the connection before the answer.")},
 }};
 
 #undef RESEND_ERROR_BODY

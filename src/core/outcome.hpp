@@ -15,12 +15,18 @@ enum class outcome : unsigned char {
     invalid_json,
     invalid_request,
     invalid_email,
-    redis_error,  // Redis did not take the record in time: 503 (policy "reject")
-    lost,         // Redis did not take the record, answered 200 anyway (policy "accept")
+    redis_error,  // Redis surely did not take the record (never written, or an error
+                  // reply): 503 (policy "reject"), the email limits' count given back
+    lost,         // the same, answered 200 anyway (policy "accept")
     client_limited,   // over a limit checked before the body: 429
     email_limited,    // over a (non-silent) limit checked after validation: 429
     silenced,         // over a silent limit: the same 200, nothing recorded
     dry_run_limited,  // a limit would have refused it (dry run): accepted and recorded
+    redis_timeout,    // written to Redis, no reply in `timeout`: it may be recorded (the
+                      // count is kept); 503 (policy "reject"). Under policy "accept" the
+                      // request is answered as `lost` (200) and logged with this word.
+    client_closed,    // the client left while its record was in flight: 499, nothing
+                      // sent (the body is never used); the record still goes to Redis
     count_,
 };
 

@@ -39,6 +39,8 @@ constexpr contract_row contract[] = {
     {outcome::dry_run_limited, 200, "dry_run_limited", ""},
     {outcome::redis_error, 503, "redis_error", "unavailable"},
     {outcome::lost, 200, "lost", ""},
+    {outcome::redis_timeout, 503, "redis_timeout", "unavailable"},
+    {outcome::client_closed, 499, "client_closed", "client_closed"},
     {outcome::method_not_allowed, 405, "method_not_allowed", "method_not_allowed"},
     {outcome::unsupported_media_type, 415, "unsupported_media_type", "unsupported_media_type"},
     {outcome::payload_too_large, 413, "payload_too_large", "payload_too_large"},
@@ -207,6 +209,12 @@ void test_redis_failures_follow_the_contract(void **) {
     check_eq(lost.status, 200);
     check_bytes_eq(lost.word, "lost");
     check_bytes_eq(lost.body, spec_accepted_body);
+
+    // Written, never answered: the same 503 body, its own word.
+    const resend::answer &timeout = resend::answer_for(outcome::redis_timeout);
+    check_eq(timeout.status, 503);
+    check_bytes_eq(timeout.word, "redis_timeout");
+    check_bytes_eq(timeout.body, unavailable.body);
 }
 
 // Not a contract row: an undecided or out-of-range outcome still gets a

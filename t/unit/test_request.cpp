@@ -63,6 +63,8 @@ const char *name(outcome result) {
     case outcome::email_limited: return "email_limited";
     case outcome::silenced: return "silenced";
     case outcome::dry_run_limited: return "dry_run_limited";
+    case outcome::redis_timeout: return "redis_timeout";
+    case outcome::client_closed: return "client_closed";
     case outcome::count_: break;
     }
     return "?";

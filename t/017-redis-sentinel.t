@@ -1,0 +1,201 @@
+# Redis Sentinel: a master, a replica and three Sentinels started here.
+# The link asks the Sentinels for the master (in turn: a dead one is
+# skipped), checks ROLE on it, and after SENTINEL FAILOVER under load finds
+# the new master by itself: every 200 has its entry on the new master, no
+# answer but 200 and 503, and the 503s last no longer than the failover
+# (SENTINEL FAILOVER until the Sentinels name the new master) plus the
+# link's 100 ms hold-down.
+use Test::Nginx::Socket 'no_plan';
+use t::Resend;
+use File::Temp ();
+use IO::Socket::INET;
+use POSIX ();
+use Time::HiRes ();
+
+our $Master = $ENV{TEST_NGINX_REDIS_PORT} + 50;
+our $Replica = $ENV{TEST_NGINX_REDIS_PORT} + 51;
+our @Sentinels = map { $ENV{TEST_NGINX_REDIS_PORT} + $_ } 52 .. 54;
+our $Dead = $ENV{TEST_NGINX_REDIS_PORT} + 55;  # nothing listens there
+$ENV{TEST_NGINX_SENTINELS} = join ' ', map { "127.0.0.1:$_" } @Sentinels;
+$ENV{TEST_NGINX_FIRST_SENTINEL} = $Sentinels[0];
+$ENV{TEST_NGINX_DEAD_PORT} = $Dead;
+our $Dir = File::Temp::tempdir(CLEANUP => 1);
+our %Pids;
+
+sub at { t::Resend::redis({port => shift}, @_) }
+
+sub spawn {
+    my ($name, @command) = @_;
+    my $pid = fork // die "fork: $!";
+    if ($pid == 0) {
+        { exec @command }
+        POSIX::_exit(127);
+    }
+    $Pids{$name} = $pid;
+}
+
+sub wait_for {
+    my ($what, $seconds, $check) = @_;
+    my $until = Time::HiRes::time() + $seconds;
+    while (Time::HiRes::time() < $until) {
+        return 1 if eval { $check->() };
+        select undef, undef, undef, 0.1;
+    }
+    die "timed out waiting for $what\n";
+}
+
+sub start_all {
+    for my $port ($Master, $Replica) {
+        spawn($port, 'redis-server', '--port', $port, '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
+              '--logfile', '/dev/null', '--dir', $Dir,
+              $port == $Replica ? ('--replicaof', '127.0.0.1', $Master) : ());
+    }
+    wait_for('the replica', 10, sub { at($Replica, 'INFO', 'replication') =~ /master_link_status:up/ });
+    for my $port (@Sentinels) {
+        open my $out, '>', "$Dir/sentinel-$port.conf" or die;
+        print $out "port $port\nbind 127.0.0.1\ndir $Dir\nlogfile \"\"\n",
+                   "sentinel monitor mymaster 127.0.0.1 $Master 2\n",
+                   "sentinel down-after-milliseconds mymaster 1000\n",
+                   "sentinel failover-timeout mymaster 10000\n",
+                   "sentinel parallel-syncs mymaster 1\n";
+        close $out;
+        spawn("s$port", 'sh', '-c', "exec redis-sentinel $Dir/sentinel-$port.conf >/dev/null 2>&1");
+    }
+    # Each Sentinel knows the replica and the two others (hello messages
+    # every 2 s): only then can SENTINEL FAILOVER pick the replica.
+    for my $port (@Sentinels) {
+        wait_for("Sentinel $port", 20, sub {
+            @{ at($port, 'SENTINEL', 'replicas', 'mymaster') } == 1
+                && @{ at($port, 'SENTINEL', 'sentinels', 'mymaster') } == 2
+        });
+    }
+}
+
+END { kill 'KILL', $_ for values %Pids }
+
+start_all();
+
+sub master_port { at($Sentinels[0], 'SENTINEL', 'get-master-addr-by-name', 'mymaster')->[1] }
+
+# $clients processes post distinct emails for $seconds; meanwhile, after
+# $after seconds, SENTINEL FAILOVER. Returns the answers ([email, status,
+# sent, answered] each), when the failover was asked for and when the
+# Sentinels first named the new master.
+sub failover_under_load {
+    my ($clients, $seconds, $after) = @_;
+    my $start = Time::HiRes::time();
+    my @pids;
+    for my $client (1 .. $clients) {
+        my $pid = fork // die "fork: $!";
+        if ($pid) { push @pids, $pid; next }
+        open my $out, '>', "$Dir/load-$client" or POSIX::_exit(1);
+        my $n = 0;
+        while (Time::HiRes::time() < $start + $seconds) {
+            my $email = "f$client." . ++$n . '@example.com';
+            my $body = qq({"email":"$email"});
+            my $sent = Time::HiRes::time();
+            my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                             PeerPort => $ENV{TEST_NGINX_SERVER_PORT} || 1984) or next;
+            print $sock "POST /r HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+                      . "Content-Type: application/json\r\nContent-Length: " . length($body) . "\r\n\r\n$body";
+            my $response = do { local $/; <$sock> } // '';
+            my ($status) = $response =~ m{\AHTTP/1\.1 (\d+)};
+            printf $out "%s %s %.4f %.4f\n", $email, $status // 'none', $sent, Time::HiRes::time();
+        }
+        close $out;
+        POSIX::_exit(0);
+    }
+    my $old = master_port();
+    Time::HiRes::sleep($after);
+    my $asked = Time::HiRes::time();
+    my $reply = at($Sentinels[0], 'SENTINEL', 'FAILOVER', 'mymaster');
+    die "SENTINEL FAILOVER: $reply\n" unless $reply eq 'OK';
+    wait_for('the new master', 20, sub { master_port() != $old });
+    my $switched = Time::HiRes::time();
+    waitpid $_, 0 for @pids;
+    my @answers;
+    for my $client (1 .. $clients) {
+        open my $in, '<', "$Dir/load-$client" or next;
+        push @answers, map { [split ' '] } <$in>;
+    }
+    return (\@answers, $asked, $switched);
+}
+
+resend_defaults(more_headers => "Content-Type: application/json",
+                init => 'main::at(main::master_port(), "DEL", "resend_confirmation")');
+
+no_shuffle();
+run_tests();
+
+__DATA__
+
+=== TEST 1: the record goes to the master the Sentinels name
+--- http_config
+    resend_confirmation_redis sentinel=mymaster $TEST_NGINX_SENTINELS;
+--- config eval: $::Endpoint
+--- request eval
+"POST /r\n" . '{"email":"s1@example.com"}'
+--- error_code: 200
+--- stream_port eval: $main::Master
+--- stream_len: 1
+--- error_log eval
+qr/\[notice\] .*resend_confirmation: redis sentinel=mymaster: Sentinel 127\.0\.0\.1:$main::Sentinels[0] names the master 127\.0\.0\.1:$main::Master/
+
+
+
+=== TEST 2: a Sentinel that is down is skipped
+--- http_config
+    resend_confirmation_redis sentinel=mymaster 127.0.0.1:$TEST_NGINX_DEAD_PORT 127.0.0.1:$TEST_NGINX_FIRST_SENTINEL connect_timeout=300ms;
+--- config eval: $::Endpoint
+--- request eval
+"POST /r\n" . '{"email":"s2@example.com"}'
+--- error_code: 200
+--- stream_port eval: $main::Master
+--- stream_len: 1
+
+
+
+=== TEST 3: a master no Sentinel knows: 503, and the log says so
+--- http_config
+    resend_confirmation_redis sentinel=nosuchmaster $TEST_NGINX_SENTINELS timeout=500ms;
+--- config eval: $::Endpoint
+--- request eval
+"POST /r\n" . '{"email":"s3@example.com"}'
+--- error_code: 503
+--- error_log eval
+[qr/Sentinel 127\.0\.0\.1:\d+ does not know master "nosuchmaster"/,
+ qr/\[error\] .*resend_confirmation: redis sentinel=nosuchmaster: no Sentinel named the master/]
+
+
+
+=== TEST 4: SENTINEL FAILOVER under load: every 200 is on the new master, only 503s besides, and not for long
+--- http_config
+    resend_confirmation_redis sentinel=mymaster $TEST_NGINX_SENTINELS connect_timeout=300ms timeout=1s;
+--- config eval: $::Endpoint
+--- init
+my $old = main::master_port();
+my ($answers, $asked, $switched) = main::failover_under_load(8, 6, 1.5);
+my $new = main::master_port();
+Test::More::isnt($new, $old, "the Sentinels name a new master");
+my %status;
+$status{$_->[1]}++ for @$answers;
+Test::More::diag("answers: " . join(', ', map { "$_: $status{$_}" } sort keys %status));
+Test::More::ok(!grep({ $_ ne '200' && $_ ne '503' } keys %status), "only 200 and 503");
+Test::More::cmp_ok($status{200} // 0, '>', 100, "many 200s");
+my %stored = map { my %f = @{ $_->[1] }; ($f{email} => 1) } @{ main::at($new, 'XRANGE', 'resend_confirmation', '-', '+') };
+my @lost = grep { $_->[1] eq '200' && !$stored{$_->[0]} } @$answers;
+Test::More::is(scalar @lost, 0, "every 200 has its entry on the new master")
+    or Test::More::diag("not there: " . join(' ', map { $_->[0] } @lost[0 .. ($#lost < 9 ? $#lost : 9)]));
+my @failed = grep { $_->[1] eq '503' } @$answers;
+my $failover = $switched - $asked;
+my $window = @failed ? (sort { $a <=> $b } map { $_->[3] } @failed)[-1] - (sort { $a <=> $b } map { $_->[2] } @failed)[0] : 0;
+Test::More::diag(sprintf "failover (SENTINEL FAILOVER until the Sentinels name the new master): %.3f s; "
+                 . "503s: %d, from the first sent to the last answered: %.3f s", $failover, scalar @failed, $window);
+Test::More::cmp_ok($window, '<=', $failover + 0.1 + 0.25, "503s last no longer than the failover plus one hold-down (and 250 ms of slack)");
+my @after = grep { $_->[2] > $switched + 0.5 } @$answers;
+Test::More::ok(@after && !grep({ $_->[1] ne '200' } @after), "all 200 once the new master is named")
+    or Test::More::diag(scalar(@after) . " answers after the switch");
+$main::NewMaster = $new;
+--- request eval
+"POST /r\n" . '{"email":"after@example.com"}'
+--- error_code: 200
