@@ -145,3 +145,58 @@ main::end_migration();
 --- stream_len: 8
 --- error_log eval
 qr/\[info\] .*resend_confirmation: redis 127\.0\.0\.1:$main::Owner: MOVED $main::Slot 127\.0\.0\.1:$main::Other/
+
+
+
+=== TEST 6: a stream named with a hash tag goes to the tag's slot (its owner now: the node the slot moved to)
+--- http_config
+    resend_confirmation_redis cluster 127.0.0.1:$TEST_NGINX_THIRD;
+--- config
+    resend_confirmation_stream "{resend_confirmation}:records";
+    location = /r {
+        resend_confirmation;
+    }
+--- request eval: main::posts(1)->[0]
+--- error_code: 200
+--- stream_key: {resend_confirmation}:records
+--- stream_port eval: $main::Other
+--- stream_len: 1
+
+
+
+=== TEST 7: nginx -t errors name the problem and file:line: cluster without a node
+--- http_config
+    resend_confirmation_redis cluster timeout=1s;
+--- config eval: $::Endpoint
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*"cluster" needs at least one node address \(HOST:PORT\) in \S+nginx\.conf:\d+/
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 8: db= with cluster
+--- http_config
+    resend_confirmation_redis cluster 127.0.0.1:$TEST_NGINX_OWNER db=2;
+--- config eval: $::Endpoint
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*"db=" is not possible with "cluster": a cluster has database 0 only in \S+nginx\.conf:\d+/
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 9: a node address that is not one
+--- http_config
+    resend_confirmation_redis cluster 127.0.0.1:$TEST_NGINX_OWNER unix:/tmp/x.sock;
+--- config eval: $::Endpoint
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*invalid cluster node address "unix:\/tmp\/x\.sock": not HOST:PORT in \S+nginx\.conf:\d+/
+--- no_error_log
+[alert]
+[crit]

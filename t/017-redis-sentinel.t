@@ -199,3 +199,45 @@ $main::NewMaster = $new;
 --- request eval
 "POST /r\n" . '{"email":"after@example.com"}'
 --- error_code: 200
+
+
+
+=== TEST 5: nginx -t errors name the problem and file:line: sentinel= without a Sentinel
+--- http_config
+    resend_confirmation_redis sentinel=mymaster password=x;
+--- config eval: $::Endpoint
+--- init
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*"sentinel=mymaster" needs at least one Sentinel address \(HOST:PORT\) in \S+nginx\.conf:\d+/
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 6: sentinel= without a name
+--- http_config
+    resend_confirmation_redis sentinel= 127.0.0.1:26379;
+--- config eval: $::Endpoint
+--- init
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*invalid parameter "sentinel=" in \S+nginx\.conf:\d+/
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 7: sentinel_password= belongs to sentinel=
+--- http_config
+    resend_confirmation_redis 127.0.0.1:6379 sentinel_password=x;
+--- config eval: $::Endpoint
+--- init
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*invalid parameter "sentinel_password=x" in \S+nginx\.conf:\d+/
+--- no_error_log
+[alert]
+[crit]
