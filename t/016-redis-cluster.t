@@ -74,6 +74,34 @@ sub end_migration {
     node($_, 'CLUSTER', 'SETSLOT', $Slot, 'NODE', id_of($Other)) for $Other, $Owner, $Third;
 }
 
+# The slot moves from $from to $to (both sides marked, the key migrated,
+# the slot given) while 4 clients post 500 records each; returns how many
+# were answered 200 and how many were sent.
+sub migrate_under_load {
+    my ($from, $to) = @_;
+    my $result = "$Dir/load-result";
+    unlink $result;
+    my $pid = fork // die "fork: $!";
+    if ($pid == 0) {
+        my ($ok, $sent) = t::Resend::load_posts(4, 500, '/r');
+        open my $out, '>', $result;
+        print $out "$ok $sent";
+        close $out;
+        POSIX::_exit(0);
+    }
+    select undef, undef, undef, 0.1;
+    node($to, 'CLUSTER', 'SETSLOT', $Slot, 'IMPORTING', id_of($from));
+    node($from, 'CLUSTER', 'SETSLOT', $Slot, 'MIGRATING', id_of($to));
+    select undef, undef, undef, 0.1;
+    my $r = node($from, 'MIGRATE', '127.0.0.1', $to, '', 0, 5000, 'KEYS', $Key);
+    die "MIGRATE: $r\n" unless $r eq 'OK' || $r eq 'NOKEY';
+    select undef, undef, undef, 0.3;
+    node($_, 'CLUSTER', 'SETSLOT', $Slot, 'NODE', id_of($to)) for $to, $from, grep { $_ != $to && $_ != $from } @Ports;
+    waitpid $pid, 0;
+    open my $in, '<', $result or die "no load result\n";
+    return split ' ', <$in>;
+}
+
 sub posts { [map { "POST /r\n" . qq({"email":"c$_\@example.com"}) } 1 .. shift] }
 
 resend_defaults(more_headers => "Content-Type: application/json",
@@ -200,3 +228,26 @@ qr/\[emerg\] .*invalid cluster node address "unix:\/tmp\/x\.sock": not HOST:PORT
 --- no_error_log
 [alert]
 [crit]
+
+
+
+=== TEST 10: the slot moves back under load (MIGRATING/IMPORTING, MIGRATE, SETSLOT NODE): no request fails, every record on the new owner
+--- http_config
+    resend_confirmation_redis cluster 127.0.0.1:$TEST_NGINX_THIRD timeout=2s;
+--- config eval: $::Endpoint
+--- init
+main::node($_, "FLUSHALL") for @main::Ports;
+t::Resend::redis({port => $main::Other}, 'XADD', $main::Key, '*', 'seed', '1');
+my ($ok, $sent) = main::migrate_under_load($main::Other, $main::Owner);
+Test::More::is($ok, $sent, "every request under migration answered 200 ($sent sent)");
+Test::More::is(t::Resend::redis({port => $main::Owner}, 'XLEN', $main::Key), $sent + 1,
+               "every record on the slot's new owner");
+open my $log, '<', main::server_root() . '/logs/error.log' or die;
+my %seen;
+/: (ASK|MOVED) $main::Slot / and $seen{$1}++ while <$log>;
+Test::More::ok($seen{ASK} && $seen{MOVED}, "ASK and MOVED were followed under load")
+    or Test::More::diag("ASK: " . ($seen{ASK} // 0) . ", MOVED: " . ($seen{MOVED} // 0));
+--- request eval: main::posts(1)->[0]
+--- error_code: 200
+--- stream_port eval: $main::Owner
+--- stream_len eval: 4 * 500 + 2
