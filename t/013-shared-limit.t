@@ -9,6 +9,7 @@ use Test::Nginx::Socket 'no_plan';
 use t::Resend;
 use t::Fleet;
 
+$ENV{TEST_NGINX_CLUSTER_PORT} = $ENV{TEST_NGINX_REDIS_PORT} + 5;
 our $Secret = "$t::Fleet::Dir/secret.key";
 open my $key, '>', $Secret or die $!;
 print $key "0123456789abcdef0123456789abcdef\n";
@@ -195,7 +196,7 @@ qr/\[notice\] .*refused EVALSHA: NOSCRIPT/
 
 
 
-=== TEST 7: the script is loaded on connect: SCRIPT EXISTS knows it after the first request
+=== TEST 7: the script is loaded on connect (SCRIPT LOAD after the handshake): the first EVALSHA finds it, no NOSCRIPT
 --- config eval: main::locations($::Email)
 --- init
 t::Resend::redis('FLUSHALL');
@@ -205,6 +206,9 @@ main::post('a@example.com')
 --- response_headers
 X-Outcome: accepted
 --- stream_len: 1
+--- no_error_log
+NOSCRIPT
+[error]
 
 
 
@@ -305,3 +309,51 @@ qr/\[emerg\] .*invalid burst "burst=100001": 0 to 100000 in \S+nginx\.conf:\d+/
 [alert]
 --- error_log eval
 qr/\[emerg\] .*"resend_confirmation_shared_limit" needs "rate=" in \S+nginx\.conf:\d+/
+
+
+
+=== TEST 15: Redis Cluster (one master owning every slot): the script's keys share the stream's slot (no CROSSSLOT), the same result
+--- config eval
+"resend_confirmation_redis 127.0.0.1:$ENV{TEST_NGINX_CLUSTER_PORT};\n" . main::locations($::Mailbox)
+--- init
+my $port = $ENV{TEST_NGINX_CLUSTER_PORT};
+t::Resend::start_redis($port, '--cluster-enabled', 'yes', '--dir', $t::Fleet::Dir,
+                       '--cluster-config-file', "nodes-$port.conf");
+t::Resend::redis({port => $port}, 'CLUSTER', 'ADDSLOTSRANGE', 0, 16383);
+for (1 .. 100) {
+    last if t::Resend::redis({port => $port}, 'CLUSTER', 'INFO') =~ /cluster_state:ok/;
+    select undef, undef, undef, 0.1;
+}
+t::Resend::redis({port => $port}, 'FLUSHALL');
+my $ok = t::Fleet::fleet_posts([0], 300, sub { 'Victim+' . shift() . '@example.com' });
+die "only $ok of 300 answered 200\n" unless $ok == 300;
+--- request eval
+main::post('victim@example.com')
+--- response_headers
+X-Outcome: silenced
+--- stream_port eval: $ENV{TEST_NGINX_CLUSTER_PORT}
+--- stream_len: 3
+--- no_error_log
+[error] resend_confirmation: redis
+CROSSSLOT
+
+
+
+=== TEST 16: ... with a stream key that has a hash tag of its own, the limit keys take that tag
+--- config eval
+"resend_confirmation_redis 127.0.0.1:$ENV{TEST_NGINX_CLUSTER_PORT};\nresend_confirmation_stream \"{edge}:resend\";\n" . main::locations($::Mailbox)
+--- init
+t::Resend::redis({port => $ENV{TEST_NGINX_CLUSTER_PORT}}, 'FLUSHALL');
+my $ok = t::Fleet::fleet_posts([0], 30, sub { 'victim@example.com' });
+my $keys = t::Resend::redis({port => $ENV{TEST_NGINX_CLUSTER_PORT}}, 'KEYS', 'resend_confirmation:limit:*');
+die "keys: @$keys\n" unless @$keys == 1 && $keys->[0] =~ /\Aresend_confirmation:limit:\{edge\}:[0-9a-f]{32}\z/;
+--- request eval
+main::post('victim@example.com')
+--- response_headers
+X-Outcome: silenced
+--- stream_port eval: $ENV{TEST_NGINX_CLUSTER_PORT}
+--- stream_key: {edge}:resend
+--- stream_len: 3
+--- no_error_log
+[error] resend_confirmation: redis
+CROSSSLOT
