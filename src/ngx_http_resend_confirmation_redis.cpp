@@ -78,6 +78,9 @@ struct ngx_http_resend_confirmation_pending_s {
     ngx_http_resend_confirmation_link_done_pt done;  // a command of the module's own: its reply
     void *data;
     bool wait;              // WAIT after a batch (sentinel= with replicas)
+    ngx_http_resend_confirmation_reply_pt on_reply;  // null: ngx_http_resend_confirmation_recorded()
+    resend::reply_kind held_kind;  // a stored reply held for WAIT: its kind and integer,
+    long long held_integer;        // for on_reply
 };
 
 namespace {
@@ -217,7 +220,8 @@ static ngx_http_resend_confirmation_pending_t *
 ngx_http_resend_confirmation_link_append(ngx_http_resend_confirmation_link_t *link,
                                          std::span<const std::string_view> args,
                                          ngx_http_request_t *r, ngx_msec_t deadline,
-                                         bool handshake = false) noexcept {
+                                         bool handshake = false,
+                                         ngx_http_resend_confirmation_reply_pt on_reply = nullptr) noexcept {
     ngx_http_resend_confirmation_pending_t *entry;
     if (!ngx_queue_empty(&link->spare)) {
         ngx_queue_t *q = ngx_queue_head(&link->spare);
@@ -242,6 +246,7 @@ ngx_http_resend_confirmation_link_append(ngx_http_resend_confirmation_link_t *li
     entry->data = nullptr;
     entry->wait = false;
     if (r != nullptr) ++link->unwaited;
+    entry->on_reply = on_reply;
     return entry;
 }
 
@@ -322,6 +327,15 @@ static bool ngx_http_resend_confirmation_link_handshake(ngx_http_resend_confirma
     }
     link->handshake_unsent = link->out_size;  // the buffer was empty before
     link->handshake_left = commands;
+    if (conf->script.len != 0) {
+        // Not part of the handshake (a refusal is logged, not fatal): the
+        // first command once it is accepted, so that EVALSHA finds the script.
+        std::string_view load[3] = {"SCRIPT", "LOAD",
+                                    {reinterpret_cast<const char *>(conf->script.data), conf->script.len}};
+        if (ngx_http_resend_confirmation_link_append(link, load, nullptr, deadline) == nullptr) {
+            return false;
+        }
+    }
     return true;
 }
 
@@ -479,6 +493,8 @@ static void ngx_http_resend_confirmation_link_finish(ngx_http_resend_confirmatio
                                                      ngx_http_resend_confirmation_fate_t fate) noexcept {
     if (entry->done != nullptr) {
         entry->done(link, entry->data, reply);
+    } else if (entry->r != nullptr && entry->on_reply != nullptr && reply != nullptr) {
+        entry->on_reply(entry->r, *reply);
     } else if (entry->r != nullptr) {
         ngx_http_resend_confirmation_recorded(entry->r, fate);
     }
@@ -681,7 +697,14 @@ static bool ngx_http_resend_confirmation_link_deliver(ngx_http_resend_confirmati
                       reply.error.size(), reply.error.data());
     } else if (!ok) {
         ngx_http_resend_confirmation_metrics_refusal(link->conf->metrics, reply.error);
-        ngx_http_resend_confirmation_link_log_refusal(link, entry, reply.error);
+        if (reply.error.starts_with("NOSCRIPT ")) {
+            // Answered by sending the script in full (shared limits): not a failure.
+            ngx_log_error(NGX_LOG_NOTICE, link->log, 0,
+                          "resend_confirmation: redis %V refused %*s: NOSCRIPT, sending the script in full",
+                          &link->name, entry->command.size(), entry->command.data());
+        } else {
+            ngx_http_resend_confirmation_link_log_refusal(link, entry, reply.error);
+        }
     }
 
     if (ngx_queue_empty(&link->pending)) {
@@ -692,13 +715,15 @@ static bool ngx_http_resend_confirmation_link_deliver(ngx_http_resend_confirmati
     if (entry->wait) return ngx_http_resend_confirmation_link_replicated(link, reply, connection);
     if (ok && entry->r != nullptr && link->replicas > 0) {
         // Stored on the master: answered once WAIT says a replica has it.
+        entry->held_kind = reply.kind;
+        entry->held_integer = reply.integer;
         ngx_queue_remove(q);
         ngx_queue_insert_tail(&link->replicating, q);
         return true;
     }
     if (to.kind != resend::redis_redirect::kind_t::none) {
         ngx_http_resend_confirmation_cluster_redirect(link->cluster, link, entry->r, entry->args, entry->deadline,
-                                                      entry->redirects, to);
+                                                      entry->redirects, to, entry->on_reply);
     } else if (!entry->handshake) {
         ngx_http_resend_confirmation_link_finish(link, entry, &reply,
                                                  ok ? ngx_http_resend_confirmation_fate_t::stored
@@ -714,8 +739,7 @@ static bool ngx_http_resend_confirmation_link_deliver(ngx_http_resend_confirmati
 static bool ngx_http_resend_confirmation_link_replicated(ngx_http_resend_confirmation_link_t *link,
                                                         const resend::redis_reply &reply,
                                                         ngx_atomic_uint_t connection) noexcept {
-    bool replicated = reply.kind == resend::reply_kind::integer && !reply.elements.empty() &&
-                      reply.elements[0].integer >= 1;
+    bool replicated = reply.kind == resend::reply_kind::integer && reply.integer >= 1;
     if (!replicated) {
         ngx_memcpy(&link->shortfall, &link->sockaddr, link->socklen);
         link->shortfall_len = link->socklen;
@@ -740,8 +764,13 @@ static void ngx_http_resend_confirmation_link_unreplicated(ngx_http_resend_confi
         ngx_queue_t *q = ngx_queue_head(&done);
         ngx_queue_remove(q);
         ngx_queue_insert_tail(&link->spare, q);
+        auto *entry = ngx_queue_data(q, ngx_http_resend_confirmation_pending_t, queue);
+        // A replicated reply goes to its handler as Redis sent it (kind and
+        // integer: what a script's answer is read by).
+        resend::redis_reply held{.kind = entry->held_kind, .error = {}, .integer = entry->held_integer,
+                                 .elements = {}, .truncated = false};
         ngx_http_resend_confirmation_link_finish(
-            link, ngx_queue_data(q, ngx_http_resend_confirmation_pending_t, queue), nullptr, fate);
+            link, entry, fate == ngx_http_resend_confirmation_fate_t::stored ? &held : nullptr, fate);
     }
 }
 
@@ -1111,19 +1140,21 @@ void ngx_http_resend_confirmation_link_destroy(ngx_http_resend_confirmation_link
 ngx_http_resend_confirmation_pending_t *
 ngx_http_resend_confirmation_link_send(ngx_http_resend_confirmation_link_t *link,
                                        ngx_http_request_t *r,
-                                       std::span<const std::string_view> args) noexcept {
+                                       std::span<const std::string_view> args,
+                                       ngx_http_resend_confirmation_reply_pt on_reply) noexcept {
     if (link->cluster != nullptr) {
         return ngx_http_resend_confirmation_cluster_send(link->cluster, r, args,
-                                                         ngx_current_msec + link->conf->timeout, 0);
+                                                         ngx_current_msec + link->conf->timeout, 0, on_reply);
     }
     return ngx_http_resend_confirmation_link_queue(link, r, args, ngx_current_msec + link->conf->timeout,
-                                                   0, false);
+                                                   0, false, on_reply);
 }
 
 ngx_http_resend_confirmation_pending_t *
 ngx_http_resend_confirmation_link_queue(ngx_http_resend_confirmation_link_t *link, ngx_http_request_t *r,
                                         std::span<const std::string_view> args, ngx_msec_t deadline,
-                                        ngx_uint_t redirects, bool asking) noexcept {
+                                        ngx_uint_t redirects, bool asking,
+                                        ngx_http_resend_confirmation_reply_pt on_reply) noexcept {
     if (link->state == link_state::down) {
         if (link->hold_down.timer_set) return nullptr;  // just failed: answer at once
         if (!ngx_http_resend_confirmation_link_connect(link)) return nullptr;
@@ -1136,7 +1167,7 @@ ngx_http_resend_confirmation_link_queue(ngx_http_resend_confirmation_link_t *lin
         }
     }
     ngx_http_resend_confirmation_pending_t *entry =
-        ngx_http_resend_confirmation_link_append(link, args, r, deadline);
+        ngx_http_resend_confirmation_link_append(link, args, r, deadline, false, on_reply);
     if (entry == nullptr) return nullptr;
     entry->redirects = redirects;
     ngx_http_resend_confirmation_link_flush(link);
@@ -1149,7 +1180,7 @@ bool ngx_http_resend_confirmation_link_command(ngx_http_resend_confirmation_link
                                                void *data) noexcept {
     ngx_http_resend_confirmation_pending_t *entry =
         ngx_http_resend_confirmation_link_queue(link, nullptr, args, ngx_current_msec + link->conf->timeout,
-                                                0, false);
+                                                0, false, nullptr);
     if (entry == nullptr) return false;
     entry->done = done;
     entry->data = data;

@@ -1,7 +1,7 @@
 // Redis replies: hiredis's redisReader parses RESP; this keeps what the link
-// needs of each top-level reply (its kind and an error's text) and a flat,
-// bounded copy of its elements (for ROLE, SENTINEL and CLUSTER SLOTS
-// replies), so that parsing allocates no reply objects.
+// needs of each top-level reply (its kind, an error's text, an integer's
+// value) and a flat, bounded copy of its elements (for ROLE, SENTINEL and
+// CLUSTER SLOTS replies), so that parsing allocates no reply objects.
 #pragma once
 
 #include <cstddef>
@@ -25,6 +25,7 @@ struct reply_element {
 struct redis_reply {
     reply_kind kind;
     std::string_view error;  // the error text for reply_kind::error; valid until the next read
+    long long integer;       // the value for reply_kind::integer (0 otherwise)
     // The reply's elements, valid until the next read; `truncated` when the
     // reply had more elements or text than the reader keeps (the elements
     // kept are then a prefix, their text possibly cut).
@@ -56,7 +57,7 @@ public:
     void reset() noexcept;
 
     // Part of the reader's callbacks; not for callers.
-    void note(reply_kind kind, const char *text, std::size_t size) noexcept;
+    void note(reply_kind kind, const char *text, std::size_t size, long long integer = 0) noexcept;
     void keep(unsigned depth, reply_kind kind, const char *text, std::size_t size, long long integer,
               std::size_t count) noexcept;
 
@@ -68,6 +69,7 @@ private:
     void *reader_;
     reply_kind last_kind_ = reply_kind::nil;
     std::size_t error_size_ = 0;
+    long long integer_ = 0;
     char error_[128];
     std::size_t element_count_ = 0;
     std::size_t text_used_ = 0;
