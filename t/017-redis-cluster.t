@@ -60,6 +60,12 @@ $ENV{TEST_NGINX_OWNER} = $Owner;
 $ENV{TEST_NGINX_OTHER} = $Other;
 $ENV{TEST_NGINX_THIRD} = $Third;
 
+# The shared limits' secret (TEST 11).
+$ENV{TEST_NGINX_SECRET} = "$Dir/secret";
+open my $secret, '>', "$Dir/secret" or die;
+print $secret "0123456789abcdef0123456789abcdef\n";
+close $secret;
+
 sub id_of { node(shift, 'CLUSTER', 'MYID') }
 
 # The slot moves from the owner to $Other: first both sides marked, the key
@@ -251,3 +257,24 @@ Test::More::ok($seen{ASK} && $seen{MOVED}, "ASK and MOVED were followed under lo
 --- error_code: 200
 --- stream_port eval: $main::Owner
 --- stream_len eval: 4 * 500 + 2
+
+
+
+=== TEST 11: shared limits (EVALSHA, every key in the stream's slot) over the cluster: routed to the stream's owner, the limit holds
+--- http_config
+    resend_confirmation_redis cluster 127.0.0.1:$TEST_NGINX_THIRD;
+    resend_confirmation_limit_secret $TEST_NGINX_SECRET;
+--- config
+    location = /r {
+        resend_confirmation;
+        resend_confirmation_shared_limit $resend_confirmation_email rate=3r/h burst=2;
+        add_header X-Outcome $resend_confirmation_outcome always;
+    }
+--- pipelined_requests eval: [("POST /r\n" . '{"email":"victim@example.com"}') x 5]
+--- error_code eval: [(200) x 5]
+--- stream_port eval: $main::Owner
+--- stream_len: 3
+--- no_error_log
+CROSSSLOT
+[alert]
+[crit]
