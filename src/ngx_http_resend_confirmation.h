@@ -344,6 +344,12 @@ ngx_http_resend_confirmation_limit_verdict_t
 ngx_http_resend_confirmation_limit_check(ngx_http_request_t *r,
                                          ngx_http_resend_confirmation_ctx_t *ctx,
                                          ngx_http_resend_confirmation_limit_phase_t phase) noexcept;
+// A zone's numbers for the metrics; false when shm_zone is not a limit zone.
+struct ngx_http_resend_confirmation_zone_stats_t {
+    uint64_t keys, evictions, refused, silenced;
+};
+bool ngx_http_resend_confirmation_limit_stats(ngx_shm_zone_t *shm_zone,
+                                              ngx_http_resend_confirmation_zone_stats_t *stats) noexcept;
 // Gives back what the email limits took (the request was refused after all).
 void ngx_http_resend_confirmation_limit_refund(ngx_http_resend_confirmation_ctx_t *ctx) noexcept;
 
@@ -507,6 +513,8 @@ void ngx_http_resend_confirmation_metrics_in_flight(ngx_http_resend_confirmation
                                                     ngx_uint_t commands) noexcept;
 void ngx_http_resend_confirmation_metrics_reply_time(ngx_http_resend_confirmation_metrics_ref_t *ref,
                                                      ngx_msec_t elapsed) noexcept;
+// The shared-limit script's answer: 0 recorded, 1 silenced, 2 dry run.
+void ngx_http_resend_confirmation_metrics_shared_limit(ngx_uint_t result) noexcept;
 void ngx_http_resend_confirmation_metrics_refusal(ngx_http_resend_confirmation_metrics_ref_t *ref,
                                                   std::string_view error) noexcept;
 
