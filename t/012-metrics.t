@@ -245,7 +245,7 @@ die "only $ok of $sent load requests were answered 200\n" unless $ok == $sent;
 === TEST 11: what the fleet-wide limit script answered
 --- http_config eval
 "$t::Resend::Redis
-    resend_confirmation_limit_secret $ENV{TEST_NGINX_SERVER_ROOT}/secret;"
+    resend_confirmation_limit_secret $ENV{TEST_NGINX_SERVER_ROOT}/html/secret;"
 --- config
     location = /r {
         resend_confirmation;
@@ -255,7 +255,7 @@ die "only $ok of $sent load requests were answered 200\n" unless $ok == $sent;
         resend_confirmation_metrics;
     }
 --- user_files
->>> ../secret
+>>> secret
 0123456789abcdef0123456789abcdef
 --- request eval
 [main::post("/r", 'fleet@example.com'), main::post("/r", 'Fleet+x@example.com'),
