@@ -53,6 +53,7 @@ struct ngx_http_resend_confirmation_pending_s {
     size_t start, end;      // its bytes in the connection's output, counted from its start
     std::string_view command;  // its name (args[0], a literal), for the log
     bool handshake;         // AUTH or SELECT: an error fails the connection
+    bool replay;            // the spool's: its fate goes to the spool
 };
 
 namespace {
@@ -159,6 +160,7 @@ ngx_http_resend_confirmation_link_append(ngx_http_resend_confirmation_link_t *li
     entry->r = r;
     entry->command = args[0];
     entry->handshake = handshake;
+    entry->replay = false;
     entry->deadline = ngx_current_msec + timeout;
     entry->queued = ngx_current_msec;
     ngx_queue_insert_tail(&link->pending, &entry->queue);
@@ -197,6 +199,16 @@ static void ngx_http_resend_confirmation_link_watch_deadlines(ngx_http_resend_co
     }
     ngx_msec_int_t left = static_cast<ngx_msec_int_t>(next - ngx_current_msec);
     ngx_add_timer(&link->overdue, left > 0 ? left : 1);
+}
+
+// Tells the command's owner its fate: the request, or the spool's replay.
+static void ngx_http_resend_confirmation_link_tell(ngx_http_resend_confirmation_pending_t *entry,
+                                                   ngx_http_resend_confirmation_fate_t fate) noexcept {
+    if (entry->r != nullptr) {
+        ngx_http_resend_confirmation_recorded(entry->r, fate);
+    } else if (entry->replay) {
+        ngx_http_resend_confirmation_spool_replayed(fate);
+    }
 }
 
 // --- connection ---------------------------------------------------------------------
@@ -356,11 +368,9 @@ static void ngx_http_resend_confirmation_link_fail(ngx_http_resend_confirmation_
         auto *entry = ngx_queue_data(q, ngx_http_resend_confirmation_pending_t, queue);
         // Written whole: Redis may have run it. Less: a partial command is
         // dropped by Redis with the connection.
-        if (entry->r != nullptr) {
-            ngx_http_resend_confirmation_recorded(entry->r, written >= entry->end
-                                                                ? ngx_http_resend_confirmation_fate_t::unknown
-                                                                : ngx_http_resend_confirmation_fate_t::unsent);
-        }
+        ngx_http_resend_confirmation_link_tell(entry, written >= entry->end
+                                                          ? ngx_http_resend_confirmation_fate_t::unknown
+                                                          : ngx_http_resend_confirmation_fate_t::unsent);
     }
 }
 
@@ -520,10 +530,10 @@ static bool ngx_http_resend_confirmation_link_deliver(ngx_http_resend_confirmati
     } else {
         ngx_http_resend_confirmation_link_watch_deadlines(link);
     }
-    if (entry->r != nullptr) {
-        ngx_http_resend_confirmation_recorded(entry->r, ok ? ngx_http_resend_confirmation_fate_t::stored
+    ngx_http_resend_confirmation_link_tell(
+        entry, ok                                          ? ngx_http_resend_confirmation_fate_t::stored
+               : resend::redis_cannot_write_now(reply.error) ? ngx_http_resend_confirmation_fate_t::busy
                                                            : ngx_http_resend_confirmation_fate_t::refused);
-    }
     return true;
 }
 
@@ -614,9 +624,7 @@ static void ngx_http_resend_confirmation_link_take_back(ngx_http_resend_confirma
         ngx_queue_remove(q);
         ngx_queue_insert_tail(&link->spare, q);
         auto *entry = ngx_queue_data(q, ngx_http_resend_confirmation_pending_t, queue);
-        if (entry->r != nullptr) {
-            ngx_http_resend_confirmation_recorded(entry->r, ngx_http_resend_confirmation_fate_t::unsent);
-        }
+        ngx_http_resend_confirmation_link_tell(entry, ngx_http_resend_confirmation_fate_t::unsent);
     }
 }
 
@@ -832,4 +840,24 @@ ngx_http_resend_confirmation_link_send(ngx_http_resend_confirmation_link_t *link
 
 void ngx_http_resend_confirmation_link_detach(ngx_http_resend_confirmation_pending_t *entry) noexcept {
     entry->r = nullptr;
+}
+
+bool ngx_http_resend_confirmation_link_ready(ngx_http_resend_confirmation_link_t *link) noexcept {
+    return link->state == link_state::up && !link->hold_down.timer_set;
+}
+
+void ngx_http_resend_confirmation_link_wake(ngx_http_resend_confirmation_link_t *link) noexcept {
+    if (link->state == link_state::down && !link->hold_down.timer_set) {
+        (void) ngx_http_resend_confirmation_link_connect(link);
+    }
+}
+
+bool ngx_http_resend_confirmation_link_send_replay(ngx_http_resend_confirmation_link_t *link,
+                                                   std::span<const std::string_view> args) noexcept {
+    if (!ngx_http_resend_confirmation_link_ready(link)) return false;
+    ngx_http_resend_confirmation_pending_t *entry =
+        ngx_http_resend_confirmation_link_send(link, nullptr, args);
+    if (entry == nullptr) return false;
+    entry->replay = true;
+    return true;
 }
