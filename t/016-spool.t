@@ -411,3 +411,47 @@ GET /metrics
 [alert]
 [crit]
 [emerg]
+
+
+
+=== TEST 15: fsync=always: the 200 comes once the record is synced (in the thread pool); replayed as any other
+--- http_config eval: 'resend_confirmation_spool $TEST_NGINX_SPOOL fsync=always;'
+--- config eval: main::endpoint()
+--- init
+t::Resend::signal_redis('KILL', $main::Port) if $t::Resend::Started{$main::Port};
+my @answers = map { [@{ main::post("always$_\@example.com") }, "always$_\@example.com"] } 1 .. 10;
+Test::More::is(scalar(grep { "$_->[0] $_->[1]" eq '200 spooled' } @answers), 10, 'every answer 200 spooled');
+t::Resend::start_redis($main::Port, @main::Durable);
+main::redis_own('FLUSHALL');
+Test::More::is(main::wait_replayed(10), 10, 'the 10 records in the stream');
+main::check_every_200_recorded('always', @answers);
+--- request
+GET /metrics
+--- error_code: 200
+--- no_error_log
+[alert]
+[crit]
+[emerg]
+
+
+
+=== TEST 16: Redis refusing writes for now (OOM): spooled, not 503; replayed once it takes them again
+--- http_config eval: 'resend_confirmation_spool $TEST_NGINX_SPOOL fsync=off;'
+--- config eval: main::endpoint()
+--- init
+t::Resend::start_redis($main::Port, @main::Durable);
+main::redis_own('FLUSHALL');
+main::redis_own('CONFIG', 'SET', 'maxmemory-policy', 'noeviction');
+main::redis_own('CONFIG', 'SET', 'maxmemory', '1');
+my @answers = map { [@{ main::post("oom$_\@example.com") }, "oom$_\@example.com"] } 1 .. 10;
+Test::More::is(scalar(grep { "$_->[0] $_->[1]" eq '200 spooled' } @answers), 10, 'every answer 200 spooled');
+sleep 0.5;
+Test::More::is(main::redis_own('XLEN', 'resend_confirmation'), 0, 'nothing taken while OOM');
+main::redis_own('CONFIG', 'SET', 'maxmemory', '0');
+Test::More::is(main::wait_replayed(10), 10, 'the 10 records in the stream');
+main::check_every_200_recorded('oom', @answers);
+--- request
+GET /metrics
+--- error_code: 200
+--- error_log eval
+qr/\[error\] .*resend_confirmation: redis 127\.0\.0\.1:\d+ refused XADD: OOM/
