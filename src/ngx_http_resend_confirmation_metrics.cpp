@@ -337,6 +337,25 @@ std::uint64_t worker_sum(const metrics_zone &zone, std::uint32_t index, Field fi
     return sum;
 }
 
+void write_spool_metrics(resend::prometheus_text &out,
+                         const ngx_http_resend_confirmation_spool_stats_t &spool) noexcept {
+    if (!spool.configured) return;
+    out.family("resend_confirmation_spool_bytes", "gauge", "Bytes of spool segment files on disk.");
+    out.sample("resend_confirmation_spool_bytes", {}, spool.bytes);
+    out.family("resend_confirmation_spool_records", "gauge",
+               "Records kept in the spool and not yet acknowledged by Redis.");
+    out.sample("resend_confirmation_spool_records", {}, spool.records);
+    out.family("resend_confirmation_spool_oldest_seconds", "gauge",
+               "Age of the oldest spool segment (at least that of its oldest waiting record); 0 when empty.");
+    out.sample_ms_as_seconds("resend_confirmation_spool_oldest_seconds", {}, spool.oldest_ms);
+    out.family("resend_confirmation_spool_replayed_total", "counter",
+               "Spooled records acknowledged by Redis on replay.");
+    out.sample("resend_confirmation_spool_replayed_total", {}, spool.replayed);
+    out.family("resend_confirmation_spool_corrupt_total", "counter",
+               "Spool segments truncated at a corrupt or torn record.");
+    out.sample("resend_confirmation_spool_corrupt_total", {}, spool.corrupt);
+}
+
 void write_metrics(resend::prometheus_text &out, const metrics_zone &zone) noexcept {
     std::uint32_t nlocations = __atomic_load_n(&zone.nlocations, __ATOMIC_ACQUIRE);
     std::uint32_t ntargets = __atomic_load_n(&zone.ntargets, __ATOMIC_ACQUIRE);
@@ -421,13 +440,16 @@ static ngx_int_t ngx_http_resend_confirmation_metrics_handler(ngx_http_request_t
     // Counted first, then written into one buffer of that size; names added
     // by a reload in between are left for the next scrape.
     auto *zone = static_cast<const metrics_zone *>(mcf->metrics);
+    ngx_http_resend_confirmation_spool_stats_t spool = ngx_http_resend_confirmation_spool_stats(mcf);
     resend::prometheus_text counting(nullptr, 0);
     if (zone != nullptr) write_metrics(counting, *zone);
+    write_spool_metrics(counting, spool);
     size_t capacity = counting.size();
     u_char *text = capacity != 0 ? static_cast<u_char *>(ngx_pnalloc(r->pool, capacity)) : nullptr;
     if (capacity != 0 && text == nullptr) return NGX_HTTP_INTERNAL_SERVER_ERROR;
     resend::prometheus_text writing(reinterpret_cast<char *>(text), capacity);
     if (zone != nullptr) write_metrics(writing, *zone);
+    write_spool_metrics(writing, spool);
     size_t size = writing.size() < capacity ? writing.size() : capacity;
 
     static ngx_str_t content_type = ngx_string("text/plain; version=0.0.4; charset=utf-8");

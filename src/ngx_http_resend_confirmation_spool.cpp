@@ -720,6 +720,21 @@ ngx_http_resend_confirmation_spool_stats(ngx_http_resend_confirmation_main_conf_
     stats.records = sh->records;
     stats.replayed = sh->replayed;
     stats.corrupt = sh->corrupt;
+    if (stats.bytes == 0) return stats;
+    // The oldest segment's name begins with when it was begun (ms).
+    DIR *dir = opendir(reinterpret_cast<const char *>(mcf->spool->path.data));
+    if (dir == nullptr) return stats;
+    std::uint64_t oldest = 0;
+    while (struct dirent *entry = readdir(dir)) {
+        if (!is_segment_name(entry->d_name)) continue;
+        std::uint64_t begun = 0;
+        for (const char *p = entry->d_name; *p >= '0' && *p <= '9'; ++p) begun = begun * 10 + (*p - '0');
+        if (oldest == 0 || begun < oldest) oldest = begun;
+    }
+    closedir(dir);
+    ngx_time_t *now = ngx_timeofday();
+    std::uint64_t now_ms = static_cast<std::uint64_t>(now->sec) * 1000 + now->msec;
+    if (oldest != 0 && now_ms > oldest) stats.oldest_ms = now_ms - oldest;
     return stats;
 }
 

@@ -55,6 +55,16 @@ sub post {
     return [$status // 0, $outcome // '', $id // ''];
 }
 
+# The scrape's spool samples, as {name => value}.
+sub spool_metrics {
+    my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                     PeerPort => $ENV{TEST_NGINX_SERVER_PORT} || 1984)
+        or die "cannot connect to nginx: $!\n";
+    print $sock "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    my $response = do { local $/; <$sock> } // '';
+    return { $response =~ /^resend_confirmation_spool_(\w+) (\S+)$/mg };
+}
+
 sub segments { my @s = glob "$Top/spool/*.seg"; return @s }
 
 sub redis_own { t::Resend::redis({port => $Port}, @_) }
@@ -176,6 +186,9 @@ main::redis_own('FLUSHALL');
 Test::More::is(main::wait_replayed(20), 20, 'the stream holds the 20 records');
 main::check_every_200_recorded('down', @answers);
 Test::More::is(scalar(main::segments()), 0, 'the spool is empty');
+my $m = main::spool_metrics();
+Test::More::is("$m->{records} $m->{bytes} $m->{replayed_total} $m->{oldest_seconds}", '0 0 20 0.000',
+               'metrics: nothing waiting, 20 replayed');
 my $entries = main::redis_own('XRANGE', 'resend_confirmation', '-', '+');
 my %f = @{ $entries->[0][1] };
 Test::More::is(join(' ', map { $entries->[0][1][2 * $_] } 0 .. 3), 'email ip request_id received_at',
@@ -256,6 +269,11 @@ GET /metrics
 t::Resend::signal_redis('KILL', $main::Port) if $t::Resend::Started{$main::Port};
 @main::Kept = map { [@{ main::post("restart$_\@example.com") }, "restart$_\@example.com"] } 1 .. 10;
 Test::More::is(scalar(grep { "$_->[0] $_->[1]" eq '200 spooled' } @main::Kept), 10, 'every answer 200 spooled');
+sleep 0.01;
+my $m = main::spool_metrics();
+Test::More::is($m->{records}, 10, 'metrics: 10 records waiting');
+Test::More::cmp_ok($m->{bytes}, '>', 10 * 100, 'metrics: their bytes');
+Test::More::cmp_ok($m->{oldest_seconds}, '>', 0, 'metrics: the oldest one\'s age');
 --- request
 GET /metrics
 --- error_code: 200
@@ -320,6 +338,7 @@ t::Resend::start_redis($main::Port, @main::Durable);
 main::redis_own('FLUSHALL');
 my $want = 10 - $main::Damaged;
 Test::More::is(main::wait_replayed($want), $want, "the $want intact records in the stream");
+Test::More::is(main::spool_metrics()->{corrupt_total}, $main::Damaged, 'metrics: the truncated segments');
 --- request
 GET /metrics
 --- error_code: 200
