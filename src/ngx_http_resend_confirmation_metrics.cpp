@@ -340,20 +340,20 @@ std::uint64_t worker_sum(const metrics_zone &zone, std::uint32_t index, Field fi
 void write_spool_metrics(resend::prometheus_text &out,
                          const ngx_http_resend_confirmation_spool_stats_t &spool) noexcept {
     if (!spool.configured) return;
-    out.family("resend_confirmation_spool_bytes", "gauge", "Bytes of spool segment files on disk.");
-    out.sample("resend_confirmation_spool_bytes", {}, spool.bytes);
-    out.family("resend_confirmation_spool_records", "gauge",
-               "Records kept in the spool and not yet acknowledged by Redis.");
-    out.sample("resend_confirmation_spool_records", {}, spool.records);
+    auto one = [&](std::string_view name, std::string_view type, std::string_view help, std::uint64_t value) {
+        out.family(name, type, help);
+        out.sample(name, {}, value);
+    };
+    one("resend_confirmation_spool_bytes", "gauge", "Bytes of spool segment files on disk.", spool.bytes);
+    one("resend_confirmation_spool_records", "gauge", "Records kept in the spool and not yet acknowledged by Redis.",
+        spool.records);
     out.family("resend_confirmation_spool_oldest_seconds", "gauge",
                "Age of the oldest spool segment (at least that of its oldest waiting record); 0 when empty.");
     out.sample_ms_as_seconds("resend_confirmation_spool_oldest_seconds", {}, spool.oldest_ms);
-    out.family("resend_confirmation_spool_replayed_total", "counter",
-               "Spooled records acknowledged by Redis on replay.");
-    out.sample("resend_confirmation_spool_replayed_total", {}, spool.replayed);
-    out.family("resend_confirmation_spool_corrupt_total", "counter",
-               "Spool segments truncated at a corrupt or torn record.");
-    out.sample("resend_confirmation_spool_corrupt_total", {}, spool.corrupt);
+    one("resend_confirmation_spool_replayed_total", "counter", "Spooled records acknowledged by Redis on replay.",
+        spool.replayed);
+    one("resend_confirmation_spool_corrupt_total", "counter",
+        "Spool segments truncated at a corrupt or torn record.", spool.corrupt);
 }
 
 void write_metrics(resend::prometheus_text &out, const metrics_zone &zone) noexcept {

@@ -322,7 +322,9 @@ void log_full(const char *why, ngx_err_t err) noexcept {
 
 void waiter_cleanup(void *data) noexcept {
     auto *w = static_cast<waiter *>(data);
-    if (ngx_queue_next(&w->queue) != &w->queue) ngx_queue_remove(&w->queue);
+    if (ngx_queue_next(&w->queue) != &w->queue) {  // still waiting: the request went away
+        ngx_queue_remove(&w->queue);
+    }
     ngx_queue_init(&w->queue);
 }
 
