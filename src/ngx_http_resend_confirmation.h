@@ -15,6 +15,7 @@ extern "C" {
 #include "core/keyed_hash.hpp"
 #include "core/leaky_bucket.hpp"
 #include "core/outcome.hpp"
+#include "core/redis_reply.hpp"
 #include "core/request.hpp"
 
 extern "C" {
@@ -39,6 +40,7 @@ struct ngx_http_resend_confirmation_redis_conf_t {
     ngx_msec_t connect_timeout;
     ngx_msec_t timeout;  // the longest wait for one command's reply
     ngx_uint_t index;    // in the worker's links
+    ngx_str_t script;    // a Lua script to SCRIPT LOAD on every connect; empty: none
     ngx_http_resend_confirmation_metrics_ref_t *metrics;  // the link's counters
     ngx_str_t host;      // a name to re-resolve on reconnect; empty for an IP address or unix:
     in_port_t port;      // with `host`
@@ -78,6 +80,27 @@ struct ngx_http_resend_confirmation_limit_t {
     ngx_flag_t silent;
 };
 
+// `resend_confirmation_shared_limit KEY rate=RATE [burst=N];`: a limit kept
+// in Redis, checked by the script that records (shared_limit.cpp).
+struct ngx_http_resend_confirmation_shared_limit_t {
+    ngx_http_complex_value_t key;
+    ngx_str_t identity;  // "KEY\0RATE\0" as configured: hashed in front of the key's value
+    ngx_str_t key_text;  // KEY and RATE as configured, for the log
+    ngx_str_t rate_text;
+    ngx_str_t per_text, period_text, burst_text;  // the script's arguments for it
+    u_char *file;  // where, for errors found when merging
+    ngx_uint_t line;
+    bool keyed;  // hash has the secret
+    resend::keyed_hash hash;
+};
+
+// `resend_confirmation_client_prefix ipv4=N ipv6=N;`: bits of the client
+// address kept by $resend_confirmation_client_prefix.
+struct ngx_http_resend_confirmation_client_prefix_t {
+    ngx_uint_t ipv4;
+    ngx_uint_t ipv6;
+};
+
 struct ngx_http_resend_confirmation_loc_conf_t {
     ngx_flag_t enabled;    // `resend_confirmation;` in this location
     u_char *enabled_file;  // where, for errors found when merging
@@ -96,6 +119,8 @@ struct ngx_http_resend_confirmation_loc_conf_t {
     ngx_uint_t limit_log_level;  // level of the refusal log line
     ngx_str_t metrics_name;      // resend_confirmation_metrics_name; default the location's name
     ngx_http_resend_confirmation_metrics_ref_t *metrics;  // where its outcomes are counted
+    ngx_array_t *shared_limits;  // of ngx_http_resend_confirmation_shared_limit_t; null: unset
+    const ngx_http_resend_confirmation_client_prefix_t *client_prefix;  // null: unset
 };
 
 // A limit that counted this request, to give back if it is refused later.
@@ -145,6 +170,13 @@ struct ngx_http_resend_confirmation_pending_s;
 typedef struct ngx_http_resend_confirmation_pending_s ngx_http_resend_confirmation_pending_t;
 struct ngx_http_resend_confirmation_link_s;
 typedef struct ngx_http_resend_confirmation_link_s ngx_http_resend_confirmation_link_t;
+struct ngx_http_resend_confirmation_shared_call_s;
+// A request's EVALSHA of its shared limits, kept for a NOSCRIPT retry (shared_limit.cpp).
+typedef struct ngx_http_resend_confirmation_shared_call_s ngx_http_resend_confirmation_shared_call_t;
+// Takes the reply to a command instead of ngx_http_resend_confirmation_recorded()
+// (a failure of the link still goes there).
+typedef void (*ngx_http_resend_confirmation_reply_pt)(ngx_http_request_t *r,
+                                                      const resend::redis_reply &reply) noexcept;
 
 // Where a request is, as far as the body and answer filters need to know.
 enum class ngx_http_resend_confirmation_stage_t : unsigned char {
@@ -159,7 +191,8 @@ struct ngx_http_resend_confirmation_ctx_t {
     resend::outcome outcome;  // the answer, once decided ($resend_confirmation_outcome
                               // unless still draining)
     ngx_http_resend_confirmation_stage_t stage;
-    unsigned silenced:1;         // a silent client limit: a valid body gets the silent 200
+    unsigned silenced:1;         // a silent client limit (a valid body gets the silent 200),
+                                 // or a shared limit (the record's reply said so)
     unsigned dry_run_limited:1;  // a limit would have refused it, but dry run is on
     off_t body_received;      // decoded body bytes seen by the request body filter
     ngx_str_t email;          // as sent, copied into the request pool
@@ -173,6 +206,7 @@ struct ngx_http_resend_confirmation_ctx_t {
     ngx_msec_t redis_sent;    // when the record was handed to the link
     ngx_msec_t redis_time;    // how long Redis took to answer ($resend_confirmation_redis_time)
     unsigned redis_answered:1;  // redis_time is set
+    ngx_http_resend_confirmation_shared_call_t *shared_call;  // shared limits sent, if any
 };
 
 // The ways a request is found too large; what follows is
@@ -192,6 +226,7 @@ static_assert(std::is_trivially_destructible_v<ngx_http_resend_confirmation_limi
 static_assert(std::is_trivially_destructible_v<ngx_http_resend_confirmation_loc_conf_t>);
 static_assert(std::is_trivially_destructible_v<ngx_http_resend_confirmation_charge_t>);
 static_assert(std::is_trivially_destructible_v<ngx_http_resend_confirmation_zone_t>);
+static_assert(std::is_trivially_destructible_v<ngx_http_resend_confirmation_shared_limit_t>);
 static_assert(std::is_trivially_destructible_v<ngx_http_resend_confirmation_ctx_t>);
 
 // The configuration and context of a request, one getter each.
@@ -297,6 +332,12 @@ ngx_http_resend_confirmation_limit_verdict_t
 ngx_http_resend_confirmation_limit_check(ngx_http_request_t *r,
                                          ngx_http_resend_confirmation_ctx_t *ctx,
                                          ngx_http_resend_confirmation_limit_phase_t phase) noexcept;
+// A zone's numbers for the metrics; false when shm_zone is not a limit zone.
+struct ngx_http_resend_confirmation_zone_stats_t {
+    uint64_t keys, evictions, refused, silenced;
+};
+bool ngx_http_resend_confirmation_limit_stats(ngx_shm_zone_t *shm_zone,
+                                              ngx_http_resend_confirmation_zone_stats_t *stats) noexcept;
 // Gives back what the email limits took (the request was refused after all).
 void ngx_http_resend_confirmation_limit_refund(ngx_http_resend_confirmation_ctx_t *ctx) noexcept;
 
@@ -332,6 +373,22 @@ ngx_int_t ngx_http_resend_confirmation_answer_unrecorded(ngx_http_request_t *r,
                                                         ngx_http_resend_confirmation_ctx_t *ctx,
                                                         ngx_http_resend_confirmation_fate_t fate) noexcept;
 
+// shared_limit.cpp: limits kept in Redis, checked by the record's script.
+char *ngx_http_resend_confirmation_shared_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf) noexcept;
+char *ngx_http_resend_confirmation_client_prefix(ngx_conf_t *cf, ngx_command_t *cmd, void *conf) noexcept;
+// Inheritance, the default prefix, the secret's check and the script for the
+// location's Redis; NGX_CONF_OK or an error.
+char *ngx_http_resend_confirmation_shared_limit_merge(ngx_conf_t *cf,
+                                                      ngx_http_resend_confirmation_loc_conf_t *parent,
+                                                      ngx_http_resend_confirmation_loc_conf_t *conf) noexcept;
+// Turns the record's XADD into the script's EVALSHA when the location has
+// shared limits (`*command` unchanged otherwise, `*on_reply` null); false
+// when out of memory.
+bool ngx_http_resend_confirmation_shared_limit_command(ngx_http_request_t *r,
+                                                       ngx_http_resend_confirmation_ctx_t *ctx,
+                                                       std::span<const std::string_view> *command,
+                                                       ngx_http_resend_confirmation_reply_pt *on_reply) noexcept;
+
 // request_id.cpp: the request's $request_id (drawn from a per-worker buffer
 // unless the request already has one); null when out of memory.
 ngx_http_variable_value_t *ngx_http_resend_confirmation_request_id(ngx_http_request_t *r) noexcept;
@@ -344,10 +401,13 @@ void ngx_http_resend_confirmation_link_destroy(ngx_http_resend_confirmation_link
 // Queues a command for `r`; null when the link is down (the caller answers).
 // args[0], the command's name, must be a literal: an error reply is logged
 // with it.
+// `on_reply`, when set, takes Redis's reply instead of
+// ngx_http_resend_confirmation_recorded().
 ngx_http_resend_confirmation_pending_t *
 ngx_http_resend_confirmation_link_send(ngx_http_resend_confirmation_link_t *link,
                                        ngx_http_request_t *r,
-                                       std::span<const std::string_view> args) noexcept;
+                                       std::span<const std::string_view> args,
+                                       ngx_http_resend_confirmation_reply_pt on_reply = nullptr) noexcept;
 // The request went away: its reply, when it comes, is dropped.
 void ngx_http_resend_confirmation_link_detach(ngx_http_resend_confirmation_pending_t *entry) noexcept;
 // Connected, past AUTH/SELECT, nothing failed since: replay may send.
@@ -403,6 +463,8 @@ void ngx_http_resend_confirmation_metrics_in_flight(ngx_http_resend_confirmation
                                                     ngx_uint_t commands) noexcept;
 void ngx_http_resend_confirmation_metrics_reply_time(ngx_http_resend_confirmation_metrics_ref_t *ref,
                                                      ngx_msec_t elapsed) noexcept;
+// The shared-limit script's answer: 0 recorded, 1 silenced, 2 dry run.
+void ngx_http_resend_confirmation_metrics_shared_limit(ngx_uint_t result) noexcept;
 void ngx_http_resend_confirmation_metrics_refusal(ngx_http_resend_confirmation_metrics_ref_t *ref,
                                                   std::string_view error) noexcept;
 

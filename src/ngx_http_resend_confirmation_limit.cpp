@@ -27,6 +27,12 @@ struct ngx_http_resend_confirmation_limit_shctx_s {
     ngx_rbtree_node_t sentinel;
     ngx_queue_t queue;  // least recently used last
     u_char secret[secret_size];  // random, made with the zone: the HMAC key unless one is configured
+    // For the metrics: keys is changed under the zone's mutex, the others
+    // with atomic adds; all are read without the mutex.
+    uint64_t keys;
+    uint64_t evictions;  // keys forgotten before they drained, to make room
+    uint64_t refused;    // requests over a limit of this zone (non-silent), dry runs included
+    uint64_t silenced;   // ... over a silent one
 };
 static_assert(std::is_trivially_destructible_v<ngx_http_resend_confirmation_limit_shctx_t>);
 
@@ -109,6 +115,7 @@ static void ngx_http_resend_confirmation_limit_remove(ngx_http_resend_confirmati
     ngx_queue_remove(q);
     ngx_rbtree_delete(&zone->sh->rbtree, node);
     ngx_slab_free_locked(zone->shpool, node);
+    __atomic_store_n(&zone->sh->keys, zone->sh->keys - 1, __ATOMIC_RELAXED);
 }
 
 // Frees up to two least recently used keys that have gone idle: the
@@ -133,6 +140,7 @@ static ngx_rbtree_node_t *ngx_http_resend_confirmation_limit_alloc(
         auto *node = static_cast<ngx_rbtree_node_t *>(ngx_slab_alloc_locked(zone->shpool, size));
         if (node != nullptr || ngx_queue_empty(&zone->sh->queue)) return node;
         ngx_http_resend_confirmation_limit_remove(zone, ngx_queue_last(&zone->sh->queue));
+        __atomic_fetch_add(&zone->sh->evictions, 1, __ATOMIC_RELAXED);
     }
 }
 
@@ -235,6 +243,7 @@ static take_result ngx_http_resend_confirmation_limit_take(ngx_http_resend_confi
                 ngx_memcpy(lr->data, key.data, key.len);
                 ngx_rbtree_insert(&zone->sh->rbtree, node);
                 ngx_queue_insert_head(&zone->sh->queue, &lr->queue);
+                __atomic_store_n(&zone->sh->keys, zone->sh->keys + 1, __ATOMIC_RELAXED);
             }
         }
         if (node != nullptr) {
@@ -309,6 +318,9 @@ ngx_http_resend_confirmation_limit_verdict_t ngx_http_resend_confirmation_limit_
             continue;
         }
 
+        __atomic_fetch_add(limit.silent ? &zone_of(limit.shm_zone)->sh->silenced
+                                         : &zone_of(limit.shm_zone)->sh->refused,
+                           1, __ATOMIC_RELAXED);
         ngx_log_error(lcf->limit_log_level, r->connection->log, 0,
                       "resend_confirmation: %s%s by zone \"%V\", excess: %uL.%03uL",
                       lcf->limit_dry_run ? "dry run, " : "",
@@ -445,4 +457,16 @@ ngx_int_t ngx_http_resend_confirmation_limit_init_zone(ngx_shm_zone_t *shm_zone,
     if (zone->shpool->log_ctx == nullptr) return NGX_ERROR;
     *ngx_sprintf(zone->shpool->log_ctx, log_ctx_format, &shm_zone->shm.name) = '\0';
     return NGX_OK;
+}
+
+bool ngx_http_resend_confirmation_limit_stats(ngx_shm_zone_t *shm_zone,
+                                              ngx_http_resend_confirmation_zone_stats_t *stats) noexcept {
+    if (shm_zone->init != ngx_http_resend_confirmation_limit_init_zone) return false;
+    auto *zone = zone_of(shm_zone);
+    if (zone == nullptr || zone->sh == nullptr) return false;
+    stats->keys = __atomic_load_n(&zone->sh->keys, __ATOMIC_RELAXED);
+    stats->evictions = __atomic_load_n(&zone->sh->evictions, __ATOMIC_RELAXED);
+    stats->refused = __atomic_load_n(&zone->sh->refused, __ATOMIC_RELAXED);
+    stats->silenced = __atomic_load_n(&zone->sh->silenced, __ATOMIC_RELAXED);
+    return true;
 }

@@ -71,9 +71,14 @@ struct worker_slot {
     std::uint32_t in_flight[max_targets];
 };
 
+// What the shared-limit script answered (resend::shared_limit_answer's
+// recorded, silenced and dry-run results).
+constexpr std::string_view shared_limit_results[] = {"recorded", "silenced", "dry_run_limited"};
+
 struct metrics_zone {
     std::uint32_t nlocations;
     std::uint32_t ntargets;
+    std::uint64_t shared_limit[std::size(shared_limit_results)];
     location_counters locations[max_locations];
     target_counters targets[max_targets];
     worker_slot workers[max_worker_slots];
@@ -356,6 +361,46 @@ void write_spool_metrics(resend::prometheus_text &out,
         "Spool segments truncated at a corrupt or torn record.", spool.corrupt);
 }
 
+// The rate-limit zones of the running configuration, from their own
+// shared memory (limit.cpp keeps the numbers).
+void write_zone_metrics(resend::prometheus_text &out) noexcept {
+    struct family {
+        std::string_view name, type, help;
+        std::uint64_t ngx_http_resend_confirmation_zone_stats_t::*value;
+    };
+    static const family families[] = {
+        {"resend_confirmation_zone_keys", "gauge", "Keys a rate-limit zone holds.",
+         &ngx_http_resend_confirmation_zone_stats_t::keys},
+        {"resend_confirmation_zone_evictions_total", "counter",
+         "Keys a full zone forgot before they drained, to make room.",
+         &ngx_http_resend_confirmation_zone_stats_t::evictions},
+        {"resend_confirmation_zone_refused_total", "counter",
+         "Requests over a non-silent limit of the zone (dry runs included).",
+         &ngx_http_resend_confirmation_zone_stats_t::refused},
+        {"resend_confirmation_zone_silenced_total", "counter",
+         "Requests over a silent limit of the zone (dry runs included).",
+         &ngx_http_resend_confirmation_zone_stats_t::silenced},
+    };
+    // ngx_cycle is volatile (it changes on reload); this worker's cycle does not.
+    auto *cycle = const_cast<ngx_cycle_t *>(ngx_cycle);
+    for (const family &f : families) {
+        out.family(f.name, f.type, f.help);
+        for (ngx_list_part_t *part = &cycle->shared_memory.part; part != nullptr; part = part->next) {
+            auto *zones = static_cast<ngx_shm_zone_t *>(part->elts);
+            for (ngx_uint_t i = 0; i < part->nelts; ++i) {
+                ngx_http_resend_confirmation_zone_stats_t stats;
+                if (zones[i].tag != &ngx_http_resend_confirmation_module ||
+                    !ngx_http_resend_confirmation_limit_stats(&zones[i], &stats)) {
+                    continue;
+                }
+                std::string_view name(reinterpret_cast<const char *>(zones[i].shm.name.data),
+                                      zones[i].shm.name.len);
+                out.sample(f.name, {{"zone", name}}, stats.*f.value);
+            }
+        }
+    }
+}
+
 void write_metrics(resend::prometheus_text &out, const metrics_zone &zone) noexcept {
     std::uint32_t nlocations = __atomic_load_n(&zone.nlocations, __ATOMIC_ACQUIRE);
     std::uint32_t ntargets = __atomic_load_n(&zone.ntargets, __ATOMIC_ACQUIRE);
@@ -417,6 +462,15 @@ void write_metrics(resend::prometheus_text &out, const metrics_zone &zone) noexc
                        {{"redis", target.name.view()}, {"error", "other"}}, other);
         }
     }
+
+    out.family("resend_confirmation_shared_limit_total", "counter",
+               "What the fleet-wide limit script answered, over every location of this node.");
+    for (std::size_t i = 0; i < std::size(shared_limit_results); ++i) {
+        out.sample("resend_confirmation_shared_limit_total", {{"result", shared_limit_results[i]}},
+                   read(zone.shared_limit[i]));
+    }
+
+    write_zone_metrics(out);
 
     out.family("resend_confirmation_redis_reply_seconds", "histogram",
                "Time from writing a command to Redis's reply.");
@@ -503,4 +557,11 @@ ngx_int_t ngx_http_resend_confirmation_metrics_init(ngx_conf_t *cf) noexcept {
     if (h == nullptr) return NGX_ERROR;
     *h = ngx_http_resend_confirmation_metrics_log;
     return NGX_OK;
+}
+
+void ngx_http_resend_confirmation_metrics_shared_limit(ngx_uint_t result) noexcept {
+    auto *mcf = static_cast<ngx_http_resend_confirmation_main_conf_t *>(ngx_http_cycle_get_module_main_conf(
+        const_cast<ngx_cycle_t *>(ngx_cycle), ngx_http_resend_confirmation_module));
+    if (mcf == nullptr || mcf->metrics == nullptr || result >= std::size(shared_limit_results)) return;
+    add(static_cast<metrics_zone *>(mcf->metrics)->shared_limit[result], std::uint64_t{1});
 }

@@ -1,6 +1,7 @@
 // Module definition: registers every directive and parses those of the
 // endpoint, the Redis link, the stream and the record's fields (the limit
-// directives' parsers are in limit_directives.cpp); decides what a level
+// directives' parsers are in limit_directives.cpp, the shared limits' in
+// shared_limit.cpp); decides what a level
 // inherits and refuses a `resend_confirmation` location without a Redis; and
 // makes each worker's JSON parser (sized for the largest body limit) and
 // Redis links. The request flow starts in ngx_http_resend_confirmation_handler.cpp.
@@ -113,6 +114,10 @@ static ngx_command_t ngx_http_resend_confirmation_commands[] = {
      ngx_http_resend_confirmation_log_levels},
     {ngx_string("resend_confirmation_limit_secret"), NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1,
      ngx_http_resend_confirmation_limit_secret, NGX_HTTP_MAIN_CONF_OFFSET, 0, nullptr},
+    {ngx_string("resend_confirmation_shared_limit"), RESEND_ANY_LEVEL | NGX_CONF_TAKE23,
+     ngx_http_resend_confirmation_shared_limit, NGX_HTTP_LOC_CONF_OFFSET, 0, nullptr},
+    {ngx_string("resend_confirmation_client_prefix"), RESEND_ANY_LEVEL | NGX_CONF_TAKE12,
+     ngx_http_resend_confirmation_client_prefix, NGX_HTTP_LOC_CONF_OFFSET, 0, nullptr},
     {ngx_string("resend_confirmation_metrics"), NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS,
      ngx_http_resend_confirmation_metrics_directive, NGX_HTTP_LOC_CONF_OFFSET, 0, nullptr},
     {ngx_string("resend_confirmation_metrics_name"), RESEND_ANY_LEVEL | NGX_CONF_TAKE1,
@@ -459,6 +464,9 @@ static char *ngx_http_resend_confirmation_merge_loc_conf(ngx_conf_t *cf, void *p
                       conf->redis_failure_file, conf->redis_failure_line);
         return ngx_http_resend_confirmation_conf_error();
     }
+
+    char *shared = ngx_http_resend_confirmation_shared_limit_merge(cf, parent, conf);
+    if (shared != NGX_CONF_OK) return shared;
 
     if (conf->enabled) {
         // Its outcomes are counted under its metrics name, by default the

@@ -5,7 +5,9 @@
 // and the answer once Redis has it, or could not take it (the failure policy:
 // 503, 200 "lost", or 200 "spooled" once the spool keeps it; the email
 // limits' count is given back only where the record surely is not in
-// Redis), or the client has gone (499).
+// Redis), or the client has gone (499). With shared limits the same XADD
+// runs inside their script (shared_limit.cpp), which may silence the
+// request instead.
 
 #include "ngx_http_resend_confirmation.h"
 
@@ -141,8 +143,11 @@ bool ngx_http_resend_confirmation_record(ngx_http_request_t *r,
 
     size_t argc = ngx_http_resend_confirmation_record_command(view(lcf->stream), view(lcf->maxlen_text),
                                                               {fields, n}, args);
+    std::span<const std::string_view> command{args, argc};
+    ngx_http_resend_confirmation_reply_pt on_reply = nullptr;
+    if (!ngx_http_resend_confirmation_shared_limit_command(r, ctx, &command, &on_reply)) return false;
     ctx->pending = ngx_http_resend_confirmation_link_send(
-        ngx_http_resend_confirmation_worker_link(lcf->redis), r, {args, argc});
+        ngx_http_resend_confirmation_worker_link(lcf->redis), r, command, on_reply);
     if (ctx->pending == nullptr) return false;
     ctx->redis_sent = ngx_current_msec;
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
@@ -215,8 +220,9 @@ void ngx_http_resend_confirmation_recorded(ngx_http_request_t *r,
                                                                           : "unknown",
                    ctx->redis_time);
     ngx_connection_t *c = r->connection;
-    resend::outcome accepted =
-        ctx->dry_run_limited ? resend::outcome::dry_run_limited : resend::outcome::accepted;
+    resend::outcome accepted = ctx->silenced          ? resend::outcome::silenced
+                               : ctx->dry_run_limited ? resend::outcome::dry_run_limited
+                                                      : resend::outcome::accepted;
     ngx_int_t rc = fate == ngx_http_resend_confirmation_fate_t::stored
                        ? ngx_http_resend_confirmation_answer(r, ctx, accepted)
                        : ngx_http_resend_confirmation_answer_unrecorded(r, ctx, fate);

@@ -54,6 +54,7 @@ struct ngx_http_resend_confirmation_pending_s {
     std::string_view command;  // its name (args[0], a literal), for the log
     bool handshake;         // AUTH or SELECT: an error fails the connection
     bool replay;            // the spool's: its fate goes to the spool
+    ngx_http_resend_confirmation_reply_pt on_reply;  // null: ngx_http_resend_confirmation_recorded()
 };
 
 namespace {
@@ -135,7 +136,8 @@ static ngx_http_resend_confirmation_pending_t *
 ngx_http_resend_confirmation_link_append(ngx_http_resend_confirmation_link_t *link,
                                          std::span<const std::string_view> args,
                                          ngx_http_request_t *r, ngx_msec_t timeout,
-                                         bool handshake = false) noexcept {
+                                         bool handshake = false,
+                                         ngx_http_resend_confirmation_reply_pt on_reply = nullptr) noexcept {
     ngx_http_resend_confirmation_pending_t *entry;
     if (!ngx_queue_empty(&link->spare)) {
         ngx_queue_t *q = ngx_queue_head(&link->spare);
@@ -161,6 +163,7 @@ ngx_http_resend_confirmation_link_append(ngx_http_resend_confirmation_link_t *li
     entry->command = args[0];
     entry->handshake = handshake;
     entry->replay = false;
+    entry->on_reply = on_reply;
     entry->deadline = ngx_current_msec + timeout;
     entry->queued = ngx_current_msec;
     ngx_queue_insert_tail(&link->pending, &entry->queue);
@@ -257,6 +260,16 @@ static bool ngx_http_resend_confirmation_link_handshake(ngx_http_resend_confirma
     }
     link->handshake_unsent = link->out_size;  // the buffer was empty before
     link->handshake_left = commands;
+    if (conf->script.len != 0) {
+        // Not part of the handshake (a refusal is logged, not fatal): the
+        // first command once it is accepted, so that EVALSHA finds the script.
+        std::string_view load[3] = {"SCRIPT", "LOAD",
+                                    {reinterpret_cast<const char *>(conf->script.data), conf->script.len}};
+        if (ngx_http_resend_confirmation_link_append(link, load, nullptr,
+                                                     conf->connect_timeout + conf->timeout) == nullptr) {
+            return false;
+        }
+    }
     return true;
 }
 
@@ -522,13 +535,24 @@ static bool ngx_http_resend_confirmation_link_deliver(ngx_http_resend_confirmati
     }
     if (!ok) {
         ngx_http_resend_confirmation_metrics_refusal(link->conf->metrics, reply.error);
-        ngx_http_resend_confirmation_link_log_refusal(link, entry, reply.error);
+        if (reply.error.starts_with("NOSCRIPT ")) {
+            // Answered by sending the script in full (shared limits): not a failure.
+            ngx_log_error(NGX_LOG_NOTICE, link->log, 0,
+                          "resend_confirmation: redis %V refused %*s: NOSCRIPT, sending the script in full",
+                          &link->conf->addr.name, entry->command.size(), entry->command.data());
+        } else {
+            ngx_http_resend_confirmation_link_log_refusal(link, entry, reply.error);
+        }
     }
 
     if (ngx_queue_empty(&link->pending)) {
         if (link->overdue.timer_set) ngx_del_timer(&link->overdue);
     } else {
         ngx_http_resend_confirmation_link_watch_deadlines(link);
+    }
+    if (entry->r != nullptr && entry->on_reply != nullptr) {
+        entry->on_reply(entry->r, reply);  // the shared limits' script: its answer decides
+        return true;
     }
     ngx_http_resend_confirmation_link_tell(
         entry, ok                                          ? ngx_http_resend_confirmation_fate_t::stored
@@ -822,13 +846,14 @@ void ngx_http_resend_confirmation_link_destroy(ngx_http_resend_confirmation_link
 ngx_http_resend_confirmation_pending_t *
 ngx_http_resend_confirmation_link_send(ngx_http_resend_confirmation_link_t *link,
                                        ngx_http_request_t *r,
-                                       std::span<const std::string_view> args) noexcept {
+                                       std::span<const std::string_view> args,
+                                       ngx_http_resend_confirmation_reply_pt on_reply) noexcept {
     if (link->state == link_state::down) {
         if (link->hold_down.timer_set) return nullptr;  // just failed: answer at once
         if (!ngx_http_resend_confirmation_link_connect(link)) return nullptr;
     }
     ngx_http_resend_confirmation_pending_t *entry =
-        ngx_http_resend_confirmation_link_append(link, args, r, link->conf->timeout);
+        ngx_http_resend_confirmation_link_append(link, args, r, link->conf->timeout, false, on_reply);
     if (entry == nullptr) return nullptr;
 
     if (link->state == link_state::up && !link->peer.connection->write->posted) {

@@ -193,3 +193,77 @@ $t::Resend::NginxDebug
     : []
 --- no_error_log eval
 [qr/debug\.me/i, "[alert]", "[crit]"]
+
+
+
+=== TEST 10: rate-limit zones: keys held, requests refused and silenced, keys evicted from a full zone
+--- http_config eval
+"$t::Resend::Redis
+    resend_confirmation_limit_zone \$binary_remote_addr zone=by_client:1m rate=1r/m;
+    resend_confirmation_limit_zone \$resend_confirmation_email zone=by_email:1m rate=1r/h;
+    resend_confirmation_limit_zone \$resend_confirmation_email zone=small:32k rate=1r/h;"
+--- config
+    location = /client {
+        resend_confirmation;
+        resend_confirmation_limit zone=by_client;
+    }
+    location = /email {
+        resend_confirmation;
+        resend_confirmation_limit zone=by_email silent;
+    }
+    location = /small {
+        resend_confirmation;
+        resend_confirmation_limit zone=small silent;
+    }
+    location = /metrics {
+        resend_confirmation_metrics;
+    }
+--- init
+t::Resend::redis("FLUSHALL");
+# 600 addresses through a 32k zone: it cannot hold them all
+my ($ok, $sent) = t::Resend::load_posts(6, 100, "/small");
+die "only $ok of $sent load requests were answered 200\n" unless $ok == $sent;
+--- request eval
+[main::post("/client", 'c1@example.com'), main::post("/client", 'c2@example.com'),
+ main::post("/email", 'same@example.com'), main::post("/email", 'same@example.com'),
+ "GET /metrics"]
+--- error_code eval
+[200, 429, 200, 200, 200]
+--- response_body_like eval
+["", "", "", "",
+ qr/^resend_confirmation_zone_keys\{zone="by_client"\}[ ]1\n
+    .*^resend_confirmation_zone_keys\{zone="by_email"\}[ ]1\n
+    .*^resend_confirmation_zone_keys\{zone="small"\}[ ][1-9]\d*\n
+    .*^resend_confirmation_zone_evictions_total\{zone="by_client"\}[ ]0\n
+    .*^resend_confirmation_zone_evictions_total\{zone="by_email"\}[ ]0\n
+    .*^resend_confirmation_zone_evictions_total\{zone="small"\}[ ][1-9]\d*\n
+    .*^resend_confirmation_zone_refused_total\{zone="by_client"\}[ ]1\n
+    .*^resend_confirmation_zone_silenced_total\{zone="by_email"\}[ ]1\n/msx]
+
+
+
+=== TEST 11: what the fleet-wide limit script answered
+--- http_config eval
+"$t::Resend::Redis
+    resend_confirmation_limit_secret $ENV{TEST_NGINX_SERVER_ROOT}/secret;"
+--- config
+    location = /r {
+        resend_confirmation;
+        resend_confirmation_shared_limit $resend_confirmation_mailbox rate=1r/h;
+    }
+    location = /metrics {
+        resend_confirmation_metrics;
+    }
+--- user_files
+>>> ../secret
+0123456789abcdef0123456789abcdef
+--- request eval
+[main::post("/r", 'fleet@example.com'), main::post("/r", 'Fleet+x@example.com'),
+ main::post("/r", 'other@example.com'), "GET /metrics"]
+--- error_code eval
+[200, 200, 200, 200]
+--- response_body_like eval
+["", "", "",
+ qr/^resend_confirmation_shared_limit_total\{result="recorded"\}[ ]2\n
+    ^resend_confirmation_shared_limit_total\{result="silenced"\}[ ]1\n
+    ^resend_confirmation_shared_limit_total\{result="dry_run_limited"\}[ ]0\n/msx]

@@ -171,41 +171,59 @@ sub read_reply {
     die "unexpected redis reply: $line\n";
 }
 
+# in_parallel($procs, $work): runs $work->($p) for $p = 0 .. $procs - 1 in
+# as many processes at once; returns the sum of the counts they return.
+sub in_parallel {
+    my ($procs, $work) = @_;
+    my $dir = File::Temp::tempdir(CLEANUP => 1);
+    my @pids;
+    for my $p (0 .. $procs - 1) {
+        my $pid = fork // die "fork: $!";
+        if ($pid) { push @pids, $pid; next }
+        my $count = $work->($p);
+        open my $out, '>', "$dir/$p";
+        print $out $count;
+        close $out;
+        POSIX::_exit(0);
+    }
+    waitpid $_, 0 for @pids;
+    my $sum = 0;
+    for my $p (0 .. $procs - 1) {
+        open my $in, '<', "$dir/$p" or next;
+        $sum += <$in>;
+        unlink "$dir/$p";
+    }
+    rmdir $dir;
+    return $sum;
+}
+
+# post_once($port, $uri, $body [, $headers]): one JSON POST on a new
+# connection ($headers: more header lines, each ending "\r\n"); true when
+# it was answered 200.
+sub post_once {
+    my ($port, $uri, $body, $headers) = @_;
+    my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port) or return 0;
+    print $sock "POST $uri HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n" . ($headers // '')
+              . "Content-Type: application/json\r\nContent-Length: " . length($body)
+              . "\r\n\r\n$body";
+    my $response = do { local $/; <$sock> } // '';
+    return $response =~ m{\AHTTP/1\.1 200 } ? 1 : 0;
+}
+
 # load_posts($clients, $each, $uri [, $email]): $clients processes at once,
 # each posting $each distinct valid emails (or all the same $email) on new
 # connections; returns how many were answered 200 and how many were sent.
 sub load_posts {
     my ($clients, $each, $uri, $email) = @_;
-    my $dir = File::Temp::tempdir(CLEANUP => 1);
-    my @pids;
-    for my $client (1 .. $clients) {
-        my $pid = fork // die "fork: $!";
-        if ($pid) { push @pids, $pid; next }
+    my $ok = in_parallel($clients, sub {
+        my $client = shift() + 1;
         my $ok = 0;
         for my $n (1 .. $each) {
-            my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
-                                             PeerPort => $ENV{TEST_NGINX_SERVER_PORT} || 1984)
-                or next;
-            my $body = '{"email":"' . ($email // "load$client.$n\@example.com") . '"}';
-            print $sock "POST $uri HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
-                      . "Content-Type: application/json\r\nContent-Length: " . length($body)
-                      . "\r\n\r\n$body";
-            my $response = do { local $/; <$sock> } // '';
-            $ok++ if $response =~ m{\AHTTP/1\.1 200 };
+            $ok += post_once($ENV{TEST_NGINX_SERVER_PORT} || 1984, $uri,
+                             '{"email":"' . ($email // "load$client.$n\@example.com") . '"}');
         }
-        open my $out, '>', "$dir/$client";
-        print $out $ok;
-        close $out;
-        POSIX::_exit(0);
-    }
-    waitpid $_, 0 for @pids;
-    my $ok = 0;
-    for my $client (1 .. $clients) {
-        open my $in, '<', "$dir/$client" or next;
-        $ok += <$in>;
-        unlink "$dir/$client";
-    }
-    rmdir $dir;
+        return $ok;
+    });
     return ($ok, $clients * $each);
 }
 

@@ -83,4 +83,27 @@ void email_normalize(std::string_view address, char *out) noexcept {
     }
 }
 
+std::size_t email_mailbox(std::string_view address, char *out) noexcept {
+    std::size_t at = address.rfind('@');
+    if (at == std::string_view::npos) at = address.size();  // not an address: lowercased only
+    std::string_view domain = address.substr(at);  // with its '@'
+    char lowered_domain[email_max_address + 1];
+    std::size_t domain_size = domain.size() < sizeof(lowered_domain) ? domain.size() : 0;
+    email_normalize(domain.substr(0, domain_size), lowered_domain);
+    std::string_view lowered{lowered_domain, domain_size};
+    bool gmail = lowered == "@gmail.com" || lowered == "@googlemail.com";
+
+    std::string_view local = address.substr(0, at);
+    std::size_t plus = local.find('+', 1);
+    if (plus != std::string_view::npos) local = local.substr(0, plus);
+    char *start = out;
+    for (char c : local) {
+        if (gmail && c == '.') continue;
+        email_normalize({&c, 1}, out++);
+    }
+    if (gmail) lowered = "@gmail.com";
+    for (char c : lowered) *out++ = c;
+    return static_cast<std::size_t>(out - start);
+}
+
 }  // namespace resend

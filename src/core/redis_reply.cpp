@@ -9,7 +9,8 @@ namespace resend {
 namespace {
 
 // Every object the reader asks for is this placeholder: nothing is
-// allocated, and only the top-level reply's kind is kept (note()).
+// allocated, and only the top-level reply's kind (an error's text, an
+// integer's value) is kept (note()).
 char placeholder;
 
 reply_reader *owner(const redisReadTask *task) noexcept {
@@ -42,8 +43,8 @@ void *on_array(const redisReadTask *task, element_count) noexcept {
     return &placeholder;
 }
 
-void *on_integer(const redisReadTask *task, long long) noexcept {
-    if (task->parent == nullptr) owner(task)->note(reply_kind::integer, nullptr, 0);
+void *on_integer(const redisReadTask *task, long long value) noexcept {
+    if (task->parent == nullptr) owner(task)->note(reply_kind::integer, nullptr, 0, value);
     return &placeholder;
 }
 
@@ -98,9 +99,10 @@ bool reply_reader::feed(const char *data, std::size_t size) noexcept {
     return redisReaderFeed(static_cast<redisReader *>(reader_), data, size) == REDIS_OK;
 }
 
-void reply_reader::note(reply_kind kind, const char *text, std::size_t size) noexcept {
+void reply_reader::note(reply_kind kind, const char *text, std::size_t size, long long integer) noexcept {
     last_kind_ = kind;
     error_size_ = 0;
+    integer_ = integer;
     if (kind == reply_kind::error) {
         error_size_ = size < sizeof(error_) ? size : sizeof(error_);
         std::memcpy(error_, text, error_size_);
@@ -115,6 +117,7 @@ reply_reader::status reply_reader::next(redis_reply &reply) noexcept {
     if (object == nullptr) return status::incomplete;
     reply.kind = last_kind_;
     reply.error = {error_, error_size_};
+    reply.integer = integer_;
     return status::reply;
 }
 

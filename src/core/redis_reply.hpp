@@ -1,5 +1,6 @@
 // Redis replies: hiredis's redisReader parses RESP; this keeps only what the
-// link needs of each top-level reply (its kind and an error's text), so that
+// link needs of each top-level reply (its kind, an error's text, an
+// integer's value), so that
 // parsing allocates no reply objects.
 #pragma once
 
@@ -13,6 +14,7 @@ enum class reply_kind : unsigned char { status, error, string, integer, nil, arr
 struct redis_reply {
     reply_kind kind;
     std::string_view error;  // the error text for reply_kind::error; valid until the next read
+    long long integer;       // the value for reply_kind::integer (0 otherwise)
 };
 
 class reply_reader {
@@ -36,12 +38,13 @@ public:
     void reset() noexcept;
 
     // Part of the reader's callbacks; not for callers.
-    void note(reply_kind kind, const char *text, std::size_t size) noexcept;
+    void note(reply_kind kind, const char *text, std::size_t size, long long integer = 0) noexcept;
 
 private:
     void *reader_;
     reply_kind last_kind_ = reply_kind::nil;
     std::size_t error_size_ = 0;
+    long long integer_ = 0;
     char error_[128];
 };
 

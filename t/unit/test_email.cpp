@@ -381,11 +381,55 @@ void test_normalized_valid_address_stays_valid(void **) {
     check_bytes_eq(normalized(lower), lower);
 }
 
+std::string mailbox(std::string_view address) {
+    std::string out(address.size(), '?');
+    out.resize(resend::email_mailbox(address, out.data()));
+    return out;
+}
+
+void test_mailbox_lowercases_and_drops_the_tag(void **) {
+    check_bytes_eq(mailbox("Victim@Example.COM"), "victim@example.com");
+    check_bytes_eq(mailbox("victim+1@example.com"), "victim@example.com");
+    check_bytes_eq(mailbox("Victim+Tag+More@example.com"), "victim@example.com");
+    check_bytes_eq(mailbox("victim+@example.com"), "victim@example.com");
+    // Dots stay outside gmail: first.last and firstlast are two mailboxes.
+    check_bytes_eq(mailbox("First.Last+x@example.com"), "first.last@example.com");
+    // A local part that starts with '+' keeps it: nothing would be left.
+    check_bytes_eq(mailbox("+tag@example.com"), "+tag@example.com");
+    check_bytes_eq(mailbox("+a+b@example.com"), "+a@example.com");
+    // The tag ends at the '@': a '+' in the domain (not valid) is left alone.
+    check_bytes_eq(mailbox("a@b+c.example"), "a@b+c.example");
+}
+
+void test_mailbox_of_gmail_drops_dots_and_names_gmail(void **) {
+    check_bytes_eq(mailbox("V.i.c.t.i.m@gmail.com"), "victim@gmail.com");
+    check_bytes_eq(mailbox("v.ictim+news@GMail.Com"), "victim@gmail.com");
+    check_bytes_eq(mailbox("Vic.Tim@googlemail.com"), "victim@gmail.com");
+    check_bytes_eq(mailbox("victim@GOOGLEMAIL.COM"), "victim@gmail.com");
+    // Other domains of Google's or look-alikes are not gmail.
+    check_bytes_eq(mailbox("v.ictim@gmail.co"), "v.ictim@gmail.co");
+    check_bytes_eq(mailbox("v.ictim@mail.gmail.com"), "v.ictim@mail.gmail.com");
+    check_bytes_eq(mailbox("v.ictim@xgmail.com"), "v.ictim@xgmail.com");
+}
+
+void test_mailbox_is_idempotent_and_valid(void **) {
+    for (std::string_view address :
+         {"A.B+c@GoogleMail.com"sv, "x+y@example.org"sv, "+z@example.org"sv, "plain@example.org"sv}) {
+        std::string once = mailbox(address);
+        check_valid(once);
+        check_bytes_eq(mailbox(once), once);
+        check(once.size() <= address.size());
+    }
+}
+
 }  // namespace
 
 int main(void) {
     const struct CMUnitTest tests[] = {
         guarded_test(test_ordinary_addresses_are_valid),
+        guarded_test(test_mailbox_lowercases_and_drops_the_tag),
+        guarded_test(test_mailbox_of_gmail_drops_dots_and_names_gmail),
+        guarded_test(test_mailbox_is_idempotent_and_valid),
         guarded_test(test_local_part_of_64_octets_is_valid),
         guarded_test(test_local_part_of_65_octets_is_invalid),
         guarded_test(test_label_of_63_octets_is_valid),

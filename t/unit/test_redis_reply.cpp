@@ -142,6 +142,26 @@ void test_integer_reply(void **) {
     check_single(":9223372036854775807\r\n", reply_kind::integer);
 }
 
+// The value of a top-level integer is kept (the shared limit's answer).
+void test_integer_value(void **) {
+    reply_reader reader;
+    feed_bytes(reader, ":42\r\n:-3\r\n*2\r\n:7\r\n:8\r\n+OK\r\n:9223372036854775807\r\n");
+    for (long long want : {42LL, -3LL, -1LL, 0LL, 9223372036854775807LL}) {
+        redis_reply reply{};
+        check(reader.next(reply) == status::reply);
+        if (want == -1) {  // the array: its elements' values are not the reply's
+            check(reply.kind == reply_kind::array);
+            check_eq(reply.integer, 0);
+        } else if (want == 0) {
+            check(reply.kind == reply_kind::status);
+            check_eq(reply.integer, 0);
+        } else {
+            check(reply.kind == reply_kind::integer);
+            check_eq(reply.integer, want);
+        }
+    }
+}
+
 void test_nil_reply(void **) {
     check_single("$-1\r\n", reply_kind::nil);
     check_single("*-1\r\n", reply_kind::nil);
@@ -511,6 +531,7 @@ int main(void) {
         guarded_test(test_bulk_string_reply),
         guarded_test(test_xadd_id_reply),
         guarded_test(test_integer_reply),
+        guarded_test(test_integer_value),
         guarded_test(test_nil_reply),
         guarded_test(test_array_is_one_top_level_reply),
         guarded_test(test_error_inside_array_is_not_an_error),
