@@ -75,7 +75,11 @@ struct ngx_http_resend_confirmation_field_t {
     ngx_http_complex_value_t value;
 };
 
-enum class ngx_http_resend_confirmation_redis_failure_t : ngx_uint_t { reject = 0, accept = 1 };
+enum class ngx_http_resend_confirmation_redis_failure_t : ngx_uint_t { reject = 0, accept = 1, spool = 2 };
+
+// `resend_confirmation_spool PATH ...;` (spool.cpp).
+struct ngx_http_resend_confirmation_spool_conf_s;
+typedef struct ngx_http_resend_confirmation_spool_conf_s ngx_http_resend_confirmation_spool_conf_t;
 
 struct ngx_http_resend_confirmation_main_conf_t {
     size_t largest_body;  // the largest max_body_size of any location: sizes the parser
@@ -85,6 +89,7 @@ struct ngx_http_resend_confirmation_main_conf_t {
     ngx_shm_zone_t *metrics_zone;  // the counters' zone (metrics.cpp)
     void *metrics;                 // ... its shared struct, once the zone is set up
     ngx_array_t metrics_refs;      // of ngx_http_resend_confirmation_metrics_ref_t *, bound then
+    ngx_http_resend_confirmation_spool_conf_t *spool;  // null: no resend_confirmation_spool
 };
 
 // `resend_confirmation_limit zone=NAME [burst=N] [silent];`
@@ -125,6 +130,8 @@ struct ngx_http_resend_confirmation_loc_conf_t {
     ngx_str_t maxlen_text;   // MAXLEN ~ argument
     ngx_array_t *fields;     // of ngx_http_resend_confirmation_field_t
     ngx_uint_t redis_failure;  // ngx_http_resend_confirmation_redis_failure_t
+    u_char *redis_failure_file;  // where it was set, for nginx -t errors
+    ngx_uint_t redis_failure_line;
     ngx_array_t *limits;       // of ngx_http_resend_confirmation_limit_t
     ngx_flag_t limit_dry_run;
     ngx_uint_t limit_status;     // status of refusals, 429 by default
@@ -211,6 +218,8 @@ struct ngx_http_resend_confirmation_ctx_t {
     off_t body_received;      // decoded body bytes seen by the request body filter
     ngx_str_t email;          // as sent, copied into the request pool
     ngx_http_resend_confirmation_pending_t *pending;  // XADD in flight, if any
+    std::string_view *fields;  // the record's fields as sent (name, value, ...), once built:
+    ngx_uint_t nfields;        // what the spool keeps when Redis cannot take them
     ngx_http_resend_confirmation_charge_t *charges;  // email limits that counted it
     ngx_uint_t ncharges;
     ngx_uint_t retry_after;   // Retry-After seconds of a 429; 0: none
@@ -359,9 +368,20 @@ enum class ngx_http_resend_confirmation_fate_t : unsigned char {
     refused,  // Redis replied with an error: not stored
     unsent,   // never (completely) written: not stored
     unknown,  // written, no reply in time: it may be stored
+    busy,     // Redis replied that it cannot take writes now (LOADING, OOM, READONLY,
+              // MASTERDOWN): not stored, worth keeping for later
 };
 
 // record.cpp: the request's record in Redis.
+// The command that records `fields` (name, value, ...) in `stream`, into
+// `args` (room for record_command_args(fields.size())); returns its length.
+// Live requests and the spool's replay send the same command.
+size_t ngx_http_resend_confirmation_record_command(std::string_view stream, std::string_view maxlen,
+                                                   std::span<const std::string_view> fields,
+                                                   std::string_view *args) noexcept;
+constexpr size_t ngx_http_resend_confirmation_record_command_args(size_t nfields) noexcept {
+    return 6 + nfields;
+}
 // Sends XADD; false when the link cannot take it (answer through the policy now).
 bool ngx_http_resend_confirmation_record(ngx_http_request_t *r,
                                          ngx_http_resend_confirmation_ctx_t *ctx) noexcept;
@@ -491,6 +511,37 @@ void ngx_http_resend_confirmation_cluster_redirect(ngx_http_resend_confirmation_
                                                    ngx_msec_t deadline, ngx_uint_t redirects,
                                                    const resend::redis_redirect &to,
                                                    ngx_http_resend_confirmation_reply_pt on_reply) noexcept;
+// Connected, past AUTH/SELECT, nothing failed since: replay may send.
+bool ngx_http_resend_confirmation_link_ready(ngx_http_resend_confirmation_link_t *link) noexcept;
+// A down link outside its hold-down starts connecting (for the replay).
+void ngx_http_resend_confirmation_link_wake(ngx_http_resend_confirmation_link_t *link) noexcept;
+// Queues a replay command of the spool (no request): its fate goes to
+// ngx_http_resend_confirmation_spool_replayed(). False when it cannot.
+bool ngx_http_resend_confirmation_link_send_replay(ngx_http_resend_confirmation_link_t *link,
+                                                   std::span<const std::string_view> args) noexcept;
+// The link of the `resend_confirmation_redis` named `name` (as configured);
+// null when there is none.
+ngx_http_resend_confirmation_link_t *ngx_http_resend_confirmation_worker_link_named(std::string_view name) noexcept;
+
+// spool.cpp: records kept on local disk while Redis cannot take them.
+char *ngx_http_resend_confirmation_spool_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf) noexcept;
+// Appends the request's record (ctx->fields) to this worker's segment:
+// NGX_OK kept (answer now), NGX_AGAIN kept once an fsync ends (fsync=always:
+// the request is answered by the spool), NGX_DECLINED not kept (full, or
+// the disk failed).
+ngx_int_t ngx_http_resend_confirmation_spool_append(ngx_http_request_t *r,
+                                                   ngx_http_resend_confirmation_ctx_t *ctx) noexcept;
+// A replay command's fate, in the order they were sent.
+void ngx_http_resend_confirmation_spool_replayed(ngx_http_resend_confirmation_fate_t fate) noexcept;
+ngx_int_t ngx_http_resend_confirmation_spool_worker_start(ngx_cycle_t *cycle) noexcept;
+void ngx_http_resend_confirmation_spool_worker_exit() noexcept;
+// The spool's gauges and counters for the metrics (all 0 without a spool).
+struct ngx_http_resend_confirmation_spool_stats_t {
+    uint64_t bytes, records, oldest_ms, replayed, corrupt;
+    bool configured;
+};
+ngx_http_resend_confirmation_spool_stats_t
+ngx_http_resend_confirmation_spool_stats(ngx_http_resend_confirmation_main_conf_t *mcf) noexcept;
 
 // metrics.cpp: counters in shared memory and the Prometheus handler.
 char *ngx_http_resend_confirmation_metrics_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf) noexcept;

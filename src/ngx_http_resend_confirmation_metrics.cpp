@@ -342,6 +342,25 @@ std::uint64_t worker_sum(const metrics_zone &zone, std::uint32_t index, Field fi
     return sum;
 }
 
+void write_spool_metrics(resend::prometheus_text &out,
+                         const ngx_http_resend_confirmation_spool_stats_t &spool) noexcept {
+    if (!spool.configured) return;
+    auto one = [&](std::string_view name, std::string_view type, std::string_view help, std::uint64_t value) {
+        out.family(name, type, help);
+        out.sample(name, {}, value);
+    };
+    one("resend_confirmation_spool_bytes", "gauge", "Bytes of spool segment files on disk.", spool.bytes);
+    one("resend_confirmation_spool_records", "gauge", "Records kept in the spool and not yet acknowledged by Redis.",
+        spool.records);
+    out.family("resend_confirmation_spool_oldest_seconds", "gauge",
+               "Age of the oldest spool segment (at least that of its oldest waiting record); 0 when empty.");
+    out.sample_ms_as_seconds("resend_confirmation_spool_oldest_seconds", {}, spool.oldest_ms);
+    one("resend_confirmation_spool_replayed_total", "counter", "Spooled records acknowledged by Redis on replay.",
+        spool.replayed);
+    one("resend_confirmation_spool_corrupt_total", "counter",
+        "Spool segments truncated at a corrupt or torn record.", spool.corrupt);
+}
+
 // The rate-limit zones of the running configuration, from their own
 // shared memory (limit.cpp keeps the numbers).
 void write_zone_metrics(resend::prometheus_text &out) noexcept {
@@ -475,13 +494,16 @@ static ngx_int_t ngx_http_resend_confirmation_metrics_handler(ngx_http_request_t
     // Counted first, then written into one buffer of that size; names added
     // by a reload in between are left for the next scrape.
     auto *zone = static_cast<const metrics_zone *>(mcf->metrics);
+    ngx_http_resend_confirmation_spool_stats_t spool = ngx_http_resend_confirmation_spool_stats(mcf);
     resend::prometheus_text counting(nullptr, 0);
     if (zone != nullptr) write_metrics(counting, *zone);
+    write_spool_metrics(counting, spool);
     size_t capacity = counting.size();
     u_char *text = capacity != 0 ? static_cast<u_char *>(ngx_pnalloc(r->pool, capacity)) : nullptr;
     if (capacity != 0 && text == nullptr) return NGX_HTTP_INTERNAL_SERVER_ERROR;
     resend::prometheus_text writing(reinterpret_cast<char *>(text), capacity);
     if (zone != nullptr) write_metrics(writing, *zone);
+    write_spool_metrics(writing, spool);
     size_t size = writing.size() < capacity ? writing.size() : capacity;
 
     static ngx_str_t content_type = ngx_string("text/plain; version=0.0.4; charset=utf-8");

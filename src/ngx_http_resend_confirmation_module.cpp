@@ -62,7 +62,19 @@ static ngx_conf_num_bounds_t ngx_http_resend_confirmation_limit_status_bounds = 
 static ngx_conf_enum_t ngx_http_resend_confirmation_redis_failure_policies[] = {
     {ngx_string("reject"), static_cast<ngx_uint_t>(ngx_http_resend_confirmation_redis_failure_t::reject)},
     {ngx_string("accept"), static_cast<ngx_uint_t>(ngx_http_resend_confirmation_redis_failure_t::accept)},
+    {ngx_string("spool"), static_cast<ngx_uint_t>(ngx_http_resend_confirmation_redis_failure_t::spool)},
     {ngx_null_string, 0}};
+
+// resend_confirmation_redis_failure reject|accept|spool; and where it is,
+// for the error of a `spool` without a spool.
+static char *ngx_http_resend_confirmation_redis_failure(ngx_conf_t *cf, ngx_command_t *cmd, void *conf) noexcept {
+    char *rv = ngx_conf_set_enum_slot(cf, cmd, conf);
+    if (rv != NGX_CONF_OK) return rv;
+    auto *lcf = static_cast<ngx_http_resend_confirmation_loc_conf_t *>(conf);
+    lcf->redis_failure_file = cf->conf_file->file.name.data;
+    lcf->redis_failure_line = cf->conf_file->line;
+    return NGX_CONF_OK;
+}
 
 #define RESEND_ANY_LEVEL (NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF)
 
@@ -80,9 +92,11 @@ static ngx_command_t ngx_http_resend_confirmation_commands[] = {
     {ngx_string("resend_confirmation_field"), RESEND_ANY_LEVEL | NGX_CONF_TAKE2,
      ngx_http_resend_confirmation_field, NGX_HTTP_LOC_CONF_OFFSET, 0, nullptr},
     {ngx_string("resend_confirmation_redis_failure"), RESEND_ANY_LEVEL | NGX_CONF_TAKE1,
-     ngx_conf_set_enum_slot, NGX_HTTP_LOC_CONF_OFFSET,
+     ngx_http_resend_confirmation_redis_failure, NGX_HTTP_LOC_CONF_OFFSET,
      offsetof(ngx_http_resend_confirmation_loc_conf_t, redis_failure),
      ngx_http_resend_confirmation_redis_failure_policies},
+    {ngx_string("resend_confirmation_spool"), NGX_HTTP_MAIN_CONF | NGX_CONF_1MORE,
+     ngx_http_resend_confirmation_spool_directive, NGX_HTTP_MAIN_CONF_OFFSET, 0, nullptr},
     {ngx_string("resend_confirmation_limit_zone"), NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE3 | NGX_CONF_TAKE4,
      ngx_http_resend_confirmation_limit_zone, NGX_HTTP_MAIN_CONF_OFFSET, 0, nullptr},
     {ngx_string("resend_confirmation_limit"), RESEND_ANY_LEVEL | NGX_CONF_TAKE123,
@@ -149,6 +163,20 @@ resend::body_parser *ngx_http_resend_confirmation_parser() noexcept { return wor
 ngx_http_resend_confirmation_link_t *
 ngx_http_resend_confirmation_worker_link(ngx_http_resend_confirmation_redis_conf_t *conf) noexcept {
     return worker_links[conf->index];
+}
+
+ngx_http_resend_confirmation_link_t *ngx_http_resend_confirmation_worker_link_named(std::string_view name) noexcept {
+    auto *mcf = static_cast<ngx_http_resend_confirmation_main_conf_t *>(
+        ngx_http_cycle_get_module_main_conf(ngx_cycle, ngx_http_resend_confirmation_module));
+    if (mcf == nullptr) return nullptr;
+    auto **redis = static_cast<ngx_http_resend_confirmation_redis_conf_t **>(mcf->redis.elts);
+    for (ngx_uint_t i = 0; i < worker_links_count; ++i) {
+        if (std::string_view(reinterpret_cast<const char *>(redis[i]->addr.name.data), redis[i]->addr.name.len) ==
+            name) {
+            return worker_links[i];
+        }
+    }
+    return nullptr;
 }
 
 
@@ -456,6 +484,10 @@ static char *ngx_http_resend_confirmation_merge_loc_conf(ngx_conf_t *cf, void *p
                               max_body_size_default);
     ngx_conf_merge_ptr_value(conf->redis, parent->redis, nullptr);
     ngx_conf_merge_ptr_value(conf->fields, parent->fields, nullptr);
+    if (conf->redis_failure == NGX_CONF_UNSET_UINT) {
+        conf->redis_failure_file = parent->redis_failure_file;
+        conf->redis_failure_line = parent->redis_failure_line;
+    }
     ngx_conf_merge_uint_value(conf->redis_failure, parent->redis_failure,
                               static_cast<ngx_uint_t>(ngx_http_resend_confirmation_redis_failure_t::reject));
     // Limits: a level that sets any replaces the inherited list (limit_req).
@@ -475,6 +507,17 @@ static char *ngx_http_resend_confirmation_merge_loc_conf(ngx_conf_t *cf, void *p
                       "\"resend_confirmation\" needs a Redis to record requests in: add "
                       "\"resend_confirmation_redis\" in this location or above it in %s:%ui",
                       conf->enabled_file, conf->enabled_line);
+        return ngx_http_resend_confirmation_conf_error();
+    }
+
+    if (conf->enabled &&
+        static_cast<ngx_http_resend_confirmation_redis_failure_t>(conf->redis_failure) ==
+            ngx_http_resend_confirmation_redis_failure_t::spool &&
+        ngx_http_resend_confirmation_conf_main_conf(cf)->spool == nullptr) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"resend_confirmation_redis_failure spool\" needs \"resend_confirmation_spool\" "
+                      "at http level in %s:%ui",
+                      conf->redis_failure_file, conf->redis_failure_line);
         return ngx_http_resend_confirmation_conf_error();
     }
 
@@ -515,6 +558,7 @@ static ngx_int_t ngx_http_resend_confirmation_init_process(ngx_cycle_t *cycle) n
     }
 
     ngx_http_resend_confirmation_metrics_worker_start(cycle);
+    if (ngx_http_resend_confirmation_spool_worker_start(cycle) != NGX_OK) return NGX_ERROR;
     worker_parser = new (std::nothrow) resend::body_parser();
     if (worker_parser == nullptr || !worker_parser->reserve(mcf->largest_body)) {
         ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
@@ -527,7 +571,9 @@ static ngx_int_t ngx_http_resend_confirmation_init_process(ngx_cycle_t *cycle) n
 
 static void ngx_http_resend_confirmation_exit_process(ngx_cycle_t *) noexcept {
     // Close the Redis connections ourselves: nginx reports sockets a worker
-    // leaves open at exit as [alert].
+    // leaves open at exit as [alert]. The spool first: its progress is
+    // written and its segments' locks let go.
+    ngx_http_resend_confirmation_spool_worker_exit();
     for (ngx_uint_t i = 0; i < worker_links_count; ++i) {
         ngx_http_resend_confirmation_link_destroy(worker_links[i]);
     }

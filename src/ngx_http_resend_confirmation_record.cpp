@@ -3,10 +3,11 @@
 //   XADD <stream> MAXLEN ~ <maxlen> * email <as sent> ip <$remote_addr>
 //        request_id <$request_id> received_at <ms since epoch> [<field> <value>]...
 // and the answer once Redis has it, or could not take it (the failure policy:
-// 503, or 200 "lost"; the email limits' count is given back only where the
-// record surely is not in Redis), or the client has gone (499). With shared
-// limits the same XADD runs inside their script (shared_limit.cpp), which
-// may silence the request instead.
+// 503, 200 "lost", or 200 "spooled" once the spool keeps it; the email
+// limits' count is given back only where the record surely is not in
+// Redis), or the client has gone (499). With shared limits the same XADD
+// runs inside their script (shared_limit.cpp), which may silence the
+// request instead.
 
 #include "ngx_http_resend_confirmation.h"
 
@@ -81,16 +82,32 @@ static void ngx_http_resend_confirmation_record_watch_client(ngx_http_request_t 
     ngx_http_finalize_request(r, NGX_HTTP_CLIENT_CLOSED_REQUEST);
 }
 
+size_t ngx_http_resend_confirmation_record_command(std::string_view stream, std::string_view maxlen,
+                                                   std::span<const std::string_view> fields,
+                                                   std::string_view *args) noexcept {
+    size_t n = 0;
+    args[n++] = "XADD";
+    args[n++] = stream;
+    args[n++] = "MAXLEN";
+    args[n++] = "~";
+    args[n++] = maxlen;
+    args[n++] = "*";
+    for (std::string_view field : fields) args[n++] = field;
+    return n;
+}
+
 bool ngx_http_resend_confirmation_record(ngx_http_request_t *r,
                                          ngx_http_resend_confirmation_ctx_t *ctx) noexcept {
     auto *lcf = ngx_http_resend_confirmation_loc_conf(r);
 
     ngx_uint_t extra = lcf->fields != nullptr ? lcf->fields->nelts : 0;
-    size_t argc = 6 + 8 + 2 * extra;
-    auto *args = static_cast<std::string_view *>(ngx_palloc(r->pool, argc * sizeof(std::string_view)));
+    size_t nfields = 8 + 2 * extra;
+    auto *fields = static_cast<std::string_view *>(ngx_palloc(r->pool, nfields * sizeof(std::string_view)));
+    auto *args = static_cast<std::string_view *>(ngx_palloc(
+        r->pool, ngx_http_resend_confirmation_record_command_args(nfields) * sizeof(std::string_view)));
     auto *received_at = static_cast<u_char *>(ngx_pnalloc(r->pool, NGX_INT64_LEN));
     ngx_http_cleanup_t *cleanup = ngx_http_cleanup_add(r, 0);
-    if (args == nullptr || received_at == nullptr || cleanup == nullptr) return false;
+    if (fields == nullptr || args == nullptr || received_at == nullptr || cleanup == nullptr) return false;
 
     ngx_time_t *now = ngx_timeofday();
     // std::to_chars rather than ngx_sprintf: this runs for every accepted request.
@@ -102,32 +119,31 @@ bool ngx_http_resend_confirmation_record(ngx_http_request_t *r,
     ngx_http_variable_value_t *request_id = ngx_http_resend_confirmation_request_id(r);
 
     size_t n = 0;
-    args[n++] = "XADD";
-    args[n++] = view(lcf->stream);
-    args[n++] = "MAXLEN";
-    args[n++] = "~";
-    args[n++] = view(lcf->maxlen_text);
-    args[n++] = "*";
-    args[n++] = "email";
-    args[n++] = view(ctx->email);
-    args[n++] = "ip";
-    args[n++] = view(r->connection->addr_text);
-    args[n++] = "request_id";
-    args[n++] = (request_id != nullptr && !request_id->not_found)
-                    ? std::string_view(reinterpret_cast<const char *>(request_id->data), request_id->len)
-                    : std::string_view();
-    args[n++] = "received_at";
-    args[n++] = {reinterpret_cast<const char *>(received_at),
-                 static_cast<size_t>(received_at_end - received_at)};
+    fields[n++] = "email";
+    fields[n++] = view(ctx->email);
+    fields[n++] = "ip";
+    fields[n++] = view(r->connection->addr_text);
+    fields[n++] = "request_id";
+    fields[n++] = (request_id != nullptr && !request_id->not_found)
+                      ? std::string_view(reinterpret_cast<const char *>(request_id->data), request_id->len)
+                      : std::string_view();
+    fields[n++] = "received_at";
+    fields[n++] = {reinterpret_cast<const char *>(received_at),
+                   static_cast<size_t>(received_at_end - received_at)};
     for (ngx_uint_t i = 0; i < extra; ++i) {
         auto *field = static_cast<ngx_http_resend_confirmation_field_t *>(lcf->fields->elts) + i;
         ngx_str_t value;
         if (ngx_http_complex_value(r, &field->value, &value) != NGX_OK) return false;
-        args[n++] = view(field->name);
-        args[n++] = view(value);
+        fields[n++] = view(field->name);
+        fields[n++] = view(value);
     }
+    // Kept for the spool, should Redis not take them in time.
+    ctx->fields = fields;
+    ctx->nfields = n;
 
-    std::span<const std::string_view> command{args, n};
+    size_t argc = ngx_http_resend_confirmation_record_command(view(lcf->stream), view(lcf->maxlen_text),
+                                                              {fields, n}, args);
+    std::span<const std::string_view> command{args, argc};
     ngx_http_resend_confirmation_reply_pt on_reply = nullptr;
     if (!ngx_http_resend_confirmation_shared_limit_command(r, ctx, &command, &on_reply)) return false;
     ctx->pending = ngx_http_resend_confirmation_link_send(
@@ -161,6 +177,17 @@ ngx_int_t ngx_http_resend_confirmation_answer_unrecorded(ngx_http_request_t *r,
     // slow), so the email limits keep their count either way.
     bool unknown = fate == ngx_http_resend_confirmation_fate_t::unknown;
     if (static_cast<ngx_http_resend_confirmation_redis_failure_t>(lcf->redis_failure) ==
+            ngx_http_resend_confirmation_redis_failure_t::spool &&
+        fate != ngx_http_resend_confirmation_fate_t::refused && ctx->fields != nullptr) {
+        // Redis could not take it in time (down, busy, slow): the spool
+        // keeps it until Redis can, and the client gets the 200. A command
+        // written but not answered is kept too: delivery is at least once.
+        ngx_int_t rc = ngx_http_resend_confirmation_spool_append(r, ctx);
+        if (rc == NGX_OK) return ngx_http_resend_confirmation_answer(r, ctx, resend::outcome::spooled);
+        if (rc == NGX_AGAIN) return NGX_DONE;  // answered once the fsync is over
+        // Not kept (the spool is full, or its disk failed): as `reject`.
+    }
+    if (static_cast<ngx_http_resend_confirmation_redis_failure_t>(lcf->redis_failure) ==
         ngx_http_resend_confirmation_redis_failure_t::accept) {
         // Answered as accepted: the email limits keep their count.
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
@@ -189,6 +216,7 @@ void ngx_http_resend_confirmation_recorded(ngx_http_request_t *r,
                    fate == ngx_http_resend_confirmation_fate_t::stored    ? "stored"
                    : fate == ngx_http_resend_confirmation_fate_t::refused ? "refused"
                    : fate == ngx_http_resend_confirmation_fate_t::unsent  ? "unsent"
+                   : fate == ngx_http_resend_confirmation_fate_t::busy    ? "busy"
                                                                           : "unknown",
                    ctx->redis_time);
     ngx_connection_t *c = r->connection;

@@ -78,6 +78,7 @@ struct ngx_http_resend_confirmation_pending_s {
     ngx_http_resend_confirmation_link_done_pt done;  // a command of the module's own: its reply
     void *data;
     bool wait;              // WAIT after a batch (sentinel= with replicas)
+    bool replay;            // the spool's: its fate goes to the spool
     ngx_http_resend_confirmation_reply_pt on_reply;  // null: ngx_http_resend_confirmation_recorded()
     resend::reply_kind held_kind;  // a stored reply held for WAIT: its kind and integer,
     long long held_integer;        // for on_reply
@@ -245,6 +246,7 @@ ngx_http_resend_confirmation_link_append(ngx_http_resend_confirmation_link_t *li
     entry->done = nullptr;
     entry->data = nullptr;
     entry->wait = false;
+    entry->replay = false;
     if (r != nullptr) ++link->unwaited;
     entry->on_reply = on_reply;
     return entry;
@@ -486,12 +488,15 @@ static void ngx_http_resend_confirmation_link_fail(ngx_http_resend_confirmation_
 }
 
 // An entry is over: a request is answered with its command's fate; a
-// command of the module's own gets its reply (null: none, the link failed).
+// command of the module's own gets its reply (null: none, the link failed);
+// a replay command of the spool tells the spool its fate.
 static void ngx_http_resend_confirmation_link_finish(ngx_http_resend_confirmation_link_t *link,
                                                      ngx_http_resend_confirmation_pending_t *entry,
                                                      const resend::redis_reply *reply,
                                                      ngx_http_resend_confirmation_fate_t fate) noexcept {
-    if (entry->done != nullptr) {
+    if (entry->replay) {
+        ngx_http_resend_confirmation_spool_replayed(fate);
+    } else if (entry->done != nullptr) {
         entry->done(link, entry->data, reply);
     } else if (entry->r != nullptr && entry->on_reply != nullptr && reply != nullptr) {
         entry->on_reply(entry->r, *reply);
@@ -676,15 +681,21 @@ static bool ngx_http_resend_confirmation_link_deliver(ngx_http_resend_confirmati
         ngx_http_resend_confirmation_metrics_reply_time(link->conf->metrics,
                                                         ngx_current_msec - entry->queued);
     }
-    if (!ok && entry->r != nullptr && link->conf->sentinel != nullptr && resend::is_not_master(reply.error)) {
+    if (!ok && (entry->r != nullptr || entry->replay) && link->conf->sentinel != nullptr &&
+        resend::is_not_master(reply.error)) {
         // Not executed: the master changed. Sent again once Sentinel names
-        // the new one, with the requests not yet written.
+        // the new one, with the requests not yet written; a replay command
+        // is busy (the spool keeps its record and replays it later).
         u_char text[sizeof(link->last_error)];
         size_t len = resend::escape_for_log(reply.error, reinterpret_cast<char *>(text), sizeof(text));
         ngx_log_error(NGX_LOG_WARN, link->log, 0, "resend_confirmation: redis %V is no longer the master: %*s",
                       &link->name, len, text);
-        ngx_queue_remove(q);
-        ngx_queue_insert_tail(&link->kept, q);
+        if (entry->replay) {
+            ngx_http_resend_confirmation_link_finish(link, entry, &reply, ngx_http_resend_confirmation_fate_t::busy);
+        } else {
+            ngx_queue_remove(q);
+            ngx_queue_insert_tail(&link->kept, q);
+        }
         ngx_http_resend_confirmation_link_fail(link, "master changed, asking Sentinel again");
         return false;
     }
@@ -713,7 +724,7 @@ static bool ngx_http_resend_confirmation_link_deliver(ngx_http_resend_confirmati
         ngx_http_resend_confirmation_link_watch_deadlines(link);
     }
     if (entry->wait) return ngx_http_resend_confirmation_link_replicated(link, reply, connection);
-    if (ok && entry->r != nullptr && link->replicas > 0) {
+    if (ok && (entry->r != nullptr || entry->replay) && link->replicas > 0) {
         // Stored on the master: answered once WAIT says a replica has it.
         entry->held_kind = reply.kind;
         entry->held_integer = reply.integer;
@@ -725,9 +736,13 @@ static bool ngx_http_resend_confirmation_link_deliver(ngx_http_resend_confirmati
         ngx_http_resend_confirmation_cluster_redirect(link->cluster, link, entry->r, entry->args, entry->deadline,
                                                       entry->redirects, to, entry->on_reply);
     } else if (!entry->handshake) {
-        ngx_http_resend_confirmation_link_finish(link, entry, &reply,
-                                                 ok ? ngx_http_resend_confirmation_fate_t::stored
-                                                    : ngx_http_resend_confirmation_fate_t::refused);
+        // A refusal Redis may not give later (LOADING, OOM, READONLY,
+        // MASTERDOWN) is busy: the spool keeps the record.
+        ngx_http_resend_confirmation_link_finish(
+            link, entry, &reply,
+            ok                                            ? ngx_http_resend_confirmation_fate_t::stored
+            : resend::redis_cannot_write_now(reply.error) ? ngx_http_resend_confirmation_fate_t::busy
+                                                          : ngx_http_resend_confirmation_fate_t::refused);
     }
     return ngx_http_resend_confirmation_link_same(link, connection);
 }
@@ -1237,4 +1252,27 @@ ngx_cycle_t *ngx_http_resend_confirmation_link_cycle(ngx_http_resend_confirmatio
 
 void ngx_http_resend_confirmation_link_detach(ngx_http_resend_confirmation_pending_t *entry) noexcept {
     entry->r = nullptr;
+}
+
+bool ngx_http_resend_confirmation_link_ready(ngx_http_resend_confirmation_link_t *link) noexcept {
+    return link->state == link_state::up && !link->hold_down.timer_set;
+}
+
+void ngx_http_resend_confirmation_link_wake(ngx_http_resend_confirmation_link_t *link) noexcept {
+    if (link->state == link_state::down && !link->hold_down.timer_set) {
+        (void) ngx_http_resend_confirmation_link_connect(link);
+    }
+}
+
+bool ngx_http_resend_confirmation_link_send_replay(ngx_http_resend_confirmation_link_t *link,
+                                                   std::span<const std::string_view> args) noexcept {
+    if (!ngx_http_resend_confirmation_link_ready(link)) return false;
+    ngx_http_resend_confirmation_pending_t *entry =
+        ngx_http_resend_confirmation_link_send(link, nullptr, args);
+    if (entry == nullptr) return false;
+    entry->replay = true;
+    // Acknowledged, like a request's, once WAIT says a replica has it
+    // (sentinel=); a cluster's node is the entry's own link, without WAIT.
+    if (link->cluster == nullptr) ++link->unwaited;
+    return true;
 }

@@ -311,9 +311,12 @@ static void ngx_http_resend_confirmation_shared_limit_replied(ngx_http_request_t
         }
         // An error reply ran nothing that stays (the script XADDs last);
         // any other answer came from a script that ran: it may have recorded.
-        ngx_http_resend_confirmation_recorded(r, reply.kind == resend::reply_kind::error
-                                                     ? ngx_http_resend_confirmation_fate_t::refused
-                                                     : ngx_http_resend_confirmation_fate_t::unknown);
+        // A refusal Redis may not give later (OOM, LOADING...) is busy:
+        // the spool keeps that record.
+        ngx_http_resend_confirmation_recorded(
+            r, reply.kind != resend::reply_kind::error        ? ngx_http_resend_confirmation_fate_t::unknown
+               : resend::redis_cannot_write_now(reply.error) ? ngx_http_resend_confirmation_fate_t::busy
+                                                             : ngx_http_resend_confirmation_fate_t::refused);
         return;
     }
 }

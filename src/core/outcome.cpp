@@ -36,6 +36,7 @@ constexpr std::array<answer, static_cast<std::size_t>(outcome::count_)> answers{
      RESEND_ERROR_BODY("unavailable", "The service is temporarily unavailable; retry later.")},
     {499, "client_closed",
      RESEND_ERROR_BODY("client_closed", "The client closed the connection before the answer.")},
+    {200, "spooled", accepted_body},
 }};
 
 #undef RESEND_ERROR_BODY

@@ -27,6 +27,8 @@ enum class outcome : unsigned char {
                       // request is answered as `lost` (200) and logged with this word.
     client_closed,    // the client left while its record was in flight: 499, nothing
                       // sent (the body is never used); the record still goes to Redis
+    spooled,          // Redis could not take the record in time: it was appended to the
+                      // local spool (policy "spool") and is replayed later; 200
     count_,
 };
 

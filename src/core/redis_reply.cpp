@@ -173,4 +173,9 @@ void reply_reader::reset() noexcept {
     reader_ = reader;
 }
 
+bool redis_cannot_write_now(std::string_view error) noexcept {
+    std::string_view word = error.substr(0, error.find(' '));
+    return word == "LOADING" || word == "OOM" || word == "READONLY" || word == "MASTERDOWN";
+}
+
 }  // namespace resend

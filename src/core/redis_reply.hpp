@@ -78,4 +78,8 @@ private:
     char text_[max_text];
 };
 
+// An error reply that says Redis cannot take writes now but may soon
+// (LOADING, OOM, READONLY, MASTERDOWN): worth keeping the command for later.
+bool redis_cannot_write_now(std::string_view error) noexcept;
+
 }  // namespace resend

@@ -41,6 +41,7 @@ constexpr contract_row contract[] = {
     {outcome::lost, 200, "lost", ""},
     {outcome::redis_timeout, 503, "redis_timeout", "unavailable"},
     {outcome::client_closed, 499, "client_closed", "client_closed"},
+    {outcome::spooled, 200, "spooled", ""},
     {outcome::method_not_allowed, 405, "method_not_allowed", "method_not_allowed"},
     {outcome::unsupported_media_type, 415, "unsupported_media_type", "unsupported_media_type"},
     {outcome::payload_too_large, 413, "payload_too_large", "payload_too_large"},

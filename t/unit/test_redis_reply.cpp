@@ -510,6 +510,19 @@ void test_resp3_scalars(void **) {
 #endif
 }
 
+void test_refusals_that_say_later(void **) {
+    check(resend::redis_cannot_write_now("LOADING Redis is loading the dataset in memory"));
+    check(resend::redis_cannot_write_now("OOM command not allowed when used memory > 'maxmemory'."));
+    check(resend::redis_cannot_write_now("READONLY You can't write against a read only replica."));
+    check(resend::redis_cannot_write_now("MASTERDOWN Link with MASTER is down"));
+    check(resend::redis_cannot_write_now("OOM"));
+    check(!resend::redis_cannot_write_now("WRONGTYPE Operation against a key holding the wrong kind of value"));
+    check(!resend::redis_cannot_write_now("ERR unknown command"));
+    check(!resend::redis_cannot_write_now("NOAUTH Authentication required."));
+    check(!resend::redis_cannot_write_now("LOADINGX"));
+    check(!resend::redis_cannot_write_now(""));
+}
+
 }  // namespace
 
 int main(void) {
@@ -534,6 +547,7 @@ int main(void) {
         guarded_test(test_readers_are_independent),
         guarded_test(test_nesting_depth),
         guarded_test(test_resp3_scalars),
+        guarded_test(test_refusals_that_say_later),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -65,6 +65,7 @@ const char *name(outcome result) {
     case outcome::dry_run_limited: return "dry_run_limited";
     case outcome::redis_timeout: return "redis_timeout";
     case outcome::client_closed: return "client_closed";
+    case outcome::spooled: return "spooled";
     case outcome::count_: break;
     }
     return "?";

@@ -1,0 +1,52 @@
+// The spool's segment files: what a record looks like on disk, and how a
+// reader tells a good record from a torn or corrupt one. Pure: no I/O.
+//
+//   segment := header record*
+//   header  := "RCSPOOL1" acked:u64le          (16 bytes; `acked` is the offset of the
+//                                                first record not yet acknowledged)
+//   record  := length:u32le crc:u32le payload   (crc = CRC32C of payload)
+//   payload := count:u16le (size:u32le bytes){count}
+//
+// The items of a payload are the record as the spool keeps it: the Redis
+// address, the stream, its maxlen, then the fields as sent (name, value)...
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string_view>
+
+namespace resend::spool {
+
+// CRC32C (Castagnoli, reflected 0x82F63B78), as iSCSI and ext4 use it:
+// crc32c("123456789") == 0xE3069283. `crc` continues an earlier value.
+std::uint32_t crc32c(const void *data, std::size_t size, std::uint32_t crc = 0) noexcept;
+
+inline constexpr std::string_view magic = "RCSPOOL1";
+inline constexpr std::size_t header_size = 16;
+inline constexpr std::size_t record_overhead = 8;  // length and CRC
+inline constexpr std::size_t max_payload = 1 << 20;
+inline constexpr std::size_t max_items = 512;
+
+void write_header(char *out, std::uint64_t acked) noexcept;  // header_size bytes
+// False when `in` (n bytes) is not a segment header.
+bool read_header(const char *in, std::size_t n, std::uint64_t *acked) noexcept;
+
+// Bytes write_record() writes for `items`; 0 when they cannot be one record
+// (more than max_items, or a payload over max_payload).
+std::size_t record_size(std::span<const std::string_view> items) noexcept;
+// Writes the record; `out` holds record_size(items) bytes. Returns the end.
+char *write_record(char *out, std::span<const std::string_view> items) noexcept;
+
+enum class scan : unsigned char {
+    record,      // a whole, intact record: *size bytes, its items in `items`
+    incomplete,  // the bytes end inside a record (more to read, or a torn tail)
+    corrupt,     // not a record: impossible length, CRC mismatch, or a bad payload
+};
+
+// Reads the record at the start of `in` (n bytes). On `record`, *size is its
+// size and items[0 .. *count) point into `in`; `items` holds max_items.
+scan read_record(const char *in, std::size_t n, std::size_t *size, std::string_view *items,
+                 std::size_t *count) noexcept;
+
+}  // namespace resend::spool

@@ -1,0 +1,890 @@
+// The spool (policy `resend_confirmation_redis_failure spool`): records that
+// Redis could not take in time are kept on local disk and replayed once the
+// link is healthy again.
+//
+// - Each worker appends to a segment file of its own, `PATH/<ms>-<pid>-<n>.seg`
+//   (the format: src/core/spool_format.hpp), which it holds with an
+//   exclusive flock() while it writes. An append is one pwrite() into the
+//   page cache, as access_log writes; nothing waits for the disk on the
+//   event loop. fsync=TIME syncs the segment on a timer, fsync=always before
+//   the 200 is sent; both in nginx's thread pool (on the event loop where
+//   nginx has no threads).
+// - A segment that no process holds (its worker sealed it, died, or was an
+//   earlier nginx's) is adopted: locked by one worker, replayed from the
+//   offset its header says is acknowledged, in order, at most
+//   `max_in_flight` commands at a time, with the very command live requests
+//   send (record_command), then deleted. The acknowledged offset is written
+//   back to the header as replies come: a reload or restart goes on from
+//   there (commands in flight then are sent again: at least once).
+// - A record that does not read back whole (a torn tail, a CRC mismatch) ends
+//   the segment there: it is truncated with one log line.
+// - The spool's size (every worker's segments) is kept in a shared zone:
+//   an append that would take it past max_size, or that the disk refuses
+//   (ENOSPC), is not kept and the request is answered 503.
+
+#include "ngx_http_resend_confirmation.h"
+
+#include "core/spool_format.hpp"
+
+#include <dirent.h>
+#include <sys/file.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+
+namespace {
+
+enum class fsync_mode : unsigned char { off, always, every };
+
+constexpr off_t max_size_default = 64 * 1024 * 1024;
+constexpr ngx_msec_t fsync_default = 1000;
+// Replay commands in flight per worker: live requests never wait behind more.
+constexpr ngx_uint_t max_in_flight = 32;
+// A segment is sealed (and a new one begun) past this size, so that no
+// segment outlives its records for long.
+constexpr off_t segment_max = 4 * 1024 * 1024;
+constexpr ngx_msec_t idle_interval = 1000;   // looking for work while nothing is spooled
+constexpr ngx_msec_t retry_interval = 1000;  // after a failed replay, or Redis not ready
+constexpr size_t max_scanned = 1024;          // segment names looked at per scan
+constexpr size_t name_max = 64;
+constexpr size_t zone_size = 32 * 1024;
+
+}  // namespace
+
+struct ngx_http_resend_confirmation_spool_conf_s {
+    ngx_str_t path;  // the directory, without a trailing slash, null-terminated
+    off_t max_size;
+    fsync_mode fsync;
+    ngx_msec_t fsync_interval;
+    ngx_shm_zone_t *zone;
+#if (NGX_THREADS)
+    ngx_thread_pool_t *thread_pool;
+#endif
+};
+
+namespace {
+
+// In the spool's shared zone: every worker's, kept across reloads.
+struct shared_state {
+    ngx_atomic_t bytes;     // of segment files on disk
+    ngx_atomic_t records;   // kept, not yet acknowledged by Redis
+    ngx_atomic_t replayed;  // acknowledged by Redis on replay
+    ngx_atomic_t corrupt;   // tails truncated
+};
+
+// One fsync in the thread pool: of `fd`, closed afterwards when `close_fd`.
+struct sync_job {
+    int fd;
+    bool close_fd;
+    bool failed;
+    ngx_uint_t generation;  // appends up to this one are on disk when it is done
+};
+
+// A request waiting for its record's fsync (fsync=always).
+struct waiter {
+    ngx_queue_t queue;
+    ngx_http_request_t *r;
+    ngx_uint_t generation;
+};
+
+struct worker_state {
+    ngx_http_resend_confirmation_spool_conf_t *conf;
+    shared_state *sh;
+    ngx_log_t *log;
+
+    // The segment this worker appends to.
+    int fd;
+    off_t size;
+    char name[name_max];
+    ngx_uint_t sequence;      // segments begun by this worker
+    ngx_uint_t generation;    // appends so far
+    ngx_uint_t synced;        // appends known to be on disk
+    bool dirty;
+    ngx_event_t fsync_timer;  // fsync=TIME
+    ngx_queue_t waiters;      // fsync=always
+    bool syncing;             // an fsync task is out
+    ngx_msec_t full_logged;   // when "full" was last logged
+
+    // The segment being replayed.
+    int rfd;
+    char rname[name_max];
+    off_t acked, read_at, end;
+    off_t ends[max_in_flight];  // ends of the records in flight, oldest at `head`
+    ngx_uint_t head, in_flight;
+    ngx_uint_t acks_unwritten;
+    bool failed;
+    u_char *rbuf;
+    size_t rbuf_capacity, rbuf_len;
+    off_t rbuf_at;
+    ngx_event_t tick;  // replay: timer and posted
+
+#if (NGX_THREADS)
+    ngx_thread_task_t *task;
+#endif
+};
+
+worker_state W;  // this worker's; workers are single-threaded
+
+std::string_view view(const ngx_str_t &s) noexcept {
+    return {reinterpret_cast<const char *>(s.data), s.len};
+}
+
+bool is_segment_name(const char *name) noexcept {
+    size_t n = std::strlen(name);
+    return n > 4 && n < name_max && std::strcmp(name + n - 4, ".seg") == 0 && name[0] >= '0' && name[0] <= '9';
+}
+
+void path_of(char *out, size_t size, const char *name) noexcept {
+    std::snprintf(out, size, "%s/%s", reinterpret_cast<const char *>(W.conf->path.data), name);
+}
+
+void shared_sub(ngx_atomic_t *counter, ngx_atomic_uint_t n) noexcept {
+    // Never below zero, whatever was miscounted (a tail lost to a crash).
+    for (;;) {
+        ngx_atomic_uint_t old = *counter;
+        ngx_atomic_uint_t now = old > n ? old - n : 0;
+        if (ngx_atomic_cmp_set(counter, old, now)) return;
+    }
+}
+
+void schedule(ngx_msec_t delay) noexcept {
+    if (W.tick.timer_set) ngx_del_timer(&W.tick);
+    if (delay == 0) {
+        if (!W.tick.posted) {
+            ngx_post_event(&W.tick, &ngx_posted_events);
+        }
+        return;
+    }
+    if (!W.tick.posted) ngx_add_timer(&W.tick, delay);
+}
+
+// --- fsync -------------------------------------------------------------------------
+
+void sync_done(ngx_event_t *ev) noexcept;
+
+// Syncs `fd` off the event loop (in nginx's thread pool; on it where nginx
+// has no threads), then closes it when `close_fd`.
+void sync_start(int fd, bool close_fd) noexcept {
+    W.syncing = true;
+#if (NGX_THREADS)
+    if (W.conf->thread_pool != nullptr && W.task != nullptr) {
+        auto *job = static_cast<sync_job *>(W.task->ctx);
+        job->fd = fd;
+        job->close_fd = close_fd;
+        job->failed = false;
+        job->generation = W.generation;
+        if (ngx_thread_task_post(W.conf->thread_pool, W.task) == NGX_OK) return;
+    }
+#endif
+    bool failed = fdatasync(fd) == -1;
+    if (failed) {
+        ngx_log_error(NGX_LOG_ALERT, W.log, ngx_errno, "resend_confirmation: spool fdatasync() failed");
+    }
+    if (close_fd) close(fd);
+    W.syncing = false;
+    if (!failed) W.synced = W.generation;
+    ngx_event_t done;  // finish as a task would
+    ngx_memzero(&done, sizeof(done));
+    done.data = nullptr;
+    sync_done(&done);
+}
+
+#if (NGX_THREADS)
+void sync_in_thread(void *data, ngx_log_t *log) noexcept {
+    auto *job = static_cast<sync_job *>(data);
+    if (fdatasync(job->fd) == -1) {
+        job->failed = true;
+        ngx_log_error(NGX_LOG_ALERT, log, ngx_errno, "resend_confirmation: spool fdatasync() failed");
+    }
+    if (job->close_fd) close(job->fd);
+}
+#endif
+
+// Answers the requests whose records are on disk now (fsync=always).
+void wake_waiters(bool failed) noexcept {
+    while (!ngx_queue_empty(&W.waiters)) {
+        ngx_queue_t *q = ngx_queue_head(&W.waiters);
+        auto *w = ngx_queue_data(q, waiter, queue);
+        if (!failed && static_cast<ngx_int_t>(w->generation - W.synced) > 0) break;
+        ngx_queue_remove(q);
+        ngx_queue_init(q);  // the request's cleanup finds it out of the queue
+        ngx_http_request_t *r = w->r;
+        auto *ctx = ngx_http_resend_confirmation_get_ctx(r);
+        ngx_connection_t *c = r->connection;
+        // A failed fsync: the record is in the file and may still be
+        // replayed, but the disk did not say it has it.
+        ngx_http_finalize_request(r, ngx_http_resend_confirmation_answer(
+                                         r, ctx, failed ? resend::outcome::redis_timeout
+                                                        : resend::outcome::spooled));
+        ngx_http_run_posted_requests(c);
+    }
+}
+
+void sync_done(ngx_event_t *ev) noexcept {
+    bool failed = false;
+#if (NGX_THREADS)
+    if (ev->data != nullptr) {
+        auto *job = static_cast<sync_job *>(static_cast<ngx_thread_task_t *>(ev->data)->ctx);
+        W.syncing = false;
+        failed = job->failed;
+        if (!failed) W.synced = job->generation;
+    }
+#else
+    (void) ev;
+#endif
+    wake_waiters(failed);
+    // Appends that came while it ran wait for the next one.
+    if (!ngx_queue_empty(&W.waiters) && !W.syncing && W.fd != -1) {
+        int fd = dup(W.fd);
+        if (fd == -1) {
+            wake_waiters(true);
+            return;
+        }
+        W.dirty = false;
+        sync_start(fd, true);
+    }
+}
+
+void fsync_tick(ngx_event_t *) noexcept {
+    if (W.dirty && W.fd != -1 && !W.syncing) {
+        int fd = dup(W.fd);
+        if (fd != -1) {
+            W.dirty = false;
+            sync_start(fd, true);
+        }
+    }
+    if (W.fd != -1) ngx_add_timer(&W.fsync_timer, W.conf->fsync_interval);
+}
+
+// --- writing -----------------------------------------------------------------------
+
+// Stops appending to the current segment: it is synced (unless fsync=off)
+// and closed, which lets its lock go, and any worker may replay it.
+void seal() noexcept {
+    if (W.fd == -1) return;
+    int fd = W.fd;
+    W.fd = -1;
+    if (W.fsync_timer.timer_set) ngx_del_timer(&W.fsync_timer);
+    if (W.conf->fsync != fsync_mode::off && W.dirty && !W.syncing) {
+        W.dirty = false;
+        sync_start(fd, true);
+        return;
+    }
+    // fsync=off, or a sync is out: at worst this segment's last appends wait
+    // for the kernel's own writeback.
+    close(fd);
+}
+
+bool open_segment() noexcept {
+    ngx_time_t *now = ngx_timeofday();
+    char name[name_max];
+    std::snprintf(name, sizeof(name), "%013llu-%d-%lu.seg",
+                  static_cast<unsigned long long>(now->sec) * 1000 + now->msec, static_cast<int>(ngx_pid),
+                  static_cast<unsigned long>(++W.sequence));
+    // Made under a name no replayer looks at, locked, its header written,
+    // then renamed: a segment is never seen unlocked before it is whole.
+    char path[NGX_MAX_PATH], draft[NGX_MAX_PATH + 8];
+    path_of(path, sizeof(path), name);
+    std::snprintf(draft, sizeof(draft), "%s.new", path);
+    int fd = open(draft, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd == -1) {
+        ngx_log_error(NGX_LOG_ALERT, W.log, ngx_errno, "resend_confirmation: spool open(\"%s\") failed", draft);
+        return false;
+    }
+    char header[resend::spool::header_size];
+    resend::spool::write_header(header, resend::spool::header_size);
+    if (flock(fd, LOCK_EX | LOCK_NB) == -1 ||
+        pwrite(fd, header, sizeof(header), 0) != static_cast<ssize_t>(sizeof(header)) ||
+        rename(draft, path) == -1) {
+        ngx_log_error(NGX_LOG_ALERT, W.log, ngx_errno, "resend_confirmation: spool \"%s\" cannot be begun", path);
+        close(fd);
+        unlink(draft);
+        return false;
+    }
+    W.fd = fd;
+    W.size = sizeof(header);
+    std::memcpy(W.name, name, sizeof(name));
+    (void) ngx_atomic_fetch_add(&W.sh->bytes, sizeof(header));
+    if (W.conf->fsync == fsync_mode::every) ngx_add_timer(&W.fsync_timer, W.conf->fsync_interval);
+    return true;
+}
+
+void log_full(const char *why, ngx_err_t err) noexcept {
+    // Once a second at most: a full spool would otherwise log every request.
+    if (W.full_logged != 0 && ngx_current_msec - W.full_logged < 1000) return;
+    W.full_logged = ngx_current_msec;
+    ngx_log_error(NGX_LOG_ERR, W.log, err,
+                  "resend_confirmation: spool \"%V\" %s: requests are answered 503 until Redis takes the "
+                  "spooled records",
+                  &W.conf->path, why);
+}
+
+void waiter_cleanup(void *data) noexcept {
+    auto *w = static_cast<waiter *>(data);
+    if (ngx_queue_next(&w->queue) != &w->queue) {  // still waiting: the request went away
+        ngx_queue_remove(&w->queue);
+    }
+    ngx_queue_init(&w->queue);
+}
+
+}  // namespace
+
+ngx_int_t ngx_http_resend_confirmation_spool_append(ngx_http_request_t *r,
+                                                   ngx_http_resend_confirmation_ctx_t *ctx) noexcept {
+    if (W.conf == nullptr) return NGX_DECLINED;
+    auto *lcf = ngx_http_resend_confirmation_loc_conf(r);
+
+    // The record as kept: where it was going, then its fields as sent.
+    size_t count = 3 + ctx->nfields;
+    auto *items = static_cast<std::string_view *>(ngx_palloc(r->pool, count * sizeof(std::string_view)));
+    if (items == nullptr) return NGX_DECLINED;
+    items[0] = view(lcf->redis->addr.name);
+    items[1] = view(lcf->stream);
+    items[2] = view(lcf->maxlen_text);
+    for (ngx_uint_t i = 0; i < ctx->nfields; ++i) items[3 + i] = ctx->fields[i];
+    size_t size = resend::spool::record_size({items, count});
+    if (size == 0) return NGX_DECLINED;
+
+    off_t more = static_cast<off_t>(size) + (W.fd == -1 ? resend::spool::header_size : 0);
+    if (static_cast<off_t>(W.sh->bytes) + more > W.conf->max_size) {
+        log_full("is full (max_size)", 0);
+        return NGX_DECLINED;
+    }
+    if (W.fd != -1 && W.size + static_cast<off_t>(size) > segment_max) seal();
+    if (W.fd == -1 && !open_segment()) return NGX_DECLINED;
+
+    auto *bytes = static_cast<char *>(ngx_pnalloc(r->pool, size));
+    if (bytes == nullptr) return NGX_DECLINED;
+    resend::spool::write_record(bytes, {items, count});
+    ssize_t n = pwrite(W.fd, bytes, size, W.size);
+    if (n != static_cast<ssize_t>(size)) {
+        ngx_err_t err = n == -1 ? ngx_errno : NGX_ENOSPC;
+        if (n > 0 && ftruncate(W.fd, W.size) == -1) {
+            // The torn record stays; a reader truncates it. Nothing after
+            // it may be appended: begin a new segment.
+            seal();
+        }
+        log_full(err == NGX_ENOSPC ? "has no space left" : "cannot be written", err);
+        return NGX_DECLINED;
+    }
+    W.size += size;
+    ++W.generation;
+    W.dirty = true;
+    (void) ngx_atomic_fetch_add(&W.sh->bytes, size);
+    (void) ngx_atomic_fetch_add(&W.sh->records, 1);
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0, "resend_confirmation: record spooled in %s",
+                   W.name);
+    if (!W.tick.timer_set && !W.tick.posted) schedule(retry_interval);
+
+    if (W.conf->fsync != fsync_mode::always) return NGX_OK;
+    auto *w = static_cast<waiter *>(ngx_palloc(r->pool, sizeof(waiter)));
+    ngx_pool_cleanup_t *cleanup = ngx_pool_cleanup_add(r->pool, 0);
+    if (w == nullptr || cleanup == nullptr) return NGX_DECLINED;
+    w->r = r;
+    w->generation = W.generation;
+    ngx_queue_insert_tail(&W.waiters, &w->queue);
+    cleanup->handler = waiter_cleanup;
+    cleanup->data = w;
+    r->main->count++;  // the caller finalizes with NGX_DONE; the fsync's end answers
+    if (!W.syncing) {
+        int fd = dup(W.fd);
+        if (fd == -1) {
+            ngx_queue_remove(&w->queue);
+            ngx_queue_init(&w->queue);
+            r->main->count--;
+            return NGX_DECLINED;
+        }
+        W.dirty = false;
+        sync_start(fd, true);
+    }
+    return NGX_AGAIN;
+}
+
+// --- replay ------------------------------------------------------------------------
+
+namespace {
+
+// Writes the acknowledged offset into the segment's header.
+void write_progress() noexcept {
+    if (W.rfd == -1 || W.acks_unwritten == 0) return;
+    char header[resend::spool::header_size];
+    resend::spool::write_header(header, static_cast<std::uint64_t>(W.acked));
+    if (pwrite(W.rfd, header, sizeof(header), 0) != static_cast<ssize_t>(sizeof(header))) {
+        ngx_log_error(NGX_LOG_ALERT, W.log, ngx_errno,
+                      "resend_confirmation: spool \"%s\": progress not written", W.rname);
+    }
+    W.acks_unwritten = 0;
+}
+
+// The segment is done (every record acknowledged): deleted.
+void finish_segment() noexcept {
+    char path[NGX_MAX_PATH];
+    path_of(path, sizeof(path), W.rname);
+    if (unlink(path) == -1 && ngx_errno != NGX_ENOENT) {
+        ngx_log_error(NGX_LOG_ALERT, W.log, ngx_errno, "resend_confirmation: spool unlink(\"%s\") failed", path);
+    }
+    close(W.rfd);
+    W.rfd = -1;
+    shared_sub(&W.sh->bytes, static_cast<ngx_atomic_uint_t>(W.end));
+    ngx_log_error(NGX_LOG_INFO, W.log, 0, "resend_confirmation: spool \"%s\" replayed and deleted", W.rname);
+}
+
+// Ends the segment at `at`, where a record does not read back whole.
+void truncate_tail(off_t at, const char *why) noexcept {
+    ngx_log_error(NGX_LOG_WARN, W.log, 0,
+                  "resend_confirmation: spool \"%s\": %s at offset %O, truncated there (%O bytes dropped)",
+                  W.rname, why, at, W.end - at);
+    if (ftruncate(W.rfd, at) == -1) {
+        ngx_log_error(NGX_LOG_ALERT, W.log, ngx_errno, "resend_confirmation: spool ftruncate() failed");
+    }
+    shared_sub(&W.sh->bytes, static_cast<ngx_atomic_uint_t>(W.end - at));
+    (void) ngx_atomic_fetch_add(&W.sh->corrupt, 1);
+    W.end = at;
+}
+
+// Takes a segment that no process holds, the oldest first; false when there
+// is none.
+bool adopt() noexcept {
+    DIR *dir = opendir(reinterpret_cast<const char *>(W.conf->path.data));
+    if (dir == nullptr) {
+        ngx_log_error(NGX_LOG_ALERT, W.log, ngx_errno, "resend_confirmation: spool opendir(\"%V\") failed",
+                      &W.conf->path);
+        return false;
+    }
+    static char names[max_scanned][name_max];
+    static char *order[max_scanned];
+    size_t n = 0;
+    while (struct dirent *entry = readdir(dir)) {
+        if (n == max_scanned) break;
+        if (!is_segment_name(entry->d_name)) continue;
+        if (W.fd != -1 && std::strcmp(entry->d_name, W.name) == 0) continue;  // ours, being written
+        std::memcpy(names[n], entry->d_name, std::strlen(entry->d_name) + 1);
+        order[n] = names[n];
+        ++n;
+    }
+    closedir(dir);
+    std::sort(order, order + n, [](const char *a, const char *b) { return std::strcmp(a, b) < 0; });
+
+    for (size_t i = 0; i < n; ++i) {
+        char path[NGX_MAX_PATH];
+        path_of(path, sizeof(path), order[i]);
+        int fd = open(path, O_RDWR | O_CLOEXEC);
+        if (fd == -1) continue;
+        struct stat st;
+        if (flock(fd, LOCK_EX | LOCK_NB) == -1 || fstat(fd, &st) == -1 || st.st_nlink == 0) {
+            close(fd);  // held by its writer or another replayer, or just deleted
+            continue;
+        }
+        char header[resend::spool::header_size];
+        std::uint64_t acked = 0;
+        ssize_t got = pread(fd, header, sizeof(header), 0);
+        if (!resend::spool::read_header(header, got > 0 ? static_cast<size_t>(got) : 0, &acked)) {
+            // A segment whose header never made it to disk holds nothing.
+            ngx_log_error(NGX_LOG_WARN, W.log, 0,
+                          "resend_confirmation: spool \"%s\" has no valid header: deleted (%O bytes)", path,
+                          st.st_size);
+            unlink(path);
+            close(fd);
+            shared_sub(&W.sh->bytes, static_cast<ngx_atomic_uint_t>(st.st_size));
+            continue;
+        }
+        W.rfd = fd;
+        std::memcpy(W.rname, order[i], name_max);
+        W.end = st.st_size;
+        W.acked = std::clamp<off_t>(static_cast<off_t>(acked), resend::spool::header_size, W.end);
+        W.read_at = W.acked;
+        W.head = W.in_flight = W.acks_unwritten = 0;
+        W.failed = false;
+        W.rbuf_len = 0;
+        W.rbuf_at = 0;
+        ngx_log_error(NGX_LOG_INFO, W.log, 0, "resend_confirmation: spool \"%s\": replaying from offset %O of %O",
+                      W.rname, W.acked, W.end);
+        return true;
+    }
+    return false;
+}
+
+// The record at W.read_at: `record`, or why there is none (`incomplete`:
+// the segment ends; `corrupt`: it cannot be read back).
+resend::spool::scan next_record(size_t *size, std::string_view *items, size_t *count) noexcept {
+    for (int attempt = 0;; ++attempt) {
+        size_t offset = static_cast<size_t>(W.read_at - W.rbuf_at);
+        if (W.rbuf_len > 0 && W.read_at >= W.rbuf_at && offset < W.rbuf_len) {
+            auto result = resend::spool::read_record(reinterpret_cast<const char *>(W.rbuf) + offset,
+                                                     W.rbuf_len - offset, size, items, count);
+            if (result != resend::spool::scan::incomplete) return result;
+            if (offset == 0 && W.rbuf_at + static_cast<off_t>(W.rbuf_len) >= W.end) return result;
+        }
+        if (W.read_at >= W.end || attempt == 2) return resend::spool::scan::incomplete;
+        if (offset == 0 && W.rbuf_len == W.rbuf_capacity) {
+            // A record larger than the buffer: room for the largest.
+            size_t capacity = resend::spool::record_overhead + resend::spool::max_payload;
+            auto *bigger = static_cast<u_char *>(ngx_alloc(capacity, W.log));
+            if (bigger == nullptr) return resend::spool::scan::incomplete;
+            ngx_free(W.rbuf);
+            W.rbuf = bigger;
+            W.rbuf_capacity = capacity;
+        }
+        size_t want = static_cast<size_t>(std::min<off_t>(W.end - W.read_at, W.rbuf_capacity));
+        ssize_t got = pread(W.rfd, W.rbuf, want, W.read_at);
+        if (got <= 0) {
+            ngx_log_error(NGX_LOG_ALERT, W.log, got == -1 ? ngx_errno : 0,
+                          "resend_confirmation: spool pread(\"%s\") failed", W.rname);
+            W.rbuf_len = 0;
+            return resend::spool::scan::incomplete;
+        }
+        W.rbuf_at = W.read_at;
+        W.rbuf_len = static_cast<size_t>(got);
+    }
+}
+
+ngx_http_resend_confirmation_link_t *link_for(std::string_view name) noexcept {
+    ngx_http_resend_confirmation_link_t *link = ngx_http_resend_confirmation_worker_link_named(name);
+    if (link == nullptr) {
+        // Its Redis is gone from the configuration: the first one now.
+        auto *mcf = static_cast<ngx_http_resend_confirmation_main_conf_t *>(
+            ngx_http_cycle_get_module_main_conf(ngx_cycle, ngx_http_resend_confirmation_module));
+        if (mcf->redis.nelts == 0) return nullptr;
+        link = ngx_http_resend_confirmation_worker_link(
+            static_cast<ngx_http_resend_confirmation_redis_conf_t **>(mcf->redis.elts)[0]);
+    }
+    return link;
+}
+
+// Sends the segment's next records, up to max_in_flight.
+void send_more() noexcept {
+    static std::string_view items[resend::spool::max_items];
+    static std::string_view args[ngx_http_resend_confirmation_record_command_args(resend::spool::max_items)];
+    while (W.in_flight < max_in_flight && !W.failed) {
+        size_t size = 0, count = 0;
+        auto result = next_record(&size, items, &count);
+        if (result == resend::spool::scan::record && count < 3) result = resend::spool::scan::corrupt;
+        if (result != resend::spool::scan::record) {
+            if (W.read_at < W.end) {
+                truncate_tail(W.read_at, result == resend::spool::scan::corrupt ? "a corrupt record"
+                                                                                : "a torn record");
+            }
+            break;
+        }
+        ngx_http_resend_confirmation_link_t *link = link_for(items[0]);
+        if (link == nullptr) return;
+        if (!ngx_http_resend_confirmation_link_ready(link)) {
+            ngx_http_resend_confirmation_link_wake(link);
+            schedule(W.in_flight == 0 ? retry_interval / 10 : retry_interval);
+            return;
+        }
+        size_t argc = ngx_http_resend_confirmation_record_command(items[1], items[2], {items + 3, count - 3}, args);
+        if (!ngx_http_resend_confirmation_link_send_replay(link, {args, argc})) {
+            schedule(retry_interval);
+            return;
+        }
+        W.ends[(W.head + W.in_flight) % max_in_flight] = W.read_at + static_cast<off_t>(size);
+        ++W.in_flight;
+        W.read_at += static_cast<off_t>(size);
+    }
+    if (W.in_flight == 0 && !W.failed && W.read_at >= W.end) {
+        write_progress();
+        finish_segment();
+        schedule(0);  // the next one
+    }
+}
+
+void tick(ngx_event_t *) noexcept {
+    if (ngx_exiting || ngx_terminate || ngx_quit) return;
+    if (W.rfd == -1) {
+        if (W.sh->records == 0 && W.sh->bytes == 0) {
+            schedule(idle_interval);
+            return;
+        }
+        if (!adopt()) {
+            // Nothing free: our own segment is sealed for the next turn once
+            // Redis can take it (not before: sealing while it is down would
+            // only make many small segments).
+            if (W.fd == -1 || W.size <= static_cast<off_t>(resend::spool::header_size)) {
+                schedule(idle_interval);
+                return;
+            }
+            ngx_http_resend_confirmation_link_t *link = link_for({});
+            if (link != nullptr && ngx_http_resend_confirmation_link_ready(link)) {
+                seal();
+                schedule(retry_interval / 10);
+            } else {
+                if (link != nullptr) ngx_http_resend_confirmation_link_wake(link);
+                schedule(retry_interval);
+            }
+            return;
+        }
+    }
+    send_more();
+    if (!W.tick.timer_set && !W.tick.posted && W.in_flight == 0) schedule(retry_interval);
+}
+
+}  // namespace
+
+void ngx_http_resend_confirmation_spool_replayed(ngx_http_resend_confirmation_fate_t fate) noexcept {
+    if (W.in_flight == 0) return;  // not ours any more (cannot happen)
+    off_t end = W.ends[W.head];
+    W.head = (W.head + 1) % max_in_flight;
+    --W.in_flight;
+    if (fate == ngx_http_resend_confirmation_fate_t::stored) {
+        if (!W.failed) {
+            W.acked = end;
+            ++W.acks_unwritten;
+            shared_sub(&W.sh->records, 1);
+            (void) ngx_atomic_fetch_add(&W.sh->replayed, 1);
+        }
+        // After a failure, later records are sent again (at least once).
+    } else {
+        W.failed = true;
+    }
+    if (W.in_flight == 0) {
+        write_progress();
+        if (W.failed) {
+            // Go back to the first record not acknowledged, a little later.
+            W.failed = false;
+            W.read_at = W.acked;
+            schedule(retry_interval);
+            return;
+        }
+    } else if (W.acks_unwritten >= max_in_flight) {
+        write_progress();
+    }
+    if (W.in_flight <= max_in_flight / 2 && !W.failed) schedule(0);
+}
+
+// --- the worker --------------------------------------------------------------------
+
+ngx_int_t ngx_http_resend_confirmation_spool_worker_start(ngx_cycle_t *cycle) noexcept {
+    ngx_memzero(&W, sizeof(W));
+    W.fd = W.rfd = -1;
+    auto *mcf = static_cast<ngx_http_resend_confirmation_main_conf_t *>(
+        ngx_http_cycle_get_module_main_conf(cycle, ngx_http_resend_confirmation_module));
+    if (mcf == nullptr || mcf->spool == nullptr) return NGX_OK;
+    W.conf = mcf->spool;
+    W.log = cycle->log;
+    W.sh = static_cast<shared_state *>(W.conf->zone->data);
+    ngx_queue_init(&W.waiters);
+    W.rbuf_capacity = 64 * 1024;
+    W.rbuf = static_cast<u_char *>(ngx_alloc(W.rbuf_capacity, cycle->log));
+    if (W.rbuf == nullptr) return NGX_ERROR;
+    // nginx's debug lines read an event's data as a connection (its fd):
+    // it must point to readable memory.
+    W.tick.handler = tick;
+    W.tick.data = &W;
+    W.tick.log = cycle->log;
+    W.tick.cancelable = 1;
+    W.fsync_timer.handler = fsync_tick;
+    W.fsync_timer.data = &W;
+    W.fsync_timer.log = cycle->log;
+    W.fsync_timer.cancelable = 1;
+#if (NGX_THREADS)
+    if (W.conf->thread_pool != nullptr) {
+        W.task = ngx_thread_task_alloc(cycle->pool, sizeof(sync_job));
+        if (W.task == nullptr) return NGX_ERROR;
+        W.task->handler = sync_in_thread;
+        W.task->event.handler = sync_done;
+        W.task->event.data = W.task;
+        W.task->event.log = cycle->log;
+    }
+#endif
+    // Look for segments left by an earlier nginx or a worker that died.
+    schedule(retry_interval / 10);
+    return NGX_OK;
+}
+
+void ngx_http_resend_confirmation_spool_worker_exit() noexcept {
+    if (W.conf == nullptr) return;
+    if (W.rfd != -1) {
+        write_progress();
+        close(W.rfd);
+        W.rfd = -1;
+    }
+    if (W.fd != -1) {
+        // The last appends reach the disk before the lock goes (exit only).
+        if (W.conf->fsync != fsync_mode::off && W.dirty) (void) fdatasync(W.fd);
+        close(W.fd);
+        W.fd = -1;
+    }
+    // The worker ends here: its timers and posted events go with it.
+    ngx_free(W.rbuf);
+    W.rbuf = nullptr;
+    W.conf = nullptr;
+}
+
+ngx_http_resend_confirmation_spool_stats_t
+ngx_http_resend_confirmation_spool_stats(ngx_http_resend_confirmation_main_conf_t *mcf) noexcept {
+    ngx_http_resend_confirmation_spool_stats_t stats{};
+    if (mcf->spool == nullptr || mcf->spool->zone->data == nullptr) return stats;
+    auto *sh = static_cast<shared_state *>(mcf->spool->zone->data);
+    stats.configured = true;
+    stats.bytes = sh->bytes;
+    stats.records = sh->records;
+    stats.replayed = sh->replayed;
+    stats.corrupt = sh->corrupt;
+    if (stats.bytes == 0) return stats;
+    // The oldest segment's name begins with when it was begun (ms).
+    DIR *dir = opendir(reinterpret_cast<const char *>(mcf->spool->path.data));
+    if (dir == nullptr) return stats;
+    std::uint64_t oldest = 0;
+    while (struct dirent *entry = readdir(dir)) {
+        if (!is_segment_name(entry->d_name)) continue;
+        std::uint64_t begun = 0;
+        for (const char *p = entry->d_name; *p >= '0' && *p <= '9'; ++p) begun = begun * 10 + (*p - '0');
+        if (oldest == 0 || begun < oldest) oldest = begun;
+    }
+    closedir(dir);
+    ngx_time_t *now = ngx_timeofday();
+    std::uint64_t now_ms = static_cast<std::uint64_t>(now->sec) * 1000 + now->msec;
+    if (oldest != 0 && now_ms > oldest) stats.oldest_ms = now_ms - oldest;
+    return stats;
+}
+
+// --- configuration -------------------------------------------------------------------
+
+namespace {
+
+// A new zone counts what the directory holds (left by an earlier nginx);
+// a reload keeps the running counts.
+ngx_int_t init_zone(ngx_shm_zone_t *zone, void *data) noexcept {
+    auto *conf = static_cast<ngx_http_resend_confirmation_spool_conf_t *>(zone->data);
+    if (data != nullptr) {
+        zone->data = data;
+        return NGX_OK;
+    }
+    auto *shpool = reinterpret_cast<ngx_slab_pool_t *>(zone->shm.addr);
+    if (zone->shm.exists) {
+        zone->data = shpool->data;
+        return NGX_OK;
+    }
+    auto *sh = static_cast<shared_state *>(ngx_slab_calloc(shpool, sizeof(shared_state)));
+    if (sh == nullptr) return NGX_ERROR;
+    shpool->data = sh;
+    zone->data = sh;
+
+    DIR *dir = opendir(reinterpret_cast<const char *>(conf->path.data));
+    if (dir == nullptr) return NGX_OK;
+    ngx_atomic_uint_t bytes_found = 0, records_found = 0;
+    while (struct dirent *entry = readdir(dir)) {
+        if (!is_segment_name(entry->d_name)) continue;
+        char path[NGX_MAX_PATH];
+        std::snprintf(path, sizeof(path), "%s/%s", reinterpret_cast<const char *>(conf->path.data), entry->d_name);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        struct stat st;
+        if (fd == -1) continue;
+        if (fstat(fd, &st) == 0 && st.st_size > 0) {
+            bytes_found += st.st_size;
+            // Records after the acknowledged offset, as far as they read.
+            auto *bytes = static_cast<char *>(ngx_alloc(st.st_size, zone->shm.log));
+            std::uint64_t acked = 0;
+            if (bytes != nullptr && read(fd, bytes, st.st_size) == st.st_size &&
+                resend::spool::read_header(bytes, st.st_size, &acked)) {
+                static std::string_view items[resend::spool::max_items];
+                size_t at = std::max<std::uint64_t>(acked, resend::spool::header_size), size = 0, count = 0;
+                while (at < static_cast<size_t>(st.st_size) &&
+                       resend::spool::read_record(bytes + at, st.st_size - at, &size, items, &count) ==
+                           resend::spool::scan::record) {
+                    ++records_found;
+                    at += size;
+                }
+            }
+            if (bytes != nullptr) ngx_free(bytes);
+        }
+        close(fd);
+    }
+    closedir(dir);
+    sh->bytes = bytes_found;
+    sh->records = records_found;
+    return NGX_OK;
+}
+
+// PATH must be a directory this process can create files in: checked by
+// creating one (nginx -t names the directive's file:line otherwise).
+bool check_directory(ngx_conf_t *cf, const ngx_str_t &path) noexcept {
+    struct stat st;
+    if (stat(reinterpret_cast<const char *>(path.data), &st) == -1) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno, "resend_confirmation_spool \"%V\" cannot be used", &path);
+        return false;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "resend_confirmation_spool \"%V\" is not a directory", &path);
+        return false;
+    }
+    char probe[NGX_MAX_PATH];
+    std::snprintf(probe, sizeof(probe), "%s/.probe-%d", reinterpret_cast<const char *>(path.data),
+                  static_cast<int>(ngx_getpid()));
+    int fd = open(probe, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd == -1) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno, "resend_confirmation_spool \"%V\" is not writable",
+                           &path);
+        return false;
+    }
+    close(fd);
+    unlink(probe);
+    return true;
+}
+
+}  // namespace
+
+// resend_confirmation_spool PATH [max_size=SIZE] [fsync=always|off|TIME];
+char *ngx_http_resend_confirmation_spool_directive(ngx_conf_t *cf, ngx_command_t *, void *conf) noexcept {
+    auto *mcf = static_cast<ngx_http_resend_confirmation_main_conf_t *>(conf);
+    if (mcf->spool != nullptr) return const_cast<char *>("is duplicate");
+    auto *value = static_cast<ngx_str_t *>(cf->args->elts);
+    auto *spool = static_cast<ngx_http_resend_confirmation_spool_conf_t *>(
+        ngx_pcalloc(cf->pool, sizeof(ngx_http_resend_confirmation_spool_conf_t)));
+    if (spool == nullptr) return ngx_http_resend_confirmation_conf_error();
+
+    ngx_str_t path = value[1];
+    while (path.len > 1 && path.data[path.len - 1] == '/') --path.len;
+    if (path.len == 0) return ngx_http_resend_confirmation_invalid_parameter(cf, &value[1]);
+    if (ngx_conf_full_name(cf->cycle, &path, 0) != NGX_OK) return ngx_http_resend_confirmation_conf_error();
+    spool->path.data = static_cast<u_char *>(ngx_pnalloc(cf->pool, path.len + 1));
+    if (spool->path.data == nullptr) return ngx_http_resend_confirmation_conf_error();
+    ngx_memcpy(spool->path.data, path.data, path.len);
+    spool->path.data[path.len] = '\0';
+    spool->path.len = path.len;
+    if (path.len + 1 + name_max >= NGX_MAX_PATH) return ngx_http_resend_confirmation_invalid_parameter(cf, &value[1]);
+
+    spool->max_size = max_size_default;
+    spool->fsync = fsync_mode::every;
+    spool->fsync_interval = fsync_default;
+    for (ngx_uint_t i = 2; i < cf->args->nelts; ++i) {
+        ngx_str_t arg;
+        if (ngx_http_resend_confirmation_has_prefix(value[i], "max_size=", &arg)) {
+            spool->max_size = ngx_parse_offset(&arg);
+            if (spool->max_size == NGX_ERROR || spool->max_size < 4096) {
+                return ngx_http_resend_confirmation_invalid_parameter(cf, &value[i]);
+            }
+        } else if (ngx_http_resend_confirmation_has_prefix(value[i], "fsync=", &arg)) {
+            if (ngx_http_resend_confirmation_is(arg, "always")) {
+                spool->fsync = fsync_mode::always;
+            } else if (ngx_http_resend_confirmation_is(arg, "off")) {
+                spool->fsync = fsync_mode::off;
+            } else {
+                spool->fsync = fsync_mode::every;
+                spool->fsync_interval = ngx_parse_time(&arg, 0);
+                if (spool->fsync_interval == (ngx_msec_t) NGX_ERROR || spool->fsync_interval == 0) {
+                    return ngx_http_resend_confirmation_invalid_parameter(cf, &value[i]);
+                }
+            }
+        } else {
+            return ngx_http_resend_confirmation_invalid_parameter(cf, &value[i]);
+        }
+    }
+    if (!check_directory(cf, spool->path)) return ngx_http_resend_confirmation_conf_error();
+
+#if (NGX_THREADS)
+    if (spool->fsync != fsync_mode::off) {
+        spool->thread_pool = ngx_thread_pool_add(cf, nullptr);  // "default", as `aio threads`
+        if (spool->thread_pool == nullptr) return ngx_http_resend_confirmation_conf_error();
+    }
+#endif
+    static ngx_str_t zone_name = ngx_string("resend_confirmation_spool");
+    spool->zone = ngx_shared_memory_add(cf, &zone_name, zone_size, &ngx_http_resend_confirmation_module);
+    if (spool->zone == nullptr) return ngx_http_resend_confirmation_conf_error();
+    spool->zone->init = init_zone;
+    spool->zone->data = spool;
+    mcf->spool = spool;
+    return NGX_CONF_OK;
+}
