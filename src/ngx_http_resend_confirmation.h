@@ -564,7 +564,8 @@ void ngx_http_resend_confirmation_metrics_in_flight(ngx_http_resend_confirmation
                                                     ngx_uint_t commands) noexcept;
 void ngx_http_resend_confirmation_metrics_reply_time(ngx_http_resend_confirmation_metrics_ref_t *ref,
                                                      ngx_msec_t elapsed) noexcept;
-// The shared-limit script's answer: 0 recorded, 1 silenced, 2 dry run.
+// The shared-limit script's answer (resend::shared_limit_answer's result:
+// recorded, silenced or dry_run_limited).
 void ngx_http_resend_confirmation_metrics_shared_limit(ngx_uint_t result) noexcept;
 void ngx_http_resend_confirmation_metrics_refusal(ngx_http_resend_confirmation_metrics_ref_t *ref,
                                                   std::string_view error) noexcept;

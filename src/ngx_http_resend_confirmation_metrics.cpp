@@ -21,6 +21,7 @@
 #include <csignal>
 
 #include "core/prometheus.hpp"
+#include "core/shared_limit.hpp"
 
 namespace {
 
@@ -71,9 +72,10 @@ struct worker_slot {
     std::uint32_t in_flight[max_targets];
 };
 
-// What the shared-limit script answered (resend::shared_limit_answer's
-// recorded, silenced and dry-run results).
+// What the shared-limit script answered, indexed by resend::shared_limit_answer's result.
 constexpr std::string_view shared_limit_results[] = {"recorded", "silenced", "dry_run_limited"};
+static_assert(resend::shared_limit_answer::recorded == 0 && resend::shared_limit_answer::silenced == 1 &&
+              resend::shared_limit_answer::dry_run_limited == 2);
 
 struct metrics_zone {
     std::uint32_t nlocations;

@@ -272,19 +272,17 @@ static void ngx_http_resend_confirmation_shared_limit_replied(ngx_http_request_t
     resend::shared_limit_answer answer = resend::shared_limit_read_answer(reply, call->nsent);
     switch (answer.result) {
     case resend::shared_limit_answer::recorded:
-        ngx_http_resend_confirmation_metrics_shared_limit(0);
-        ngx_http_resend_confirmation_recorded(r, ngx_http_resend_confirmation_fate_t::stored);
-        return;
     case resend::shared_limit_answer::silenced:
-        ngx_http_resend_confirmation_shared_limit_log(r, call->sent[answer.limit]);
-        ngx_http_resend_confirmation_metrics_shared_limit(1);
-        ctx->silenced = 1;
-        ngx_http_resend_confirmation_recorded(r, ngx_http_resend_confirmation_fate_t::stored);
-        return;
     case resend::shared_limit_answer::dry_run_limited:
-        ngx_http_resend_confirmation_shared_limit_log(r, call->sent[answer.limit]);
-        ngx_http_resend_confirmation_metrics_shared_limit(2);
-        ctx->dry_run_limited = 1;
+        ngx_http_resend_confirmation_metrics_shared_limit(answer.result);
+        if (answer.result != resend::shared_limit_answer::recorded) {
+            ngx_http_resend_confirmation_shared_limit_log(r, call->sent[answer.limit]);
+            if (answer.result == resend::shared_limit_answer::silenced) {
+                ctx->silenced = 1;
+            } else {
+                ctx->dry_run_limited = 1;
+            }
+        }
         ngx_http_resend_confirmation_recorded(r, ngx_http_resend_confirmation_fate_t::stored);
         return;
     case resend::shared_limit_answer::no_script:
