@@ -406,6 +406,24 @@ char *ngx_http_resend_confirmation_client_prefix(ngx_conf_t *cf, ngx_command_t *
 char *ngx_http_resend_confirmation_shared_limit_merge(ngx_conf_t *cf,
                                                       ngx_http_resend_confirmation_loc_conf_t *parent,
                                                       ngx_http_resend_confirmation_loc_conf_t *conf) noexcept;
+// The script's command for a record (the spool's replay builds it too):
+//   EVALSHA <sha1> <1 + n> <stream> <key>... <maxlen> <dry run> [<per> <period> <burst>]... <fields>...
+// (EVAL <script> ... when `full`), from `limits`: n x (key, per, period,
+// burst). `numkeys` holds NGX_INT_T_LEN bytes. Returns the length of `args`.
+size_t ngx_http_resend_confirmation_shared_limit_args(std::string_view stream, std::string_view maxlen,
+                                                      std::string_view dry_run,
+                                                      std::span<const std::string_view> limits,
+                                                      std::span<const std::string_view> fields, bool full,
+                                                      u_char *numkeys, std::string_view *args) noexcept;
+constexpr size_t ngx_http_resend_confirmation_shared_limit_args_count(size_t nlimits, size_t nfields) noexcept {
+    return 6 + 4 * nlimits + nfields;
+}
+// The request's shared limits as the script takes them (4 items each: key,
+// per, period, burst) and its dry-run flag, for the spool; false when the
+// location has none.
+bool ngx_http_resend_confirmation_shared_limit_sent(ngx_http_resend_confirmation_ctx_t *ctx,
+                                                    std::span<const std::string_view> *limits,
+                                                    std::string_view *dry_run) noexcept;
 // Turns the record's XADD into the script's EVALSHA when the location has
 // shared limits (`*command` unchanged otherwise, `*on_reply` null); false
 // when out of memory.
@@ -505,6 +523,12 @@ ngx_http_resend_confirmation_cluster_send(ngx_http_resend_confirmation_cluster_t
 namespace resend {
 struct redis_redirect;
 }
+// What `from`'s MOVED or ASK (`to`) teaches: the node named (added if new;
+// -1 when there is no room), which after MOVED owns the slot (and the map
+// is asked for again).
+ngx_int_t ngx_http_resend_confirmation_cluster_learn(ngx_http_resend_confirmation_cluster_t *cluster,
+                                                     ngx_http_resend_confirmation_link_t *from,
+                                                     const resend::redis_redirect &to) noexcept;
 void ngx_http_resend_confirmation_cluster_redirect(ngx_http_resend_confirmation_cluster_t *cluster,
                                                    ngx_http_resend_confirmation_link_t *from,
                                                    ngx_http_request_t *r, std::span<const std::string_view> args,
@@ -516,9 +540,10 @@ bool ngx_http_resend_confirmation_link_ready(ngx_http_resend_confirmation_link_t
 // A down link outside its hold-down starts connecting (for the replay).
 void ngx_http_resend_confirmation_link_wake(ngx_http_resend_confirmation_link_t *link) noexcept;
 // Queues a replay command of the spool (no request): its fate goes to
-// ngx_http_resend_confirmation_spool_replayed(). False when it cannot.
+// ngx_http_resend_confirmation_spool_replayed() with `token`. False when it cannot.
 bool ngx_http_resend_confirmation_link_send_replay(ngx_http_resend_confirmation_link_t *link,
-                                                   std::span<const std::string_view> args) noexcept;
+                                                   std::span<const std::string_view> args,
+                                                   ngx_uint_t token) noexcept;
 // The link of the `resend_confirmation_redis` named `name` (as configured);
 // null when there is none.
 ngx_http_resend_confirmation_link_t *ngx_http_resend_confirmation_worker_link_named(std::string_view name) noexcept;
@@ -531,8 +556,10 @@ char *ngx_http_resend_confirmation_spool_directive(ngx_conf_t *cf, ngx_command_t
 // the disk failed).
 ngx_int_t ngx_http_resend_confirmation_spool_append(ngx_http_request_t *r,
                                                    ngx_http_resend_confirmation_ctx_t *ctx) noexcept;
-// A replay command's fate, in the order they were sent.
-void ngx_http_resend_confirmation_spool_replayed(ngx_http_resend_confirmation_fate_t fate) noexcept;
+// A replay command's fate and Redis's reply (null: none), in any order:
+// `token` says which (several links answer each in their own time).
+void ngx_http_resend_confirmation_spool_replayed(ngx_uint_t token, ngx_http_resend_confirmation_fate_t fate,
+                                                 const resend::redis_reply *reply) noexcept;
 ngx_int_t ngx_http_resend_confirmation_spool_worker_start(ngx_cycle_t *cycle) noexcept;
 void ngx_http_resend_confirmation_spool_worker_exit() noexcept;
 // The spool's gauges and counters for the metrics (all 0 without a spool).

@@ -495,7 +495,7 @@ static void ngx_http_resend_confirmation_link_finish(ngx_http_resend_confirmatio
                                                      const resend::redis_reply *reply,
                                                      ngx_http_resend_confirmation_fate_t fate) noexcept {
     if (entry->replay) {
-        ngx_http_resend_confirmation_spool_replayed(fate);
+        ngx_http_resend_confirmation_spool_replayed(reinterpret_cast<uintptr_t>(entry->data), fate, reply);
     } else if (entry->done != nullptr) {
         entry->done(link, entry->data, reply);
     } else if (entry->r != nullptr && entry->on_reply != nullptr && reply != nullptr) {
@@ -700,7 +700,9 @@ static bool ngx_http_resend_confirmation_link_deliver(ngx_http_resend_confirmati
         return false;
     }
     resend::redis_redirect to{};
-    if (!ok && entry->r != nullptr && link->cluster != nullptr) to = resend::parse_redirect(reply.error);
+    if (!ok && (entry->r != nullptr || entry->replay) && link->cluster != nullptr) {
+        to = resend::parse_redirect(reply.error);
+    }
     if (to.kind != resend::redis_redirect::kind_t::none) {
         // Not executed here: the node named serves the slot (an address
         // and a number: nothing to escape).
@@ -732,7 +734,12 @@ static bool ngx_http_resend_confirmation_link_deliver(ngx_http_resend_confirmati
         ngx_queue_insert_tail(&link->replicating, q);
         return true;
     }
-    if (to.kind != resend::redis_redirect::kind_t::none) {
+    if (to.kind != resend::redis_redirect::kind_t::none && entry->replay) {
+        // The spool sends it again from its first unacknowledged record,
+        // to the node the map names by then.
+        (void) ngx_http_resend_confirmation_cluster_learn(link->cluster, link, to);
+        ngx_http_resend_confirmation_link_finish(link, entry, &reply, ngx_http_resend_confirmation_fate_t::unsent);
+    } else if (to.kind != resend::redis_redirect::kind_t::none) {
         ngx_http_resend_confirmation_cluster_redirect(link->cluster, link, entry->r, entry->args, entry->deadline,
                                                       entry->redirects, to, entry->on_reply);
     } else if (!entry->handshake) {
@@ -1265,12 +1272,14 @@ void ngx_http_resend_confirmation_link_wake(ngx_http_resend_confirmation_link_t 
 }
 
 bool ngx_http_resend_confirmation_link_send_replay(ngx_http_resend_confirmation_link_t *link,
-                                                   std::span<const std::string_view> args) noexcept {
+                                                   std::span<const std::string_view> args,
+                                                   ngx_uint_t token) noexcept {
     if (!ngx_http_resend_confirmation_link_ready(link)) return false;
     ngx_http_resend_confirmation_pending_t *entry =
         ngx_http_resend_confirmation_link_send(link, nullptr, args);
     if (entry == nullptr) return false;
     entry->replay = true;
+    entry->data = reinterpret_cast<void *>(static_cast<uintptr_t>(token));
     // Acknowledged, like a request's, once WAIT says a replica has it
     // (sentinel=); a cluster's node is the entry's own link, without WAIT.
     if (link->cluster == nullptr) ++link->unwaited;

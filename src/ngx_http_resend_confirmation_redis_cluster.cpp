@@ -169,6 +169,18 @@ ngx_http_resend_confirmation_cluster_send(ngx_http_resend_confirmation_cluster_t
     return ngx_http_resend_confirmation_cluster_send_to(cluster, node, r, args, deadline, redirects, false, on_reply);
 }
 
+ngx_int_t ngx_http_resend_confirmation_cluster_learn(ngx_http_resend_confirmation_cluster_t *cluster,
+                                                     ngx_http_resend_confirmation_link_t *from,
+                                                     const resend::redis_redirect &to) noexcept {
+    ngx_int_t node = ngx_http_resend_confirmation_cluster_named(cluster, to.to, from);
+    if (node >= 0 && to.kind == resend::redis_redirect::kind_t::moved) {
+        // The slot has a new owner for good: note it now, learn the rest.
+        cluster->owner[to.slot] = static_cast<uint8_t>(node + 1);
+        ngx_http_resend_confirmation_cluster_refresh(cluster);
+    }
+    return node;
+}
+
 void ngx_http_resend_confirmation_cluster_redirect(ngx_http_resend_confirmation_cluster_t *cluster,
                                                    ngx_http_resend_confirmation_link_t *from,
                                                    ngx_http_request_t *r, std::span<const std::string_view> args,
@@ -176,7 +188,7 @@ void ngx_http_resend_confirmation_cluster_redirect(ngx_http_resend_confirmation_
                                                    const resend::redis_redirect &to,
                                                    ngx_http_resend_confirmation_reply_pt on_reply) noexcept {
     bool moved = to.kind == resend::redis_redirect::kind_t::moved;
-    ngx_int_t node = ngx_http_resend_confirmation_cluster_named(cluster, to.to, from);
+    ngx_int_t node = ngx_http_resend_confirmation_cluster_learn(cluster, from, to);
     ngx_http_resend_confirmation_pending_t *entry = nullptr;
     if (redirects >= max_redirects) {
         ngx_log_error(NGX_LOG_ERR, cluster->cycle->log, 0,
@@ -187,11 +199,6 @@ void ngx_http_resend_confirmation_cluster_redirect(ngx_http_resend_confirmation_
                       "resend_confirmation: redis %V: redirected past the request's timeout",
                       &cluster->conf->addr.name);
     } else if (node >= 0) {
-        if (moved) {
-            // The slot has a new owner for good: note it now, learn the rest.
-            cluster->owner[to.slot] = static_cast<uint8_t>(node + 1);
-            ngx_http_resend_confirmation_cluster_refresh(cluster);
-        }
         entry = ngx_http_resend_confirmation_cluster_send_to(cluster, static_cast<ngx_uint_t>(node), r, args,
                                                              deadline, redirects + 1, !moved, on_reply);
     }

@@ -18,12 +18,14 @@ struct ngx_http_resend_confirmation_shared_call_s {
     std::span<std::string_view> command;  // EVALSHA <sha1> ...; EVAL <script> ... on the retry
     ngx_uint_t *sent;   // the location's index of each limit sent (empty keys are not)
     ngx_uint_t nsent;
+    std::string_view *limits;  // nsent x (key, per, period, burst): what the spool keeps
+    std::string_view dry_run;
     bool retried;
 };
 
 namespace {
 
-// The script's SHA1, computed once (the script is a constant).
+// The script's SHA1, computed when first needed.
 char script_sha1[resend::sha1_hex_size];
 bool script_sha1_ready;
 
@@ -173,10 +175,6 @@ char *ngx_http_resend_confirmation_shared_limit_merge(ngx_conf_t *cf,
         limits[i].hash.set_secret(view(mcf->limit_secret));
         limits[i].keyed = true;
     }
-    if (!script_sha1_ready) {
-        resend::shared_limit_script_sha1(script_sha1);
-        script_sha1_ready = true;
-    }
     if (conf->enabled && conf->redis != nullptr) {
         std::string_view script = resend::shared_limit_script();
         conf->redis->script.data = reinterpret_cast<u_char *>(const_cast<char *>(script.data()));
@@ -187,6 +185,44 @@ char *ngx_http_resend_confirmation_shared_limit_merge(ngx_conf_t *cf,
 
 static void ngx_http_resend_confirmation_shared_limit_replied(ngx_http_request_t *r,
                                                              const resend::redis_reply &reply) noexcept;
+
+size_t ngx_http_resend_confirmation_shared_limit_args(std::string_view stream, std::string_view maxlen,
+                                                      std::string_view dry_run,
+                                                      std::span<const std::string_view> limits,
+                                                      std::span<const std::string_view> fields, bool full,
+                                                      u_char *numkeys, std::string_view *args) noexcept {
+    if (!script_sha1_ready) {  // once per process (the script is a constant)
+        resend::shared_limit_script_sha1(script_sha1);
+        script_sha1_ready = true;
+    }
+    size_t nlimits = limits.size() / 4;
+    size_t n = 0;
+    args[n++] = full ? "EVAL" : "EVALSHA";
+    args[n++] = full ? resend::shared_limit_script() : std::string_view(script_sha1, sizeof(script_sha1));
+    args[n++] = {reinterpret_cast<const char *>(numkeys),
+                 static_cast<size_t>(ngx_sprintf(numkeys, "%uz", nlimits + 1) - numkeys)};
+    args[n++] = stream;
+    for (size_t k = 0; k < nlimits; ++k) args[n++] = limits[4 * k];
+    args[n++] = maxlen;
+    args[n++] = dry_run;
+    for (size_t k = 0; k < nlimits; ++k) {
+        args[n++] = limits[4 * k + 1];
+        args[n++] = limits[4 * k + 2];
+        args[n++] = limits[4 * k + 3];
+    }
+    for (std::string_view field : fields) args[n++] = field;
+    return n;
+}
+
+bool ngx_http_resend_confirmation_shared_limit_sent(ngx_http_resend_confirmation_ctx_t *ctx,
+                                                    std::span<const std::string_view> *limits,
+                                                    std::string_view *dry_run) noexcept {
+    auto *call = ctx->shared_call;
+    if (call == nullptr) return false;
+    *limits = {call->limits, 4 * call->nsent};
+    *dry_run = call->dry_run;
+    return true;
+}
 
 // EVALSHA <sha1> <1 + n> <stream> <keys>... <maxlen> <dry run> [<per> <period> <burst>]... <fields>...
 // from XADD <stream> MAXLEN ~ <maxlen> * <fields>...
@@ -204,17 +240,17 @@ bool ngx_http_resend_confirmation_shared_limit_command(ngx_http_request_t *r,
 
     auto *call = static_cast<ngx_http_resend_confirmation_shared_call_t *>(
         ngx_pcalloc(r->pool, sizeof(ngx_http_resend_confirmation_shared_call_t)));
-    size_t argc = 3 + 1 + nlimits + 2 + 3 * nlimits + fields.size();
+    size_t argc = ngx_http_resend_confirmation_shared_limit_args_count(nlimits, fields.size());
     auto *args = static_cast<std::string_view *>(ngx_palloc(r->pool, argc * sizeof(std::string_view)));
     size_t key_size = resend::shared_limit_key_size(stream);
     auto *keys = static_cast<char *>(ngx_pnalloc(r->pool, nlimits * key_size));
     auto *numkeys = static_cast<u_char *>(ngx_pnalloc(r->pool, NGX_INT_T_LEN));
     if (call == nullptr || args == nullptr || keys == nullptr || numkeys == nullptr) return false;
     call->sent = static_cast<ngx_uint_t *>(ngx_palloc(r->pool, nlimits * sizeof(ngx_uint_t)));
-    if (call->sent == nullptr) return false;
+    call->limits = static_cast<std::string_view *>(ngx_palloc(r->pool, 4 * nlimits * sizeof(std::string_view)));
+    if (call->sent == nullptr || call->limits == nullptr) return false;
 
-    // The keys first: an empty one is not counted (as in the zones).
-    std::string_view *key_args = args + 4;
+    // An empty key is not counted (as in the zones).
     for (ngx_uint_t i = 0; i < nlimits; ++i) {
         ngx_str_t value;
         if (ngx_http_complex_value(r, &limits[i].key, &value) != NGX_OK) return false;
@@ -227,27 +263,17 @@ bool ngx_http_resend_confirmation_shared_limit_command(ngx_http_request_t *r,
             {reinterpret_cast<const char *>(message), limits[i].identity.len + value.len});
         char *key = keys + call->nsent * key_size;
         resend::shared_limit_key_write(key, stream, digest);
-        key_args[call->nsent] = {key, key_size};
+        std::string_view *limit = call->limits + 4 * call->nsent;
+        limit[0] = {key, key_size};
+        limit[1] = view(limits[i].per_text);
+        limit[2] = view(limits[i].period_text);
+        limit[3] = view(limits[i].burst_text);
         call->sent[call->nsent++] = i;
     }
-
-    size_t n = 0;
-    args[n++] = "EVALSHA";
-    args[n++] = {script_sha1, sizeof(script_sha1)};
-    args[n++] = {reinterpret_cast<const char *>(numkeys),
-                 static_cast<size_t>(ngx_sprintf(numkeys, "%ui", call->nsent + 1) - numkeys)};
-    args[n++] = stream;
-    n += call->nsent;  // the keys, in place
-    args[n++] = xadd[4];  // MAXLEN ~ <maxlen>
-    args[n++] = lcf->limit_dry_run ? "1" : "0";
-    for (ngx_uint_t k = 0; k < call->nsent; ++k) {
-        const ngx_http_resend_confirmation_shared_limit_t &limit = limits[call->sent[k]];
-        args[n++] = view(limit.per_text);
-        args[n++] = view(limit.period_text);
-        args[n++] = view(limit.burst_text);
-    }
-    for (std::string_view field : fields) args[n++] = field;
-
+    call->dry_run = lcf->limit_dry_run ? "1" : "0";
+    size_t n = ngx_http_resend_confirmation_shared_limit_args(stream, xadd[4], call->dry_run,
+                                                              {call->limits, 4 * call->nsent}, fields, false,
+                                                              numkeys, args);
     call->command = {args, n};
     ctx->shared_call = call;
     *command = call->command;

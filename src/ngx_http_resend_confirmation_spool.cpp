@@ -9,13 +9,19 @@
 //   event loop. fsync=TIME syncs the segment on a timer, fsync=always before
 //   the 200 is sent; both in nginx's thread pool (on the event loop where
 //   nginx has no threads).
+// - A record keeps what its request's command was made of: the stream, the
+//   fields as sent, and the keys and rates of its shared limits (already
+//   keyed: no address in clear), so that the replay sends the very command
+//   a live request sends: the shared-limit script (fleet limits apply when
+//   it reaches Redis; NOSCRIPT: sent again with EVAL), or XADD.
 // - A segment that no process holds (its worker sealed it, died, or was an
 //   earlier nginx's) is adopted: locked by one worker, replayed from the
 //   offset its header says is acknowledged, in order, at most
-//   `max_in_flight` commands at a time, with the very command live requests
-//   send (record_command), then deleted. The acknowledged offset is written
-//   back to the header as replies come: a reload or restart goes on from
-//   there (commands in flight then are sent again: at least once).
+//   `max_in_flight` commands at a time, then deleted. Replies may come in
+//   any order (records for several Redis); the acknowledged offset moves
+//   over the records answered without a gap, and is written back to the
+//   header as they come: a reload or restart goes on from there (commands
+//   in flight then are sent again: at least once).
 // - A record that does not read back whole (a torn tail, a CRC mismatch) ends
 //   the segment there: it is truncated with one log line.
 // - The spool's size (every worker's segments) is kept in a shared zone:
@@ -24,6 +30,7 @@
 
 #include "ngx_http_resend_confirmation.h"
 
+#include "core/shared_limit.hpp"
 #include "core/spool_format.hpp"
 
 #include <dirent.h>
@@ -81,6 +88,13 @@ struct sync_job {
     ngx_uint_t generation;  // appends up to this one are on disk when it is done
 };
 
+// A replay command in flight: where its record ends, and its answer.
+struct replay_slot {
+    off_t end;
+    ngx_uint_t limits;  // shared limits it was checked against (0: XADD)
+    enum class state : unsigned char { waiting, stored, failed } state;
+};
+
 // A request waiting for its record's fsync (fsync=always).
 struct waiter {
     ngx_queue_t queue;
@@ -109,11 +123,15 @@ struct worker_state {
     // The segment being replayed.
     int rfd;
     char rname[name_max];
+    unsigned version;  // of its format
     off_t acked, read_at, end;
-    off_t ends[max_in_flight];  // ends of the records in flight, oldest at `head`
+    replay_slot slots[max_in_flight];  // the records in flight, oldest at `head`
     ngx_uint_t head, in_flight;
     ngx_uint_t acks_unwritten;
-    bool failed;
+    bool failed;        // a record in flight failed: send no more until all are answered
+    bool gap;           // a failed record was reached: the ones after it are not acknowledged
+    bool retry_soon;    // the failure is soon mended (NOSCRIPT, MOVED)
+    bool eval_next;     // NOSCRIPT: the next script goes in full (EVAL), which loads it
     u_char *rbuf;
     size_t rbuf_capacity, rbuf_len;
     off_t rbuf_at;
@@ -335,14 +353,26 @@ ngx_int_t ngx_http_resend_confirmation_spool_append(ngx_http_request_t *r,
     if (W.conf == nullptr) return NGX_DECLINED;
     auto *lcf = ngx_http_resend_confirmation_loc_conf(r);
 
-    // The record as kept: where it was going, then its fields as sent.
-    size_t count = 3 + ctx->nfields;
+    // The record as kept (core/spool_format.hpp): where it was going, its
+    // shared limits as the script takes them, then its fields as sent.
+    std::span<const std::string_view> limits;
+    std::string_view dry_run = "0";
+    if (lcf->shared_limits != nullptr && !ngx_http_resend_confirmation_shared_limit_sent(ctx, &limits, &dry_run)) {
+        return NGX_DECLINED;  // its limits were never worked out (out of memory)
+    }
+    u_char nlimits[NGX_INT_T_LEN];
+    size_t count = resend::spool::items_before_limits + limits.size() + ctx->nfields;
     auto *items = static_cast<std::string_view *>(ngx_palloc(r->pool, count * sizeof(std::string_view)));
     if (items == nullptr) return NGX_DECLINED;
-    items[0] = view(lcf->redis->addr.name);
-    items[1] = view(lcf->stream);
-    items[2] = view(lcf->maxlen_text);
-    for (ngx_uint_t i = 0; i < ctx->nfields; ++i) items[3 + i] = ctx->fields[i];
+    size_t at = 0;
+    items[at++] = view(lcf->redis->addr.name);
+    items[at++] = view(lcf->stream);
+    items[at++] = view(lcf->maxlen_text);
+    items[at++] = {reinterpret_cast<const char *>(nlimits),
+                   static_cast<size_t>(ngx_sprintf(nlimits, "%uz", limits.size() / 4) - nlimits)};
+    items[at++] = dry_run;
+    for (std::string_view item : limits) items[at++] = item;
+    for (ngx_uint_t i = 0; i < ctx->nfields; ++i) items[at++] = ctx->fields[i];
     size_t size = resend::spool::record_size({items, count});
     if (size == 0) return NGX_DECLINED;
 
@@ -478,8 +508,9 @@ bool adopt() noexcept {
         }
         char header[resend::spool::header_size];
         std::uint64_t acked = 0;
+        unsigned version = 0;
         ssize_t got = pread(fd, header, sizeof(header), 0);
-        if (!resend::spool::read_header(header, got > 0 ? static_cast<size_t>(got) : 0, &acked)) {
+        if (!resend::spool::read_header(header, got > 0 ? static_cast<size_t>(got) : 0, &acked, &version)) {
             // A segment whose header never made it to disk holds nothing.
             ngx_log_error(NGX_LOG_WARN, W.log, 0,
                           "resend_confirmation: spool \"%s\" has no valid header: deleted (%O bytes)", path,
@@ -490,12 +521,13 @@ bool adopt() noexcept {
             continue;
         }
         W.rfd = fd;
+        W.version = version;
         std::memcpy(W.rname, order[i], name_max);
         W.end = st.st_size;
         W.acked = std::clamp<off_t>(static_cast<off_t>(acked), resend::spool::header_size, W.end);
         W.read_at = W.acked;
         W.head = W.in_flight = W.acks_unwritten = 0;
-        W.failed = false;
+        W.failed = W.gap = false;
         W.rbuf_len = 0;
         W.rbuf_at = 0;
         ngx_log_error(NGX_LOG_INFO, W.log, 0, "resend_confirmation: spool \"%s\": replaying from offset %O of %O",
@@ -556,10 +588,15 @@ ngx_http_resend_confirmation_link_t *link_for(std::string_view name) noexcept {
 void send_more() noexcept {
     static std::string_view items[resend::spool::max_items];
     static std::string_view args[ngx_http_resend_confirmation_record_command_args(resend::spool::max_items)];
+    static u_char numkeys[NGX_INT_T_LEN];
     while (W.in_flight < max_in_flight && !W.failed) {
         size_t size = 0, count = 0;
+        resend::spool::kept_record record;
         auto result = next_record(&size, items, &count);
-        if (result == resend::spool::scan::record && count < 3) result = resend::spool::scan::corrupt;
+        if (result == resend::spool::scan::record &&
+            !resend::spool::read_items({items, count}, W.version, &record)) {
+            result = resend::spool::scan::corrupt;
+        }
         if (result != resend::spool::scan::record) {
             if (W.read_at < W.end) {
                 truncate_tail(W.read_at, result == resend::spool::scan::corrupt ? "a corrupt record"
@@ -567,19 +604,28 @@ void send_more() noexcept {
             }
             break;
         }
-        ngx_http_resend_confirmation_link_t *link = link_for(items[0]);
+        ngx_http_resend_confirmation_link_t *link = link_for(record.address);
         if (link == nullptr) return;
         if (!ngx_http_resend_confirmation_link_ready(link)) {
             ngx_http_resend_confirmation_link_wake(link);
             schedule(W.in_flight == 0 ? retry_interval / 10 : retry_interval);
             return;
         }
-        size_t argc = ngx_http_resend_confirmation_record_command(items[1], items[2], {items + 3, count - 3}, args);
-        if (!ngx_http_resend_confirmation_link_send_replay(link, {args, argc})) {
+        // The command a live request sends: the script with its limits, else XADD.
+        size_t nlimits = record.limits.size() / 4;
+        bool full = nlimits > 0 && W.eval_next;
+        size_t argc = nlimits > 0 ? ngx_http_resend_confirmation_shared_limit_args(
+                                        record.stream, record.maxlen, record.dry_run, record.limits,
+                                        record.fields, full, numkeys, args)
+                                  : ngx_http_resend_confirmation_record_command(record.stream, record.maxlen,
+                                                                                record.fields, args);
+        ngx_uint_t token = (W.head + W.in_flight) % max_in_flight;
+        if (!ngx_http_resend_confirmation_link_send_replay(link, {args, argc}, token)) {
             schedule(retry_interval);
             return;
         }
-        W.ends[(W.head + W.in_flight) % max_in_flight] = W.read_at + static_cast<off_t>(size);
+        if (full) W.eval_next = false;
+        W.slots[token] = {W.read_at + static_cast<off_t>(size), nlimits, replay_slot::state::waiting};
         ++W.in_flight;
         W.read_at += static_cast<off_t>(size);
     }
@@ -622,29 +668,56 @@ void tick(ngx_event_t *) noexcept {
 
 }  // namespace
 
-void ngx_http_resend_confirmation_spool_replayed(ngx_http_resend_confirmation_fate_t fate) noexcept {
-    if (W.in_flight == 0) return;  // not ours any more (cannot happen)
-    off_t end = W.ends[W.head];
-    W.head = (W.head + 1) % max_in_flight;
-    --W.in_flight;
-    if (fate == ngx_http_resend_confirmation_fate_t::stored) {
-        if (!W.failed) {
-            W.acked = end;
+void ngx_http_resend_confirmation_spool_replayed(ngx_uint_t token, ngx_http_resend_confirmation_fate_t fate,
+                                                 const resend::redis_reply *reply) noexcept {
+    if (token >= max_in_flight || W.in_flight == 0) return;  // not ours any more (cannot happen)
+    replay_slot &slot = W.slots[token];
+    if (slot.state != replay_slot::state::waiting) return;
+    bool stored = fate == ngx_http_resend_confirmation_fate_t::stored;
+    if (stored && slot.limits > 0 && reply != nullptr) {
+        // The script ran: recorded, or silenced by a fleet limit (nothing
+        // to record: acknowledged all the same), or an answer it cannot
+        // give (it ran: not sent again).
+        resend::shared_limit_answer answer = resend::shared_limit_read_answer(*reply, slot.limits);
+        if (answer.result != resend::shared_limit_answer::failed) {
+            ngx_http_resend_confirmation_metrics_shared_limit(answer.result);
+        }
+    }
+    if (!stored && reply != nullptr && reply->kind == resend::reply_kind::error) {
+        if (resend::shared_limit_read_answer(*reply, slot.limits).result == resend::shared_limit_answer::no_script) {
+            W.eval_next = true;
+            W.retry_soon = true;
+        }
+    }
+    if (fate == ngx_http_resend_confirmation_fate_t::unsent && reply != nullptr) {
+        W.retry_soon = true;  // MOVED or ASK: sent again to the node named
+    }
+    slot.state = stored ? replay_slot::state::stored : replay_slot::state::failed;
+    if (!stored) W.failed = true;
+
+    // The acknowledged offset moves over the records answered without a gap.
+    while (W.in_flight > 0 && W.slots[W.head].state != replay_slot::state::waiting) {
+        replay_slot &oldest = W.slots[W.head];
+        if (oldest.state == replay_slot::state::failed) W.gap = true;
+        if (!W.gap) {
+            W.acked = oldest.end;
             ++W.acks_unwritten;
             shared_sub(&W.sh->records, 1);
             (void) ngx_atomic_fetch_add(&W.sh->replayed, 1);
         }
         // After a failure, later records are sent again (at least once).
-    } else {
-        W.failed = true;
+        oldest.state = replay_slot::state::waiting;
+        W.head = (W.head + 1) % max_in_flight;
+        --W.in_flight;
     }
     if (W.in_flight == 0) {
         write_progress();
         if (W.failed) {
             // Go back to the first record not acknowledged, a little later.
-            W.failed = false;
+            W.failed = W.gap = false;
             W.read_at = W.acked;
-            schedule(retry_interval);
+            schedule(W.retry_soon ? retry_interval / 10 : retry_interval);
+            W.retry_soon = false;
             return;
         }
     } else if (W.acks_unwritten >= max_in_flight) {
@@ -777,8 +850,9 @@ ngx_int_t init_zone(ngx_shm_zone_t *zone, void *data) noexcept {
             // Records after the acknowledged offset, as far as they read.
             auto *bytes = static_cast<char *>(ngx_alloc(st.st_size, zone->shm.log));
             std::uint64_t acked = 0;
+            unsigned version = 0;
             if (bytes != nullptr && read(fd, bytes, st.st_size) == st.st_size &&
-                resend::spool::read_header(bytes, st.st_size, &acked)) {
+                resend::spool::read_header(bytes, st.st_size, &acked, &version)) {
                 static std::string_view items[resend::spool::max_items];
                 size_t at = std::max<std::uint64_t>(acked, resend::spool::header_size), size = 0, count = 0;
                 while (at < static_cast<size_t>(st.st_size) &&

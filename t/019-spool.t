@@ -39,14 +39,19 @@ sub endpoint {
 
 our $Spool = 'resend_confirmation_spool $TEST_NGINX_SPOOL;';
 
-# post($email): one request on its own connection: [status, outcome, request_id].
+# A second Redis, for records bound to two of them in one segment.
+our $Port2 = $ENV{TEST_NGINX_REDIS_PORT} + 8;
+$ENV{TEST_NGINX_OWN_REDIS_PORT2} = $Port2;
+
+# post($email[, $uri]): one request on its own connection: [status, outcome, request_id].
 sub post {
-    my ($email) = @_;
+    my ($email, $uri) = @_;
+    $uri //= '/r';
     my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
                                      PeerPort => $ENV{TEST_NGINX_SERVER_PORT} || 1984)
         or die "cannot connect to nginx: $!\n";
     my $body = qq({"email":"$email"});
-    print $sock "POST /r HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+    print $sock "POST $uri HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
               . "Content-Type: application/json\r\nContent-Length: " . length($body) . "\r\n\r\n$body";
     my $response = do { local $/; <$sock> } // '';
     my ($status) = $response =~ m{\AHTTP/1\.1 (\d+)};
@@ -69,9 +74,10 @@ sub segments { my @s = glob "$Top/spool/*.seg"; return @s }
 
 sub redis_own { t::Resend::redis({port => $Port}, @_) }
 
-# The stream's entries as {email => [request_id, ...]}.
+# The stream's entries as {email => [request_id, ...]} (of the Redis on `port`).
 sub stream_ids {
-    my $entries = redis_own('XRANGE', 'resend_confirmation', '-', '+');
+    my ($port) = @_;
+    my $entries = t::Resend::redis({port => $port // $Port}, 'XRANGE', 'resend_confirmation', '-', '+');
     my %ids;
     for my $entry (@$entries) {
         my %f = @{ $entry->[1] };
@@ -125,6 +131,76 @@ sub check_load {
     Test::More::diag("$dupes duplicates (same request_id) of $sent") if $dupes;
     my $foreign = grep { my %s = map { $_ => 1 } @$_; keys(%s) > 1 } values %$ids;
     Test::More::is($foreign, 0, 'duplicates only with the same request_id');
+}
+
+# Fleet-wide limits (resend_confirmation_shared_limit) need a secret file.
+$ENV{TEST_NGINX_SPOOL_SECRET} = "$Top/secret.key";
+open my $secret, '>', "$Top/secret.key";
+print $secret "0123456789abcdef0123456789abcdef\n";
+close $secret;
+our $SharedSpool = 'resend_confirmation_spool $TEST_NGINX_SPOOL; '
+                 . 'resend_confirmation_limit_secret $TEST_NGINX_SPOOL_SECRET;';
+
+# CRC32C as core/spool_format.cpp computes it, to write segments by hand.
+sub crc32c {
+    my ($bytes) = @_;
+    my $crc = 0xFFFFFFFF;
+    for my $byte (unpack 'C*', $bytes) {
+        $crc ^= $byte;
+        $crc = $crc & 1 ? ($crc >> 1) ^ 0x82F63B78 : $crc >> 1 for 1 .. 8;
+    }
+    return $crc ^ 0xFFFFFFFF;
+}
+
+# A segment as an earlier version wrote it ("RCSPOOL1": address, stream,
+# maxlen, then the fields), with `records` ([field => value, ...] each).
+sub write_v1_segment {
+    my ($path, $address, @records) = @_;
+    my $bytes = 'RCSPOOL1' . pack('VV', 16, 0);
+    for my $fields (@records) {
+        my @items = ($address, 'resend_confirmation', '1000000', @$fields);
+        my $payload = pack('v', scalar @items) . join '', map { pack('V', length) . $_ } @items;
+        $bytes .= pack('VV', length $payload, crc32c($payload)) . $payload;
+    }
+    open my $out, '>', $path or die "$path: $!";
+    binmode $out;
+    print $out $bytes;
+    close $out;
+}
+
+# Load from `clients` processes, one request per connection, each for a
+# new address, until stop_load(): returns the answers as check_every_200_recorded
+# takes them ([status, outcome, request_id, email]).
+sub start_load {
+    my ($clients) = @_;
+    my $stop = "$Top/stop-load";
+    unlink $stop;
+    my @pids;
+    for my $c (1 .. $clients) {
+        my $pid = fork // die "fork: $!";
+        if (!$pid) {
+            open my $out, '>', "$Top/load-$c" or POSIX::_exit(1);
+            my $n = 0;
+            until (-e $stop) {
+                my $email = "out$c." . ++$n . '@example.com';
+                print $out join(' ', @{ post($email) }, $email), "\n";
+            }
+            close $out;
+            POSIX::_exit(0);
+        }
+        push @pids, $pid;
+    }
+    return sub {
+        open my $touch, '>', $stop;
+        close $touch;
+        waitpid $_, 0 for @pids;
+        my @answers;
+        for my $c (1 .. $clients) {
+            open my $in, '<', "$Top/load-$c" or next;
+            push @answers, map { chomp; my @a = split / /; @a == 4 ? [@a] : [$a[0], '', '', $a[-1]] } <$in>;
+        }
+        return @answers;
+    };
 }
 
 our @Kept;  # answers of one block checked in a later one
@@ -205,29 +281,25 @@ resend_confirmation_requests_total\{location="/r",outcome="spooled"\} 20
 
 
 
-=== TEST 6: Redis killed under load and back 2 s later: every answer 200; every record in the stream
+=== TEST 6: Redis killed under load for 5 s: every answer 200; every 200's request_id in the stream once it is back
 --- http_config eval: $::Spool
 --- config eval: main::endpoint()
 --- init
 t::Resend::start_redis($main::Port, @main::Durable);
 main::redis_own('FLUSHALL');
-my $result = "$main::Top/load";
-my $pid = fork // die;
-if (!$pid) {
-    my ($ok, $sent) = t::Resend::load_posts(4, 250, '/r');
-    open my $out, '>', $result;
-    print $out "$ok $sent";
-    close $out;
-    POSIX::_exit(0);
-}
-sleep 0.3;
+my $stop_load = main::start_load(4);
+sleep 0.5;
 t::Resend::signal_redis('KILL', $main::Port);
-sleep 2;
+sleep 5;
 t::Resend::start_redis($main::Port, @main::Durable);
-waitpid $pid, 0;
-my ($ok, $sent) = split ' ', do { open my $in, '<', $result; <$in> };
-Test::More::is($ok, $sent, "every answer 200 ($sent)");
-main::check_load(4, 250, $sent);
+sleep 1;
+my @answers = $stop_load->();
+my @not_200 = grep { $_->[0] != 200 } @answers;
+Test::More::is(scalar @not_200, 0, 'every answer 200 (' . scalar(@answers) . ')')
+    or Test::More::diag("first: @{ $not_200[0] }");
+Test::More::cmp_ok(scalar(grep { $_->[1] eq 'spooled' } @answers), '>', 100, 'many spooled meanwhile');
+main::wait_replayed(scalar @answers, 30);
+main::check_every_200_recorded('outage', @answers);
 --- request
 GET /metrics
 --- response_body_like
@@ -239,20 +311,24 @@ resend_confirmation_requests_total\{location="/r",outcome="spooled"\} [1-9]\d*
 
 
 
-=== TEST 7: kill -9 of the workers while Redis is down: the new workers adopt their segments, nothing lost
+=== TEST 7: kill -9 of a worker under load while Redis is down: its segment is adopted, nothing lost
 --- http_config eval: $::Spool
 --- config eval: main::endpoint()
 --- init
-t::Resend::signal_redis('KILL', $main::Port) if $t::Resend::Started{$main::Port};
-my @answers = map { [@{ main::post("killed$_\@example.com") }, "killed$_\@example.com"] } 1 .. 20;
-Test::More::is(scalar(grep { $_->[0] == 200 } @answers), 20, 'every answer 200');
-my $master = t::Resend::master_pid();
-my @workers = split ' ', `ps -o pid= --ppid $master`;
-kill 'KILL', @workers;
-sleep 0.5;
 t::Resend::start_redis($main::Port, @main::Durable);
 main::redis_own('FLUSHALL');
-Test::More::is(main::wait_replayed(20), 20, 'the 20 records in the stream');
+t::Resend::signal_redis('KILL', $main::Port);
+my $stop_load = main::start_load(4);
+sleep 1;
+my $master = t::Resend::master_pid();
+my ($victim) = split ' ', `ps -o pid= --ppid $master`;
+kill 'KILL', $victim;
+sleep 1;
+t::Resend::start_redis($main::Port, @main::Durable);
+sleep 0.5;
+my @answers = $stop_load->();
+Test::More::cmp_ok(scalar(grep { $_->[0] == 200 } @answers), '>', 100, 'answered 200 before and after the kill');
+main::wait_replayed(scalar(grep { $_->[0] == 200 } @answers), 30);
 main::check_every_200_recorded('killed', @answers);
 --- request
 GET /metrics
@@ -474,3 +550,143 @@ GET /metrics
 --- error_code: 200
 --- error_log eval
 qr/\[error\] .*resend_confirmation: redis 127\.0\.0\.1:\d+ refused XADD: OOM/
+
+
+
+=== TEST 17: replayed through the shared-limit script: fleet limits apply when the records reach Redis, keyed as live requests are
+--- http_config eval: $::SharedSpool
+--- config eval: main::endpoint('resend_confirmation_shared_limit $resend_confirmation_mailbox rate=1r/h burst=1;')
+--- init
+t::Resend::start_redis($main::Port, @main::Durable);
+main::redis_own('FLUSHALL');
+t::Resend::signal_redis('KILL', $main::Port);
+my @victim = ('Victim@example.com', 'victim+1@example.com', 'VICTIM+x@Example.com', 'victim+2@example.com',
+              'victim@example.com');
+my @others = map { "other$_\@example.com" } 1 .. 3;
+my @answers = map { [@{ main::post($_) }, $_] } @victim, @others;
+Test::More::is(scalar(grep { "$_->[0] $_->[1]" eq '200 spooled' } @answers), 8, 'every answer 200 spooled');
+t::Resend::start_redis($main::Port, @main::Durable);
+Test::More::is(main::wait_replayed(5), 5, 'burst + 1 records for the victim, one each for the others');
+sleep 0.5;
+my $ids = main::stream_ids();
+Test::More::is(scalar(grep { lc =~ /victim/ } keys %$ids), 2, 'two of the five for one mailbox');
+Test::More::is(scalar(grep { $ids->{$_} } @others), 3, 'the other addresses');
+my $keys = main::redis_own('KEYS', 'resend_confirmation:limit:*');
+Test::More::is(scalar @$keys, 4, 'one bucket per mailbox');
+Test::More::unlike("@$keys", qr/victim|other/i, 'no address in the keys');
+my $ttl = main::redis_own('PTTL', $keys->[0]);
+Test::More::ok($ttl > 0 && $ttl <= 2 * 3600 * 1000, "the buckets expire ($ttl ms)");
+my $m = main::spool_metrics();
+Test::More::is($m->{records}, 0, 'the spool is empty');
+Test::More::is($m->{replayed_total}, 8, 'every record acknowledged, silenced ones too');
+--- request
+GET /metrics
+--- response_body_like
+resend_confirmation_shared_limit_total\{result="silenced"\} 3
+--- no_error_log eval
+[qr/\[alert\]/, qr/\[emerg\]/, qr/redis \S+ refused/]
+
+
+
+=== TEST 18: NOSCRIPT on replay (a Redis that cannot SCRIPT LOAD): the script goes in full with EVAL, nothing lost
+--- http_config eval: $::SharedSpool
+--- config eval: main::endpoint('resend_confirmation_shared_limit $resend_confirmation_email rate=1r/h burst=100;')
+--- init
+t::Resend::start_redis($main::Port, @main::Durable);
+main::redis_own('FLUSHALL');
+t::Resend::signal_redis('KILL', $main::Port);
+my @answers = map { [@{ main::post("noscript$_\@example.com") }, "noscript$_\@example.com"] } 1 .. 40;
+Test::More::is(scalar(grep { "$_->[0] $_->[1]" eq '200 spooled' } @answers), 40, 'every answer 200 spooled');
+t::Resend::start_redis($main::Port, @main::Durable, '--rename-command', 'SCRIPT', '');
+Test::More::is(main::wait_replayed(40), 40, 'the 40 records in the stream');
+main::check_every_200_recorded('noscript', @answers);
+Test::More::is(scalar @{ main::redis_own('KEYS', 'resend_confirmation:limit:*') }, 40, 'each counted in its bucket');
+t::Resend::signal_redis('KILL', $main::Port);
+--- request
+GET /metrics
+--- error_code: 200
+--- error_log eval
+qr/\[notice\] .*resend_confirmation: redis 127\.0\.0\.1:\d+ refused EVALSHA: NOSCRIPT, sending the script in full/
+--- no_error_log
+[alert]
+[emerg]
+
+
+
+=== TEST 19: a segment an earlier version wrote (without shared limits) is replayed as it was
+--- http_config eval: $::Spool
+--- config eval: main::endpoint()
+--- init
+t::Resend::start_redis($main::Port, @main::Durable);
+main::redis_own('FLUSHALL');
+Test::More::is(main::wait_replayed(3), 3, 'its 3 records in the stream');
+my $entries = main::redis_own('XRANGE', 'resend_confirmation', '-', '+');
+Test::More::is_deeply([map { $_->[1] } @$entries],
+                      [map { [email => "old$_\@example.com", ip => '192.0.2.1', request_id => "old$_",
+                              received_at => '1700000000000'] } 1 .. 3],
+                      'as they were written, in order');
+--- post_setup_server_root
+main::write_v1_segment(sprintf("%s/spool/%013d-1-1.seg", $main::Top, time * 1000), "127.0.0.1:$main::Port",
+                       map { [email => "old$_\@example.com", ip => '192.0.2.1', request_id => "old$_",
+                              received_at => '1700000000000'] } 1 .. 3);
+--- request
+GET /metrics
+--- response_body_like
+resend_confirmation_spool_replayed_total 3
+--- no_error_log
+[error]
+[alert]
+[emerg]
+
+
+
+=== TEST 20: records for two Redis in one segment, one of them stalled then gone: replies come out of order; each record is acknowledged only by its own reply, nothing lost
+--- http_config eval: $::Spool
+--- config eval
+main::endpoint() . q{
+    location = /r2 {
+        resend_confirmation;
+        resend_confirmation_redis 127.0.0.1:$TEST_NGINX_OWN_REDIS_PORT2 connect_timeout=200ms timeout=300ms;
+        resend_confirmation_redis_failure spool;
+        add_header X-Outcome $resend_confirmation_outcome always;
+        add_header X-Request-Id $request_id always;
+    }
+}
+--- init
+for my $port ($main::Port, $main::Port2) {
+    t::Resend::start_redis($port, @main::Durable, '--appendfilename', "$port.aof");
+    t::Resend::redis({port => $port}, 'FLUSHALL');
+    t::Resend::signal_redis('KILL', $port);
+}
+my (@a, @b);
+for my $n (1 .. 30) {
+    push @a, [@{ main::post("a$n\@example.com") }, "a$n\@example.com"];
+    push @b, [@{ main::post("b$n\@example.com", '/r2') }, "b$n\@example.com"];
+}
+Test::More::is(scalar(grep { "$_->[0] $_->[1]" eq '200 spooled' } @a, @b), 60, 'every answer 200 spooled');
+# The first Redis takes connections but answers nothing: its records time
+# out while the second one's are answered; then it dies without having run
+# them (killed while stopped), and comes back empty.
+t::Resend::start_redis($main::Port, @main::Durable, '--appendfilename', "$main::Port.aof");
+t::Resend::signal_redis('STOP', $main::Port);
+t::Resend::start_redis($main::Port2, @main::Durable, '--appendfilename', "$main::Port2.aof");
+sleep 5;
+t::Resend::signal_redis('KILL', $main::Port);
+t::Resend::start_redis($main::Port, @main::Durable, '--appendfilename', "$main::Port.aof");
+my $deadline = time + 15;
+sleep 0.1 while time < $deadline && (main::segments() || t::Resend::redis({port => $main::Port}, 'XLEN', 'resend_confirmation') < 30);
+sleep 0.3;
+my ($first, $second) = (main::stream_ids($main::Port), main::stream_ids($main::Port2));
+Test::More::is(scalar(grep { !$first->{$_->[3]} } @a), 0, 'every record for the stalled Redis in its stream');
+Test::More::is(scalar(grep { !$second->{$_->[3]} } @b), 0, 'every record for the other one in its stream');
+Test::More::is(scalar(grep { $_->[3] =~ /^b/ } map { [0, 0, 0, $_] } keys %$first), 0, 'none in the wrong stream');
+my $dupes = 0;
+$dupes += @$_ - 1 for values %$first, values %$second;
+Test::More::diag("$dupes duplicates (same request_id)") if $dupes;
+t::Resend::signal_redis('KILL', $main::Port2);
+--- request
+GET /metrics
+--- error_code: 200
+--- no_error_log
+[alert]
+[emerg]

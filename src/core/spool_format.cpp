@@ -43,9 +43,42 @@ void write_header(char *out, std::uint64_t acked) noexcept {
     put32(out + 12, static_cast<std::uint32_t>(acked >> 32));
 }
 
-bool read_header(const char *in, std::size_t n, std::uint64_t *acked) noexcept {
-    if (n < header_size || std::memcmp(in, magic.data(), magic.size()) != 0) return false;
+bool read_header(const char *in, std::size_t n, std::uint64_t *acked, unsigned *version) noexcept {
+    if (n < header_size) return false;
+    if (std::memcmp(in, magic.data(), magic.size()) == 0) {
+        *version = 2;
+    } else if (std::memcmp(in, magic_v1.data(), magic_v1.size()) == 0) {
+        *version = 1;
+    } else {
+        return false;
+    }
     *acked = get32(in + 8) | static_cast<std::uint64_t>(get32(in + 12)) << 32;
+    return true;
+}
+
+bool read_items(std::span<const std::string_view> items, unsigned version, kept_record *out) noexcept {
+    if (items.size() < 3) return false;
+    out->address = items[0];
+    out->stream = items[1];
+    out->maxlen = items[2];
+    if (version == 1) {
+        out->dry_run = "0";
+        out->limits = {};
+        out->fields = items.subspan(3);
+        return true;
+    }
+    if (items.size() < items_before_limits) return false;
+    std::size_t n = 0;
+    std::string_view count = items[3];
+    if (count.empty() || count.size() > 3) return false;
+    for (char c : count) {
+        if (c < '0' || c > '9') return false;
+        n = n * 10 + static_cast<std::size_t>(c - '0');
+    }
+    if (items.size() - items_before_limits < 4 * n) return false;
+    out->dry_run = items[4];
+    out->limits = items.subspan(items_before_limits, 4 * n);
+    out->fields = items.subspan(items_before_limits + 4 * n);
     return true;
 }
 

@@ -2,13 +2,17 @@
 // reader tells a good record from a torn or corrupt one. Pure: no I/O.
 //
 //   segment := header record*
-//   header  := "RCSPOOL1" acked:u64le          (16 bytes; `acked` is the offset of the
+//   header  := "RCSPOOL2" acked:u64le          (16 bytes; `acked` is the offset of the
 //                                                first record not yet acknowledged)
 //   record  := length:u32le crc:u32le payload   (crc = CRC32C of payload)
 //   payload := count:u16le (size:u32le bytes){count}
 //
 // The items of a payload are the record as the spool keeps it: the Redis
-// address, the stream, its maxlen, then the fields as sent (name, value)...
+// address, the stream, its maxlen, the number n of its shared limits, the
+// dry-run flag, n x (key in Redis, per, period, burst) as the script takes
+// them, then the fields as sent (name, value)... Segments of version 1
+// ("RCSPOOL1", written before shared limits were kept) have the fields
+// right after the maxlen: they are replayed as they were, without limits.
 #pragma once
 
 #include <cstddef>
@@ -22,15 +26,26 @@ namespace resend::spool {
 // crc32c("123456789") == 0xE3069283. `crc` continues an earlier value.
 std::uint32_t crc32c(const void *data, std::size_t size, std::uint32_t crc = 0) noexcept;
 
-inline constexpr std::string_view magic = "RCSPOOL1";
+inline constexpr std::string_view magic = "RCSPOOL2";
+inline constexpr std::string_view magic_v1 = "RCSPOOL1";
 inline constexpr std::size_t header_size = 16;
 inline constexpr std::size_t record_overhead = 8;  // length and CRC
 inline constexpr std::size_t max_payload = 1 << 20;
 inline constexpr std::size_t max_items = 512;
 
 void write_header(char *out, std::uint64_t acked) noexcept;  // header_size bytes
-// False when `in` (n bytes) is not a segment header.
-bool read_header(const char *in, std::size_t n, std::uint64_t *acked) noexcept;
+// False when `in` (n bytes) is not a segment header; *version is 1 or 2.
+bool read_header(const char *in, std::size_t n, std::uint64_t *acked, unsigned *version) noexcept;
+
+// A record's items, as kept: where it goes, its shared limits, its fields.
+struct kept_record {
+    std::string_view address, stream, maxlen, dry_run;
+    std::span<const std::string_view> limits;  // 4 items per limit
+    std::span<const std::string_view> fields;
+};
+inline constexpr std::size_t items_before_limits = 5;
+// False when `items` cannot be a record of `version`.
+bool read_items(std::span<const std::string_view> items, unsigned version, kept_record *out) noexcept;
 
 // Bytes write_record() writes for `items`; 0 when they cannot be one record
 // (more than max_items, or a payload over max_payload).

@@ -2,6 +2,7 @@
 // written and read back, and every way a torn or damaged record is told.
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -41,11 +42,51 @@ void test_header_round_trip(void **) {
     char header[spool::header_size];
     spool::write_header(header, 0x0102030405060708ull);
     std::uint64_t acked = 0;
-    check(spool::read_header(header, sizeof(header), &acked));
+    unsigned version = 0;
+    check(spool::read_header(header, sizeof(header), &acked, &version));
     check_eq(acked, 0x0102030405060708ull);
-    check(!spool::read_header(header, sizeof(header) - 1, &acked));
+    check_eq(version, 2u);
+    check(!spool::read_header(header, sizeof(header) - 1, &acked, &version));
+    // A segment an earlier version wrote is still read (as version 1).
+    std::memcpy(header, spool::magic_v1.data(), spool::magic_v1.size());
+    check(spool::read_header(header, sizeof(header), &acked, &version));
+    check_eq(version, 1u);
     header[0] = 'X';
-    check(!spool::read_header(header, sizeof(header), &acked));
+    check(!spool::read_header(header, sizeof(header), &acked, &version));
+}
+
+void test_items_with_limits(void **) {
+    std::vector<std::string_view> items = {"127.0.0.1:6379", "s", "1000", "2", "0",
+                                           "k1", "1000", "60000", "2000",
+                                           "k2", "3000", "3600000", "0",
+                                           "email", "a@b.c"};
+    spool::kept_record record;
+    check(spool::read_items(items, 2, &record));
+    check(record.address == "127.0.0.1:6379" && record.stream == "s" && record.maxlen == "1000");
+    check(record.dry_run == "0");
+    check_eq(record.limits.size(), 8u);
+    check(record.limits[4] == "k2" && record.limits[7] == "0");
+    check_eq(record.fields.size(), 2u);
+    check(record.fields[1] == "a@b.c");
+
+    // No limits: the fields follow the flag.
+    std::vector<std::string_view> plain = {"a", "s", "1000", "0", "0", "email", "x"};
+    check(spool::read_items(plain, 2, &record));
+    check(record.limits.empty() && record.fields.size() == 2);
+    // Version 1: the fields follow the maxlen.
+    check(spool::read_items(plain, 1, &record));
+    check(record.limits.empty() && record.fields.size() == 4 && record.fields[0] == "0");
+
+    // A count the items cannot hold, or not a number: not a record.
+    std::vector<std::string_view> short_of_limits = {"a", "s", "1000", "3", "0", "k", "1", "2", "3"};
+    check(!spool::read_items(short_of_limits, 2, &record));
+    for (std::string_view count : {"", "x", "-1", "1000", " 1"}) {
+        std::vector<std::string_view> bad = {"a", "s", "1000", count, "0", "k", "1", "2", "3"};
+        check(!spool::read_items(bad, 2, &record));
+    }
+    std::vector<std::string_view> too_few = {"a", "s", "1000", "0"};
+    check(!spool::read_items(too_few, 2, &record));
+    check(!spool::read_items(std::vector<std::string_view>{"a", "s"}, 1, &record));
 }
 
 void test_record_round_trip(void **) {
@@ -129,6 +170,7 @@ int main(void) {
         guarded_test(test_crc32c_known_vectors),
         guarded_test(test_header_round_trip),
         guarded_test(test_record_round_trip),
+        guarded_test(test_items_with_limits),
         guarded_test(test_every_torn_prefix_is_incomplete),
         guarded_test(test_every_flipped_bit_is_corrupt_or_incomplete),
         guarded_test(test_impossible_lengths_are_corrupt),
