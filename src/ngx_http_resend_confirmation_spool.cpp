@@ -294,6 +294,17 @@ void seal() noexcept {
     close(fd);
 }
 
+// The spool cannot keep a record (full, or the disk refuses): the request
+// is answered 503. Once a second at most: it would otherwise log every request.
+void log_full(const char *why, ngx_err_t err) noexcept {
+    if (W.full_logged != 0 && ngx_current_msec - W.full_logged < 1000) return;
+    W.full_logged = ngx_current_msec;
+    ngx_log_error(NGX_LOG_ERR, W.log, err,
+                  "resend_confirmation: spool \"%V\" %s: requests are answered 503 until it can keep "
+                  "records again",
+                  &W.conf->path, why);
+}
+
 bool open_segment() noexcept {
     ngx_time_t *now = ngx_timeofday();
     char name[name_max];
@@ -307,7 +318,7 @@ bool open_segment() noexcept {
     std::snprintf(draft, sizeof(draft), "%s.new", path);
     int fd = open(draft, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd == -1) {
-        ngx_log_error(NGX_LOG_ALERT, W.log, ngx_errno, "resend_confirmation: spool open(\"%s\") failed", draft);
+        log_full("cannot begin a segment", ngx_errno);  // once a second, not per request
         return false;
     }
     char header[resend::spool::header_size];
@@ -315,7 +326,7 @@ bool open_segment() noexcept {
     if (flock(fd, LOCK_EX | LOCK_NB) == -1 ||
         pwrite(fd, header, sizeof(header), 0) != static_cast<ssize_t>(sizeof(header)) ||
         rename(draft, path) == -1) {
-        ngx_log_error(NGX_LOG_ALERT, W.log, ngx_errno, "resend_confirmation: spool \"%s\" cannot be begun", path);
+        log_full("cannot begin a segment", ngx_errno);
         close(fd);
         unlink(draft);
         return false;
@@ -328,15 +339,6 @@ bool open_segment() noexcept {
     return true;
 }
 
-void log_full(const char *why, ngx_err_t err) noexcept {
-    // Once a second at most: a full spool would otherwise log every request.
-    if (W.full_logged != 0 && ngx_current_msec - W.full_logged < 1000) return;
-    W.full_logged = ngx_current_msec;
-    ngx_log_error(NGX_LOG_ERR, W.log, err,
-                  "resend_confirmation: spool \"%V\" %s: requests are answered 503 until Redis takes the "
-                  "spooled records",
-                  &W.conf->path, why);
-}
 
 void waiter_cleanup(void *data) noexcept {
     auto *w = static_cast<waiter *>(data);
@@ -947,6 +949,16 @@ char *ngx_http_resend_confirmation_spool_directive(ngx_conf_t *cf, ngx_command_t
         }
     }
     if (!check_directory(cf, spool->path)) return ngx_http_resend_confirmation_conf_error();
+    // As client_body_temp_path's: when the master runs as root, nginx
+    // gives the directory to the workers' `user` (chown, u+rwx) before they
+    // start, so that the check above (made as the user nginx -t runs as)
+    // holds for the workers too.
+    auto *owned = static_cast<ngx_path_t *>(ngx_pcalloc(cf->pool, sizeof(ngx_path_t)));
+    if (owned == nullptr) return ngx_http_resend_confirmation_conf_error();
+    owned->name = spool->path;
+    owned->conf_file = cf->conf_file->file.name.data;
+    owned->line = cf->conf_file->line;
+    if (ngx_add_path(cf, &owned) != NGX_OK) return ngx_http_resend_confirmation_conf_error();
 
 #if (NGX_THREADS)
     if (spool->fsync != fsync_mode::off) {

@@ -60,6 +60,10 @@ $ENV{TEST_NGINX_OWNER} = $Owner;
 $ENV{TEST_NGINX_OTHER} = $Other;
 $ENV{TEST_NGINX_THIRD} = $Third;
 
+# The spool's directory (TEST 12).
+$ENV{TEST_NGINX_SPOOL} = "$Dir/spool";
+mkdir "$Dir/spool";
+
 # The shared limits' secret (TEST 11).
 $ENV{TEST_NGINX_SECRET} = "$Dir/secret";
 open my $secret, '>', "$Dir/secret" or die;
@@ -274,6 +278,53 @@ Test::More::ok($seen{ASK} && $seen{MOVED}, "ASK and MOVED were followed under lo
 --- error_code eval: [(200) x 5]
 --- stream_port eval: $main::Owner
 --- stream_len: 3
+--- no_error_log
+CROSSSLOT
+[alert]
+[crit]
+
+
+
+=== TEST 12: the spool over a cluster: records spooled while the nodes refuse writes (OOM), the slot moved meanwhile; the replay follows MOVED to the new owner, through the shared-limit script; nothing lost
+--- http_config
+    resend_confirmation_redis cluster 127.0.0.1:$TEST_NGINX_THIRD timeout=300ms;
+    resend_confirmation_limit_secret $TEST_NGINX_SECRET;
+    resend_confirmation_spool $TEST_NGINX_SPOOL;
+--- config
+    location = /r {
+        resend_confirmation;
+        resend_confirmation_redis_failure spool;
+        resend_confirmation_shared_limit $resend_confirmation_email rate=1r/h burst=100;
+        add_header X-Outcome $resend_confirmation_outcome always;
+    }
+--- init
+my ($from, $to) = (main::owner(), $main::Owner == main::owner() ? $main::Other : $main::Owner);
+for my $port (@main::Ports) {
+    main::node($port, 'FLUSHALL');
+    main::node($port, 'CONFIG', 'SET', 'maxmemory-policy', 'noeviction');
+    main::node($port, 'CONFIG', 'SET', 'maxmemory', '1');
+}
+my ($ok, $sent) = t::Resend::load_posts(2, 10, '/r');
+Test::More::is($ok, $sent, "every request answered 200 while the cluster refuses writes ($sent)");
+Test::More::ok(scalar(glob "$main::Dir/spool/*.seg"), 'the records are in the spool');
+# The slot moves while the records wait (nginx's map still names the old owner).
+main::node($to, 'CLUSTER', 'SETSLOT', $main::Slot, 'IMPORTING', main::id_of($from));
+main::node($from, 'CLUSTER', 'SETSLOT', $main::Slot, 'MIGRATING', main::id_of($to));
+main::node($_, 'CLUSTER', 'SETSLOT', $main::Slot, 'NODE', main::id_of($to)) for @main::Ports;
+main::node($_, 'CONFIG', 'SET', 'maxmemory', '0') for @main::Ports;
+for (1 .. 200) {
+    last if !glob("$main::Dir/spool/*.seg") && main::node($to, 'XLEN', $main::Key) >= $sent;
+    select undef, undef, undef, 0.05;
+}
+select undef, undef, undef, 0.3;
+Test::More::is(main::node($to, 'XLEN', $main::Key), $sent, "every record on the slot's new owner, once");
+my $keys = main::node($to, 'KEYS', 'resend_confirmation:limit:*');
+Test::More::is(scalar @$keys, $sent, 'each counted in its fleet-wide bucket, on the same node');
+open my $log, '<', main::server_root() . '/logs/error.log' or die;
+my $moved = grep { /: MOVED $main::Slot / } <$log>;
+Test::More::ok($moved, "the replay met MOVED ($moved) and went on");
+--- request eval: main::posts(1)->[0]
+--- error_code: 200
 --- no_error_log
 CROSSSLOT
 [alert]

@@ -690,3 +690,37 @@ GET /metrics
 --- no_error_log
 [alert]
 [emerg]
+
+
+
+=== TEST 21: workers that run as another user (root only): nginx gives them PATH, as it does its temp paths; records are kept and replayed
+--- http_config eval
+# Read before the config's `user` line is written: the workers run as nobody.
+$Test::Nginx::Util::WorkerUser = 'nobody ' . getgrgid((getpwnam 'nobody')[3]) if $> == 0;
+"resend_confirmation_spool $::Top/owned;"
+--- config eval: main::endpoint()
+--- post_setup_server_root
+chmod 0755, $main::Top;
+mkdir "$main::Top/owned", 0755;
+--- init
+$Test::Nginx::Util::WorkerUser = undef;
+SKIP: {
+    Test::More::skip('not root: the workers run as this user', 4) unless $> == 0;
+    my $owner = (stat "$main::Top/owned")[4];
+    Test::More::is($owner, scalar getpwnam('nobody'), 'PATH belongs to the workers\' user');
+    t::Resend::start_redis($main::Port, @main::Durable);
+    main::redis_own('FLUSHALL');
+    t::Resend::signal_redis('KILL', $main::Port);
+    my @answers = map { [@{ main::post("owned$_\@example.com") }, "owned$_\@example.com"] } 1 .. 10;
+    Test::More::is(scalar(grep { "$_->[0] $_->[1]" eq '200 spooled' } @answers), 10, 'every answer 200 spooled');
+    t::Resend::start_redis($main::Port, @main::Durable);
+    my $deadline = time + 10;
+    sleep 0.1 while time < $deadline && (glob("$main::Top/owned/*.seg") || main::redis_own('XLEN', 'resend_confirmation') < 10);
+    main::check_every_200_recorded('owned', @answers);
+}
+--- request
+GET /metrics
+--- error_code: 200
+--- no_error_log
+[alert]
+[emerg]
