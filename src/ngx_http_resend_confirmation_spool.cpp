@@ -476,8 +476,9 @@ void truncate_tail(off_t at, const char *why) noexcept {
 }
 
 // Takes a segment that no process holds, the oldest first; false when there
-// is none.
-bool adopt() noexcept {
+// is none. *others: the segments found, but this worker's own.
+bool adopt(size_t *others) noexcept {
+    *others = 0;
     DIR *dir = opendir(reinterpret_cast<const char *>(W.conf->path.data));
     if (dir == nullptr) {
         ngx_log_error(NGX_LOG_ALERT, W.log, ngx_errno, "resend_confirmation: spool opendir(\"%V\") failed",
@@ -496,6 +497,7 @@ bool adopt() noexcept {
         ++n;
     }
     closedir(dir);
+    *others = n;
     std::sort(order, order + n, [](const char *a, const char *b) { return std::strcmp(a, b) < 0; });
 
     for (size_t i = 0; i < n; ++i) {
@@ -638,14 +640,30 @@ void send_more() noexcept {
     }
 }
 
+// No segment is left on disk but this worker's, which holds no record:
+// the gauges say so, whatever they missed (a tail dropped as corrupt held
+// records they counted; a file cut short outside nginx held bytes). Not
+// when a worker began a segment or appended meanwhile: the values read
+// before the directory was looked at are then gone, and nothing is changed.
+void settle_gauges(ngx_atomic_uint_t bytes, ngx_atomic_uint_t records) noexcept {
+    ngx_atomic_uint_t ours = W.fd != -1 ? static_cast<ngx_atomic_uint_t>(W.size) : 0;
+    if (records != 0) (void) ngx_atomic_cmp_set(&W.sh->records, records, 0);
+    if (bytes != ours) (void) ngx_atomic_cmp_set(&W.sh->bytes, bytes, ours);
+}
+
 void tick(ngx_event_t *) noexcept {
     if (ngx_exiting || ngx_terminate || ngx_quit) return;
     if (W.rfd == -1) {
-        if (W.sh->records == 0 && W.sh->bytes == 0) {
+        ngx_atomic_uint_t bytes = W.sh->bytes, records = W.sh->records;
+        if (records == 0 && bytes == 0) {
             schedule(idle_interval);
             return;
         }
-        if (!adopt()) {
+        size_t others = 0;
+        if (!adopt(&others)) {
+            if (others == 0 && (W.fd == -1 || W.size <= static_cast<off_t>(resend::spool::header_size))) {
+                settle_gauges(bytes, records);
+            }
             // Nothing free: our own segment is sealed for the next turn once
             // Redis can take it (not before: sealing while it is down would
             // only make many small segments).

@@ -203,6 +203,50 @@ sub start_load {
     };
 }
 
+# Empties the stream and stops Redis (emptied first: once it is back, a
+# replay may begin before the test could empty it).
+sub redis_down {
+    t::Resend::start_redis($Port, @Durable);
+    redis_own('FLUSHALL');
+    t::Resend::signal_redis('KILL', $Port);
+}
+
+# Empties the stream, stops Redis, and posts `emails` one at a time:
+# every answer must be 200 spooled. Returns the answers as
+# check_every_200_recorded takes them.
+sub spool_while_down {
+    my @emails = @_;
+    redis_down();
+    my @answers = map { [@{ post($_) }, $_] } @emails;
+    Test::More::is(scalar(grep { "$_->[0] $_->[1]" eq '200 spooled' } @answers), scalar @emails,
+                   'every answer 200 spooled');
+    return @answers;
+}
+
+# Damages the last record of every segment: a flipped byte in one, a torn
+# end in the next... Sets $Damaged to how many.
+our $Damaged;
+sub damage_tails {
+    my $i = 0;
+    $Damaged = 0;
+    for my $file (segments()) {
+        my $size = -s $file;
+        next if $size <= 16;
+        if ($i++ % 2 == 0) {
+            open my $fh, '+<', $file or die;
+            binmode $fh;
+            sysseek $fh, $size - 3, 0;
+            sysread $fh, my $byte, 1;
+            sysseek $fh, $size - 3, 0;
+            syswrite $fh, chr(ord($byte) ^ 0x01);
+            close $fh;
+        } else {
+            truncate $file, $size - 5;
+        }
+        $Damaged++;
+    }
+}
+
 our @Kept;  # answers of one block checked in a later one
 
 no_shuffle();
@@ -253,12 +297,11 @@ qr/\[emerg\] .*invalid parameter "fsync=sometimes" in \S+nginx\.conf:\d+/
 --- http_config eval: $::Spool
 --- config eval: main::endpoint()
 --- init
-t::Resend::signal_redis('KILL', $main::Port) if $t::Resend::Started{$main::Port};
+main::redis_down();
 my @answers = map { [@{ main::post("down$_\@example.com") }, "down$_\@example.com"] } 1 .. 20;
 Test::More::is(scalar(grep { "$_->[0] $_->[1]" eq '200 spooled' } @answers), 20, 'every answer 200 spooled');
 Test::More::ok(scalar(main::segments()) >= 1, 'segment files on disk');
 t::Resend::start_redis($main::Port, @main::Durable);
-main::redis_own('FLUSHALL');
 Test::More::is(main::wait_replayed(20), 20, 'the stream holds the 20 records');
 main::check_every_200_recorded('down', @answers);
 Test::More::is(scalar(main::segments()), 0, 'the spool is empty');
@@ -315,9 +358,7 @@ resend_confirmation_requests_total\{location="/r",outcome="spooled"\} [1-9]\d*
 --- http_config eval: $::Spool
 --- config eval: main::endpoint()
 --- init
-t::Resend::start_redis($main::Port, @main::Durable);
-main::redis_own('FLUSHALL');
-t::Resend::signal_redis('KILL', $main::Port);
+main::redis_down();
 my $stop_load = main::start_load(4);
 sleep 1;
 my $master = t::Resend::master_pid();
@@ -342,7 +383,7 @@ GET /metrics
 --- http_config eval: $::Spool
 --- config eval: main::endpoint()
 --- init
-t::Resend::signal_redis('KILL', $main::Port) if $t::Resend::Started{$main::Port};
+main::redis_down();
 @main::Kept = map { [@{ main::post("restart$_\@example.com") }, "restart$_\@example.com"] } 1 .. 10;
 Test::More::is(scalar(grep { "$_->[0] $_->[1]" eq '200 spooled' } @main::Kept), 10, 'every answer 200 spooled');
 sleep 0.01;
@@ -361,7 +402,6 @@ GET /metrics
 --- config eval: main::endpoint('# a new nginx')
 --- init
 t::Resend::start_redis($main::Port, @main::Durable);
-main::redis_own('FLUSHALL');
 Test::More::is(main::wait_replayed(10), 10, 'the 10 records of the previous nginx');
 main::check_every_200_recorded('restart', @main::Kept);
 --- request
@@ -378,7 +418,7 @@ GET /metrics
 --- http_config eval: $::Spool
 --- config eval: main::endpoint()
 --- init
-t::Resend::signal_redis('KILL', $main::Port) if $t::Resend::Started{$main::Port};
+main::redis_down();
 @main::Kept = map { [@{ main::post("tail$_\@example.com") }, "tail$_\@example.com"] } 1 .. 10;
 Test::More::is(scalar(grep { $_->[0] == 200 } @main::Kept), 10, 'every answer 200');
 --- request
@@ -391,27 +431,9 @@ GET /metrics
 --- http_config eval: $::Spool
 --- config eval: main::endpoint('# the next nginx')
 --- post_setup_server_root
-my $i = 0;
-$main::Damaged = 0;
-for my $file (main::segments()) {
-    my $size = -s $file;
-    next if $size <= 16;
-    if ($i++ % 2 == 0) {
-        open my $fh, '+<', $file or die;
-        binmode $fh;
-        sysseek $fh, $size - 3, 0;
-        sysread $fh, my $byte, 1;
-        sysseek $fh, $size - 3, 0;
-        syswrite $fh, chr(ord($byte) ^ 0x01);
-        close $fh;
-    } else {
-        truncate $file, $size - 5;
-    }
-    $main::Damaged++;
-}
+main::damage_tails();
 --- init
 t::Resend::start_redis($main::Port, @main::Durable);
-main::redis_own('FLUSHALL');
 my $want = 10 - $main::Damaged;
 Test::More::is(main::wait_replayed($want), $want, "the $want intact records in the stream");
 Test::More::is(main::spool_metrics()->{corrupt_total}, $main::Damaged, 'metrics: the truncated segments');
@@ -427,7 +449,7 @@ qr/\[warn\] .*resend_confirmation: spool "\d+-\d+-\d+\.seg": a (corrupt|torn) re
 --- http_config eval: 'resend_confirmation_spool $TEST_NGINX_SPOOL max_size=4k;'
 --- config eval: main::endpoint()
 --- init
-t::Resend::signal_redis('KILL', $main::Port) if $t::Resend::Started{$main::Port};
+main::redis_down();
 my @answers = map { [@{ main::post("full$_\@example.com") }, "full$_\@example.com"] } 1 .. 40;
 my $spooled = grep { "$_->[0] $_->[1]" eq '200 spooled' } @answers;
 my $refused = grep { "$_->[0] $_->[1]" eq '503 redis_error' } @answers;
@@ -436,7 +458,6 @@ Test::More::is($spooled + $refused, 40, 'the rest 503');
 Test::More::is(join('', map { $_->[0] == 200 ? 'a' : 'b' } @answers), 'a' x $spooled . 'b' x $refused,
                '503s once full, not before');
 t::Resend::start_redis($main::Port, @main::Durable);
-main::redis_own('FLUSHALL');
 Test::More::is(main::wait_replayed($spooled), $spooled, 'every 200 in the stream');
 main::check_every_200_recorded('full', @answers);
 my ($after) = main::post('after@example.com');
@@ -461,7 +482,7 @@ if ($> == 0) {
 --- init
 SKIP: {
     Test::More::skip('not root: no tmpfs', 4) unless $> == 0 && `grep -c ' $main::Top/tmpfs tmpfs' /proc/mounts` > 0;
-    t::Resend::signal_redis('KILL', $main::Port) if $t::Resend::Started{$main::Port};
+    main::redis_down();
     my @answers;
     for my $n (1 .. 600) {
         push @answers, [@{ main::post("tmpfs$n\@example.com") }, "tmpfs$n\@example.com"];
@@ -471,7 +492,6 @@ SKIP: {
     Test::More::ok($spooled > 100, "spooled until the disk is full ($spooled)");
     Test::More::is($answers[-1][0], 503, '503 once full');
     t::Resend::start_redis($main::Port, @main::Durable);
-    main::redis_own('FLUSHALL');
     my $deadline = time + 10;
     sleep 0.1 while time < $deadline && main::redis_own('XLEN', 'resend_confirmation') < $spooled;
     sleep 0.3;
@@ -491,11 +511,10 @@ GET /metrics
 --- config eval: main::endpoint()
 --- init
 system('umount', "$main::Top/tmpfs") if $> == 0;
-t::Resend::signal_redis('KILL', $main::Port) if $t::Resend::Started{$main::Port};
+main::redis_down();
 my ($ok, $sent) = t::Resend::load_posts(4, 100, '/r');
 Test::More::is($ok, $sent, "every answer 200 ($sent)");
 t::Resend::start_redis($main::Port, @main::Durable);
-main::redis_own('FLUSHALL');
 sleep 0.05;
 kill 'HUP', t::Resend::master_pid();
 main::check_load(4, 100, $sent);
@@ -513,11 +532,10 @@ GET /metrics
 --- http_config eval: 'resend_confirmation_spool $TEST_NGINX_SPOOL fsync=always;'
 --- config eval: main::endpoint()
 --- init
-t::Resend::signal_redis('KILL', $main::Port) if $t::Resend::Started{$main::Port};
+main::redis_down();
 my @answers = map { [@{ main::post("always$_\@example.com") }, "always$_\@example.com"] } 1 .. 10;
 Test::More::is(scalar(grep { "$_->[0] $_->[1]" eq '200 spooled' } @answers), 10, 'every answer 200 spooled');
 t::Resend::start_redis($main::Port, @main::Durable);
-main::redis_own('FLUSHALL');
 Test::More::is(main::wait_replayed(10), 10, 'the 10 records in the stream');
 main::check_every_200_recorded('always', @answers);
 --- request
@@ -557,14 +575,10 @@ qr/\[error\] .*resend_confirmation: redis 127\.0\.0\.1:\d+ refused XADD: OOM/
 --- http_config eval: $::SharedSpool
 --- config eval: main::endpoint('resend_confirmation_shared_limit $resend_confirmation_mailbox rate=1r/h burst=1;')
 --- init
-t::Resend::start_redis($main::Port, @main::Durable);
-main::redis_own('FLUSHALL');
-t::Resend::signal_redis('KILL', $main::Port);
 my @victim = ('Victim@example.com', 'victim+1@example.com', 'VICTIM+x@Example.com', 'victim+2@example.com',
               'victim@example.com');
 my @others = map { "other$_\@example.com" } 1 .. 3;
-my @answers = map { [@{ main::post($_) }, $_] } @victim, @others;
-Test::More::is(scalar(grep { "$_->[0] $_->[1]" eq '200 spooled' } @answers), 8, 'every answer 200 spooled');
+main::spool_while_down(@victim, @others);
 t::Resend::start_redis($main::Port, @main::Durable);
 Test::More::is(main::wait_replayed(5), 5, 'burst + 1 records for the victim, one each for the others');
 sleep 0.5;
@@ -592,11 +606,7 @@ resend_confirmation_shared_limit_total\{result="silenced"\} 3
 --- http_config eval: $::SharedSpool
 --- config eval: main::endpoint('resend_confirmation_shared_limit $resend_confirmation_email rate=1r/h burst=100;')
 --- init
-t::Resend::start_redis($main::Port, @main::Durable);
-main::redis_own('FLUSHALL');
-t::Resend::signal_redis('KILL', $main::Port);
-my @answers = map { [@{ main::post("noscript$_\@example.com") }, "noscript$_\@example.com"] } 1 .. 40;
-Test::More::is(scalar(grep { "$_->[0] $_->[1]" eq '200 spooled' } @answers), 40, 'every answer 200 spooled');
+my @answers = main::spool_while_down(map { "noscript$_\@example.com" } 1 .. 40);
 t::Resend::start_redis($main::Port, @main::Durable, '--rename-command', 'SCRIPT', '');
 Test::More::is(main::wait_replayed(40), 40, 'the 40 records in the stream');
 main::check_every_200_recorded('noscript', @answers);
@@ -618,7 +628,6 @@ qr/\[notice\] .*resend_confirmation: redis 127\.0\.0\.1:\d+ refused EVALSHA: NOS
 --- config eval: main::endpoint()
 --- init
 t::Resend::start_redis($main::Port, @main::Durable);
-main::redis_own('FLUSHALL');
 Test::More::is(main::wait_replayed(3), 3, 'its 3 records in the stream');
 my $entries = main::redis_own('XRANGE', 'resend_confirmation', '-', '+');
 Test::More::is_deeply([map { $_->[1] } @$entries],
@@ -626,6 +635,7 @@ Test::More::is_deeply([map { $_->[1] } @$entries],
                               received_at => '1700000000000'] } 1 .. 3],
                       'as they were written, in order');
 --- post_setup_server_root
+main::redis_down();
 main::write_v1_segment(sprintf("%s/spool/%013d-1-1.seg", $main::Top, time * 1000), "127.0.0.1:$main::Port",
                        map { [email => "old$_\@example.com", ip => '192.0.2.1', request_id => "old$_",
                               received_at => '1700000000000'] } 1 .. 3);
@@ -633,10 +643,8 @@ main::write_v1_segment(sprintf("%s/spool/%013d-1-1.seg", $main::Top, time * 1000
 GET /metrics
 --- response_body_like
 resend_confirmation_spool_replayed_total 3
---- no_error_log
-[error]
-[alert]
-[emerg]
+--- no_error_log eval
+[qr/\[alert\]/, qr/\[emerg\]/, qr/redis \S+ refused \S+: (?!LOADING)/, qr/corrupt|torn/]
 
 
 
@@ -694,12 +702,11 @@ GET /metrics
 
 
 === TEST 21: workers that run as another user (root only): nginx gives them PATH, as it does its temp paths; records are kept and replayed
---- http_config eval
-# Read before the config's `user` line is written: the workers run as nobody.
-$Test::Nginx::Util::WorkerUser = 'nobody ' . getgrgid((getpwnam 'nobody')[3]) if $> == 0;
-"resend_confirmation_spool $::Top/owned;"
+--- http_config eval: "resend_confirmation_spool $::Top/owned;"
 --- config eval: main::endpoint()
 --- post_setup_server_root
+# Run just before this block's config is written: its workers run as nobody.
+$Test::Nginx::Util::WorkerUser = 'nobody ' . getgrgid((getpwnam 'nobody')[3]) if $> == 0;
 chmod 0755, $main::Top;
 mkdir "$main::Top/owned", 0755;
 --- init
@@ -708,11 +715,7 @@ SKIP: {
     Test::More::skip('not root: the workers run as this user', 4) unless $> == 0;
     my $owner = (stat "$main::Top/owned")[4];
     Test::More::is($owner, scalar getpwnam('nobody'), 'PATH belongs to the workers\' user');
-    t::Resend::start_redis($main::Port, @main::Durable);
-    main::redis_own('FLUSHALL');
-    t::Resend::signal_redis('KILL', $main::Port);
-    my @answers = map { [@{ main::post("owned$_\@example.com") }, "owned$_\@example.com"] } 1 .. 10;
-    Test::More::is(scalar(grep { "$_->[0] $_->[1]" eq '200 spooled' } @answers), 10, 'every answer 200 spooled');
+    my @answers = main::spool_while_down(map { "owned$_\@example.com" } 1 .. 10);
     t::Resend::start_redis($main::Port, @main::Durable);
     my $deadline = time + 10;
     sleep 0.1 while time < $deadline && (glob("$main::Top/owned/*.seg") || main::redis_own('XLEN', 'resend_confirmation') < 10);
@@ -724,3 +727,24 @@ GET /metrics
 --- no_error_log
 [alert]
 [emerg]
+
+
+
+=== TEST 22: a tail damaged while nginx runs (its writer still holds the segment): truncated on replay; the records gauge comes back to 0 once the spool is empty
+--- http_config eval: $::Spool
+--- config eval: main::endpoint()
+--- init
+main::spool_while_down(map { "live$_\@example.com" } 1 .. 10);
+Test::More::is(main::spool_metrics()->{records}, 10, 'metrics: 10 records waiting');
+main::damage_tails();
+t::Resend::start_redis($main::Port, @main::Durable);
+my $want = 10 - $main::Damaged;
+Test::More::is(main::wait_replayed($want), $want, "the $want intact records in the stream");
+my $m = main::spool_metrics();
+Test::More::is($m->{records}, 0, 'metrics: no record waiting');
+Test::More::is($m->{bytes}, 0, 'metrics: no byte on disk');
+--- request
+GET /metrics
+--- error_code: 200
+--- error_log eval
+qr/\[warn\] .*resend_confirmation: spool "\d+-\d+-\d+\.seg": a (corrupt|torn) record at offset \d+, truncated there \(\d+ bytes dropped\)/
