@@ -21,6 +21,8 @@ $ENV{TEST_NGINX_FIRST_SENTINEL} = $Sentinels[0];
 $ENV{TEST_NGINX_DEAD_PORT} = $Dead;
 our $Dir = File::Temp::tempdir(CLEANUP => 1);
 our %Pids;
+$ENV{TEST_NGINX_SPOOL} = "$Dir/spool";  # TEST 8
+mkdir "$Dir/spool";
 
 sub at { t::Resend::redis({port => shift}, @_) }
 
@@ -238,6 +240,48 @@ qr/\[emerg\] .*invalid parameter "sentinel=" in \S+nginx\.conf:\d+/
 --- must_die
 --- error_log eval
 qr/\[emerg\] .*invalid parameter "sentinel_password=x" in \S+nginx\.conf:\d+/
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 8: SENTINEL FAILOVER under load with resend_confirmation_redis_failure spool: every answer 200; once the spool is replayed, every 200 is on the new master
+--- http_config
+    resend_confirmation_redis sentinel=mymaster $TEST_NGINX_SENTINELS connect_timeout=300ms timeout=1s;
+    resend_confirmation_spool $TEST_NGINX_SPOOL;
+--- config eval: $::Endpoint =~ s/resend_confirmation;/resend_confirmation;\n        resend_confirmation_redis_failure spool;/r
+--- init
+# TEST 4's failover made the first master a replica: it must have caught up,
+# and every Sentinel know it, before the next failover can pick it.
+my $old = main::master_port();
+my ($replica) = grep { $_ != $old } $main::Master, $main::Replica;
+main::wait_for('the replica', 20, sub { main::at($replica, 'INFO', 'replication') =~ /master_link_status:up/ });
+for my $port (@main::Sentinels) {
+    main::wait_for("Sentinel $port", 20, sub {
+        my ($r) = @{ main::at($port, 'SENTINEL', 'replicas', 'mymaster') };
+        $r && { @$r }->{flags} eq 'slave' && { @$r }->{port} == $replica
+    });
+}
+main::at($old, 'DEL', 'resend_confirmation');
+my ($answers, $asked, $switched) = main::failover_under_load(8, 6, 1.5);
+my $new = main::master_port();
+Test::More::isnt($new, $old, "the Sentinels name a new master");
+my %status;
+$status{$_->[1]}++ for @$answers;
+Test::More::diag("answers: " . join(', ', map { "$_: $status{$_}" } sort keys %status));
+Test::More::is(join(' ', sort keys %status), '200', "every answer 200");
+main::wait_for('the spool to be replayed', 20, sub { !glob("$main::Dir/spool/*.seg") });
+my %stored = map { my %f = @{ $_->[1] }; ($f{email} => 1) } @{ main::at($new, 'XRANGE', 'resend_confirmation', '-', '+') };
+my @lost = grep { $_->[1] eq '200' && !$stored{$_->[0]} } @$answers;
+Test::More::is(scalar @lost, 0, "every 200 has its entry on the new master")
+    or Test::More::diag("not there: " . join(' ', map { $_->[0] } @lost[0 .. ($#lost < 9 ? $#lost : 9)]));
+open my $log, '<', main::server_root() . '/logs/error.log' or die;
+my $spooled = grep { /resend_confirmation: record spooled|answer 200 spooled/ } <$log>;
+Test::More::diag("spooled during the failover (debug lines): $spooled") if $t::Resend::NginxDebug;
+--- request eval
+"POST /r\n" . '{"email":"after-spool@example.com"}'
+--- error_code: 200
 --- no_error_log
 [alert]
 [crit]
