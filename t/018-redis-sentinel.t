@@ -123,6 +123,29 @@ sub failover_under_load {
     return (\@answers, $asked, $switched);
 }
 
+# failover_under_load(8, 6, 1.5) from the master the Sentinels name now,
+# which must change; returns its results, the new master and the answers
+# counted by status.
+sub failover_checked {
+    my $old = master_port();
+    my ($answers, $asked, $switched) = failover_under_load(8, 6, 1.5);
+    my $new = master_port();
+    Test::More::isnt($new, $old, "the Sentinels name a new master");
+    my %status;
+    $status{$_->[1]}++ for @$answers;
+    Test::More::diag("answers: " . join(', ', map { "$_: $status{$_}" } sort keys %status));
+    return ($answers, $asked, $switched, $new, \%status);
+}
+
+# Every answer 200 of `answers` has its entry on the master at `port`.
+sub check_every_200_on {
+    my ($port, $answers) = @_;
+    my %stored = map { my %f = @{ $_->[1] }; ($f{email} => 1) } @{ at($port, 'XRANGE', 'resend_confirmation', '-', '+') };
+    my @lost = grep { $_->[1] eq '200' && !$stored{$_->[0]} } @$answers;
+    Test::More::is(scalar @lost, 0, "every 200 has its entry on the new master")
+        or Test::More::diag("not there: " . join(' ', map { $_->[0] } @lost[0 .. ($#lost < 9 ? $#lost : 9)]));
+}
+
 resend_defaults(more_headers => "Content-Type: application/json",
                 init => 'main::at(main::master_port(), "DEL", "resend_confirmation")');
 
@@ -175,19 +198,11 @@ qr/\[notice\] .*resend_confirmation: redis sentinel=mymaster: Sentinel 127\.0\.0
     resend_confirmation_redis sentinel=mymaster $TEST_NGINX_SENTINELS connect_timeout=300ms timeout=1s;
 --- config eval: $::Endpoint
 --- init
-my $old = main::master_port();
-my ($answers, $asked, $switched) = main::failover_under_load(8, 6, 1.5);
-my $new = main::master_port();
-Test::More::isnt($new, $old, "the Sentinels name a new master");
-my %status;
-$status{$_->[1]}++ for @$answers;
-Test::More::diag("answers: " . join(', ', map { "$_: $status{$_}" } sort keys %status));
+my ($answers, $asked, $switched, $new, $status) = main::failover_checked();
+my %status = %$status;
 Test::More::ok(!grep({ $_ ne '200' && $_ ne '503' } keys %status), "only 200 and 503");
 Test::More::cmp_ok($status{200} // 0, '>', 100, "many 200s");
-my %stored = map { my %f = @{ $_->[1] }; ($f{email} => 1) } @{ main::at($new, 'XRANGE', 'resend_confirmation', '-', '+') };
-my @lost = grep { $_->[1] eq '200' && !$stored{$_->[0]} } @$answers;
-Test::More::is(scalar @lost, 0, "every 200 has its entry on the new master")
-    or Test::More::diag("not there: " . join(' ', map { $_->[0] } @lost[0 .. ($#lost < 9 ? $#lost : 9)]));
+main::check_every_200_on($new, $answers);
 my @failed = grep { $_->[1] eq '503' } @$answers;
 my $failover = $switched - $asked;
 my $window = @failed ? (sort { $a <=> $b } map { $_->[3] } @failed)[-1] - (sort { $a <=> $b } map { $_->[2] } @failed)[0] : 0;
@@ -264,18 +279,10 @@ for my $port (@main::Sentinels) {
     });
 }
 main::at($old, 'DEL', 'resend_confirmation');
-my ($answers, $asked, $switched) = main::failover_under_load(8, 6, 1.5);
-my $new = main::master_port();
-Test::More::isnt($new, $old, "the Sentinels name a new master");
-my %status;
-$status{$_->[1]}++ for @$answers;
-Test::More::diag("answers: " . join(', ', map { "$_: $status{$_}" } sort keys %status));
-Test::More::is(join(' ', sort keys %status), '200', "every answer 200");
+my ($answers, $asked, $switched, $new, $status) = main::failover_checked();
+Test::More::is(join(' ', sort keys %$status), '200', "every answer 200");
 main::wait_for('the spool to be replayed', 20, sub { !glob("$main::Dir/spool/*.seg") });
-my %stored = map { my %f = @{ $_->[1] }; ($f{email} => 1) } @{ main::at($new, 'XRANGE', 'resend_confirmation', '-', '+') };
-my @lost = grep { $_->[1] eq '200' && !$stored{$_->[0]} } @$answers;
-Test::More::is(scalar @lost, 0, "every 200 has its entry on the new master")
-    or Test::More::diag("not there: " . join(' ', map { $_->[0] } @lost[0 .. ($#lost < 9 ? $#lost : 9)]));
+main::check_every_200_on($new, $answers);
 open my $log, '<', main::server_root() . '/logs/error.log' or die;
 my $spooled = grep { /resend_confirmation: record spooled|answer 200 spooled/ } <$log>;
 Test::More::diag("spooled during the failover (debug lines): $spooled") if $t::Resend::NginxDebug;
