@@ -19,28 +19,7 @@ $ENV{TEST_NGINX_PLAIN_PORT} = $Plain;
 # client certificate, and another CA that signed none of them.
 our $Dir = File::Temp::tempdir(CLEANUP => 1);
 $ENV{TEST_NGINX_TLS_DIR} = $Dir;
-sub openssl {
-    system('openssl', @_) == 0 or die "openssl @_ failed\n";
-}
-{
-    open my $stderr, '>&', \*STDERR or die;
-    open STDERR, '>', '/dev/null' or die;
-    for my $ca (qw(ca other-ca)) {
-        openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', "/CN=test $ca",
-                '-keyout', "$Dir/$ca.key", '-out', "$Dir/$ca.crt");
-    }
-    open my $ext, '>', "$Dir/server.ext" or die;
-    print $ext "subjectAltName=IP:127.0.0.1,DNS:localhost\n";
-    close $ext;
-    for my $name (qw(server client)) {
-        openssl('req', '-newkey', 'rsa:2048', '-nodes', '-subj', "/CN=$name",
-                '-keyout', "$Dir/$name.key", '-out', "$Dir/$name.csr");
-        openssl('x509', '-req', '-days', '2', '-in', "$Dir/$name.csr", '-CA', "$Dir/ca.crt",
-                '-CAkey', "$Dir/ca.key", '-CAcreateserial', '-out', "$Dir/$name.crt",
-                $name eq 'server' ? ('-extfile', "$Dir/server.ext") : ());
-    }
-    open STDERR, '>&', $stderr or die;
-}
+t::Resend::tls_certificates($Dir);
 
 sub start_tls_redis {
     my ($plain, $tls, $auth_clients) = @_;

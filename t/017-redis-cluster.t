@@ -6,53 +6,21 @@
 # with no request failing.
 use Test::Nginx::Socket 'no_plan';
 use t::Resend;
+use t::Cluster ();
 use File::Temp ();
 use POSIX ();
 
 our @Ports = map { $ENV{TEST_NGINX_REDIS_PORT} + $_ } 40 .. 42;
 our $Dir = File::Temp::tempdir(CLEANUP => 1);
-our %Pids;
 our $Key = 'resend_confirmation';
 
-sub node { t::Resend::redis({port => shift}, @_) }
+sub node { t::Cluster::node(@_) }
 
-sub start_cluster {
-    for my $port (@Ports) {
-        my $pid = fork // die "fork: $!";
-        if ($pid == 0) {
-            { exec 'redis-server', '--port', $port, '--bind', '127.0.0.1', '--cluster-enabled', 'yes',
-                   '--cluster-config-file', "$Dir/nodes-$port.conf", '--save', '', '--appendonly', 'no',
-                   '--logfile', '/dev/null', '--dir', $Dir }
-            POSIX::_exit(127);
-        }
-        $Pids{$port} = $pid;
-        for (1 .. 100) {
-            last if eval { node($port, 'PING') eq 'PONG' };
-            select undef, undef, undef, 0.05;
-        }
-    }
-    system("redis-cli --cluster create " . join(' ', map { "127.0.0.1:$_" } @Ports)
-           . " --cluster-replicas 0 --cluster-yes >/dev/null 2>&1") == 0 or die "cluster create failed\n";
-    for my $port (@Ports) {
-        for (1 .. 200) {
-            last if node($port, 'CLUSTER', 'INFO') =~ /cluster_state:ok/;
-            select undef, undef, undef, 0.05;
-        }
-    }
-}
-
-END { kill 'KILL', $_ for values %Pids }
-
-start_cluster();
+t::Cluster::start(\@Ports, $Dir);
 
 # The stream's slot, the node that serves it, and another.
 our $Slot = node($Ports[0], 'CLUSTER', 'KEYSLOT', $Key);
-sub owner {
-    for my $range (@{ node($Ports[0], 'CLUSTER', 'SLOTS') }) {
-        return $range->[2][1] if $range->[0] <= $Slot && $Slot <= $range->[1];
-    }
-    die "slot $Slot has no owner\n";
-}
+sub owner { t::Cluster::owner($Ports[0], $Slot) }
 our $Owner = owner();
 our ($Other) = grep { $_ != $Owner } @Ports;
 our ($Third) = grep { $_ != $Owner && $_ != $Other } @Ports;

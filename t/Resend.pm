@@ -114,6 +114,32 @@ sub start_redis {
     return $Started{$port} = $pid;
 }
 
+# Certificates made with the openssl CLI in `dir`: a CA (ca.crt), Redis's
+# certificate for 127.0.0.1 and localhost signed by it (server.crt/.key), a
+# client certificate (client.crt/.key), and another CA that signed none of
+# them (other-ca.crt).
+sub tls_certificates {
+    my ($dir) = @_;
+    my $openssl = sub { system('openssl', @_) == 0 or die "openssl @_ failed\n" };
+    open my $stderr, '>&', \*STDERR or die;
+    open STDERR, '>', '/dev/null' or die;
+    for my $ca (qw(ca other-ca)) {
+        $openssl->('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', "/CN=test $ca",
+                   '-keyout', "$dir/$ca.key", '-out', "$dir/$ca.crt");
+    }
+    open my $ext, '>', "$dir/server.ext" or die;
+    print $ext "subjectAltName=IP:127.0.0.1,DNS:localhost\n";
+    close $ext;
+    for my $name (qw(server client)) {
+        $openssl->('req', '-newkey', 'rsa:2048', '-nodes', '-subj', "/CN=$name",
+                   '-keyout', "$dir/$name.key", '-out', "$dir/$name.csr");
+        $openssl->('x509', '-req', '-days', '2', '-in', "$dir/$name.csr", '-CA', "$dir/ca.crt",
+                   '-CAkey', "$dir/ca.key", '-CAcreateserial', '-out', "$dir/$name.crt",
+                   $name eq 'server' ? ('-extfile', "$dir/server.ext") : ());
+    }
+    open STDERR, '>&', $stderr or die;
+}
+
 sub signal_redis {
     my ($signal, $port) = @_;
     my $pid = $Started{$port} or die "no redis of ours on port $port\n";
