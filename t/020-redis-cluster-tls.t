@@ -28,11 +28,6 @@ our $Owner = t::Cluster::owner($Ports[0], $Slot);
 our ($Other) = grep { $_ != $Owner } @Ports;
 $ENV{TEST_NGINX_OTHER_TLS} = $Tls{$Other};
 
-$ENV{TEST_NGINX_SECRET} = "$Dir/secret";
-open my $secret, '>', "$Dir/secret" or die;
-print $secret "0123456789abcdef0123456789abcdef\n";
-close $secret;
-
 our $Location = <<'_EOC_';
     location = /r {
         resend_confirmation;
@@ -64,28 +59,7 @@ __DATA__
 
 
 
-=== TEST 2: shared limits over the TLS cluster: the script runs on the stream's owner, the limit holds
---- http_config
-    resend_confirmation_redis cluster 127.0.0.1:$TEST_NGINX_OTHER_TLS tls tls_ca=$TEST_NGINX_TLS_DIR/ca.crt;
-    resend_confirmation_limit_secret $TEST_NGINX_SECRET;
---- config
-    location = /r {
-        resend_confirmation;
-        resend_confirmation_shared_limit $resend_confirmation_email rate=3r/h burst=2;
-        add_header X-Outcome $resend_confirmation_outcome always;
-    }
---- pipelined_requests eval: [("POST /r\n" . '{"email":"victim@example.com"}') x 5]
---- error_code eval: [(200) x 5]
---- stream_port eval: $main::Owner
---- stream_len: 3
---- no_error_log
-CROSSSLOT
-[alert]
-[crit]
-
-
-
-=== TEST 3: a CA that did not sign the nodes' certificates: nothing is written, 503, and the log says why
+=== TEST 2: a CA that did not sign the nodes' certificates: nothing is written, 503, and the log says why
 --- http_config
     resend_confirmation_redis cluster 127.0.0.1:$TEST_NGINX_OTHER_TLS tls tls_ca=$TEST_NGINX_TLS_DIR/other-ca.crt;
 --- config eval: $::Location
