@@ -36,15 +36,7 @@ sub spawn {
     $Pids{$name} = $pid;
 }
 
-sub wait_for {
-    my ($what, $seconds, $check) = @_;
-    my $until = Time::HiRes::time() + $seconds;
-    while (Time::HiRes::time() < $until) {
-        return 1 if eval { $check->() };
-        select undef, undef, undef, 0.1;
-    }
-    die "timed out waiting for $what\n";
-}
+sub wait_for { t::Resend::wait_for(@_) }
 
 sub start_all {
     for my $port ($Master, $Replica) {

@@ -140,6 +140,18 @@ sub tls_certificates {
     open STDERR, '>&', $stderr or die;
 }
 
+# wait_for($what, $seconds, $check): until $check->() is true (errors count
+# as false), every 0.1 s; dies naming $what after $seconds.
+sub wait_for {
+    my ($what, $seconds, $check) = @_;
+    my $until = Time::HiRes::time() + $seconds;
+    while (Time::HiRes::time() < $until) {
+        return 1 if eval { $check->() };
+        select undef, undef, undef, 0.1;
+    }
+    die "timed out waiting for $what\n";
+}
+
 sub signal_redis {
     my ($signal, $port) = @_;
     my $pid = $Started{$port} or die "no redis of ours on port $port\n";
