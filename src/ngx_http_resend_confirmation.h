@@ -464,11 +464,13 @@ ngx_http_resend_confirmation_link_queue(ngx_http_resend_confirmation_link_t *lin
                                         std::span<const std::string_view> args, ngx_msec_t deadline,
                                         ngx_uint_t redirects, bool asking,
                                         ngx_http_resend_confirmation_reply_pt on_reply) noexcept;
-// A command of the module's own (CLUSTER SLOTS, SENTINEL ...): `done` gets
-// its reply, or null when the link failed first. False when the link is
+// A command without a request (CLUSTER SLOTS, SENTINEL ..., the spool's
+// replay): `done` gets its reply (null when there is none: the link failed
+// first, or a reply held for WAIT) and its fate. False when the link is
 // down (`done` is not called). `args` need only live until this returns.
 typedef void (*ngx_http_resend_confirmation_link_done_pt)(ngx_http_resend_confirmation_link_t *link, void *data,
-                                                          const resend::redis_reply *reply) noexcept;
+                                                          const resend::redis_reply *reply,
+                                                          ngx_http_resend_confirmation_fate_t fate) noexcept;
 bool ngx_http_resend_confirmation_link_command(ngx_http_resend_confirmation_link_t *link,
                                                std::span<const std::string_view> args,
                                                ngx_http_resend_confirmation_link_done_pt done,
@@ -539,11 +541,13 @@ void ngx_http_resend_confirmation_cluster_redirect(ngx_http_resend_confirmation_
 bool ngx_http_resend_confirmation_link_ready(ngx_http_resend_confirmation_link_t *link) noexcept;
 // A down link outside its hold-down starts connecting (for the replay).
 void ngx_http_resend_confirmation_link_wake(ngx_http_resend_confirmation_link_t *link) noexcept;
-// Queues a replay command of the spool (no request): its fate goes to
-// ngx_http_resend_confirmation_spool_replayed() with `token`. False when it cannot.
+// Queues a replay command of the spool: a record without a request, which
+// the link treats as a request's (WAIT, a new master, the slot map) and
+// whose reply and fate go to `done`. False when it cannot.
 bool ngx_http_resend_confirmation_link_send_replay(ngx_http_resend_confirmation_link_t *link,
                                                    std::span<const std::string_view> args,
-                                                   ngx_uint_t token) noexcept;
+                                                   ngx_http_resend_confirmation_link_done_pt done,
+                                                   void *data) noexcept;
 // The link of the `resend_confirmation_redis` named `name` (as configured);
 // null when there is none.
 ngx_http_resend_confirmation_link_t *ngx_http_resend_confirmation_worker_link_named(std::string_view name) noexcept;
@@ -556,10 +560,6 @@ char *ngx_http_resend_confirmation_spool_directive(ngx_conf_t *cf, ngx_command_t
 // the disk failed).
 ngx_int_t ngx_http_resend_confirmation_spool_append(ngx_http_request_t *r,
                                                    ngx_http_resend_confirmation_ctx_t *ctx) noexcept;
-// A replay command's fate and Redis's reply (null: none), in any order:
-// `token` says which (several links answer each in their own time).
-void ngx_http_resend_confirmation_spool_replayed(ngx_uint_t token, ngx_http_resend_confirmation_fate_t fate,
-                                                 const resend::redis_reply *reply) noexcept;
 ngx_int_t ngx_http_resend_confirmation_spool_worker_start(ngx_cycle_t *cycle) noexcept;
 void ngx_http_resend_confirmation_spool_worker_exit() noexcept;
 // The spool's gauges and counters for the metrics (all 0 without a spool).

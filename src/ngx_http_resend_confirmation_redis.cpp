@@ -75,10 +75,10 @@ struct ngx_http_resend_confirmation_pending_s {
     bool handshake;         // AUTH, SELECT or ROLE: an error fails the connection
     std::span<const std::string_view> args;  // a request's command (r's pool), to send again
     ngx_uint_t redirects;   // MOVED/ASK followed so far
-    ngx_http_resend_confirmation_link_done_pt done;  // a command of the module's own: its reply
+    ngx_http_resend_confirmation_link_done_pt done;  // a command without a request: its reply
     void *data;
     bool wait;              // WAIT after a batch (sentinel= with replicas)
-    bool replay;            // the spool's: its fate goes to the spool
+    bool replay;            // the spool's record: treated as a request's, answered to `done`
     ngx_http_resend_confirmation_reply_pt on_reply;  // null: ngx_http_resend_confirmation_recorded()
     resend::reply_kind held_kind;  // a stored reply held for WAIT: its kind and integer,
     long long held_integer;        // for on_reply
@@ -487,17 +487,15 @@ static void ngx_http_resend_confirmation_link_fail(ngx_http_resend_confirmation_
     ngx_http_resend_confirmation_link_watch_kept(link);
 }
 
-// An entry is over: a request is answered with its command's fate; a
-// command of the module's own gets its reply (null: none, the link failed);
-// a replay command of the spool tells the spool its fate.
+// An entry is over: a command without a request (the module's own, the
+// spool's replay) gets its reply (null: none) and fate; a request is
+// answered with its command's fate, or its reply handler gets the reply.
 static void ngx_http_resend_confirmation_link_finish(ngx_http_resend_confirmation_link_t *link,
                                                      ngx_http_resend_confirmation_pending_t *entry,
                                                      const resend::redis_reply *reply,
                                                      ngx_http_resend_confirmation_fate_t fate) noexcept {
-    if (entry->replay) {
-        ngx_http_resend_confirmation_spool_replayed(reinterpret_cast<uintptr_t>(entry->data), fate, reply);
-    } else if (entry->done != nullptr) {
-        entry->done(link, entry->data, reply);
+    if (entry->done != nullptr) {
+        entry->done(link, entry->data, reply, fate);
     } else if (entry->r != nullptr && entry->on_reply != nullptr && reply != nullptr) {
         entry->on_reply(entry->r, *reply);
     } else if (entry->r != nullptr) {
@@ -1273,13 +1271,15 @@ void ngx_http_resend_confirmation_link_wake(ngx_http_resend_confirmation_link_t 
 
 bool ngx_http_resend_confirmation_link_send_replay(ngx_http_resend_confirmation_link_t *link,
                                                    std::span<const std::string_view> args,
-                                                   ngx_uint_t token) noexcept {
+                                                   ngx_http_resend_confirmation_link_done_pt done,
+                                                   void *data) noexcept {
     if (!ngx_http_resend_confirmation_link_ready(link)) return false;
     ngx_http_resend_confirmation_pending_t *entry =
         ngx_http_resend_confirmation_link_send(link, nullptr, args);
     if (entry == nullptr) return false;
     entry->replay = true;
-    entry->data = reinterpret_cast<void *>(static_cast<uintptr_t>(token));
+    entry->done = done;
+    entry->data = data;
     // Acknowledged, like a request's, once WAIT says a replica has it
     // (sentinel=); a cluster's node is the entry's own link, without WAIT.
     if (link->cluster == nullptr) ++link->unwaited;

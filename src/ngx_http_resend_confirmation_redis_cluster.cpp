@@ -104,7 +104,8 @@ ngx_http_resend_confirmation_cluster_link(ngx_http_resend_confirmation_cluster_t
 void ngx_http_resend_confirmation_cluster_refresh(ngx_http_resend_confirmation_cluster_t *cluster) noexcept;
 
 void ngx_http_resend_confirmation_cluster_mapped(ngx_http_resend_confirmation_link_t *link, void *data,
-                                                 const resend::redis_reply *reply) noexcept {
+                                                 const resend::redis_reply *reply,
+                                                 ngx_http_resend_confirmation_fate_t) noexcept {
     auto *cluster = static_cast<ngx_http_resend_confirmation_cluster_t *>(data);
     cluster->refreshing = false;
     if (reply == nullptr) return;  // the link failed and said why; the next MOVED asks again

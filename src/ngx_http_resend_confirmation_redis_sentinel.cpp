@@ -33,7 +33,8 @@ ngx_http_resend_confirmation_redis_conf_t *sentinel_conf(sentinel_state *state, 
 void ngx_http_resend_confirmation_sentinel_ask(sentinel_state *state) noexcept;
 
 void ngx_http_resend_confirmation_sentinel_answered(ngx_http_resend_confirmation_link_t *link, void *data,
-                                                    const resend::redis_reply *reply) noexcept {
+                                                    const resend::redis_reply *reply,
+                                                    ngx_http_resend_confirmation_fate_t) noexcept {
     auto *state = static_cast<sentinel_state *>(data);
     state->in_flight = false;
     ngx_str_t sentinel = ngx_http_resend_confirmation_link_name(link);

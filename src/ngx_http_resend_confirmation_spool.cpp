@@ -588,6 +588,9 @@ ngx_http_resend_confirmation_link_t *link_for(std::string_view name) noexcept {
     return link;
 }
 
+void replayed(ngx_http_resend_confirmation_link_t *, void *data, const resend::redis_reply *reply,
+              ngx_http_resend_confirmation_fate_t fate) noexcept;
+
 // Sends the segment's next records, up to max_in_flight.
 void send_more() noexcept {
     static std::string_view items[resend::spool::max_items];
@@ -624,7 +627,8 @@ void send_more() noexcept {
                                   : ngx_http_resend_confirmation_record_command(record.stream, record.maxlen,
                                                                                 record.fields, args);
         ngx_uint_t token = (W.head + W.in_flight) % max_in_flight;
-        if (!ngx_http_resend_confirmation_link_send_replay(link, {args, argc}, token)) {
+        if (!ngx_http_resend_confirmation_link_send_replay(link, {args, argc}, replayed,
+                                                           reinterpret_cast<void *>(token))) {
             schedule(retry_interval);
             return;
         }
@@ -686,10 +690,11 @@ void tick(ngx_event_t *) noexcept {
     if (!W.tick.timer_set && !W.tick.posted && W.in_flight == 0) schedule(retry_interval);
 }
 
-}  // namespace
-
-void ngx_http_resend_confirmation_spool_replayed(ngx_uint_t token, ngx_http_resend_confirmation_fate_t fate,
-                                                 const resend::redis_reply *reply) noexcept {
+// A replay command's reply (null: none) and fate, in any order: `data` is
+// its slot (several links answer, each in its own time).
+void replayed(ngx_http_resend_confirmation_link_t *, void *data, const resend::redis_reply *reply,
+              ngx_http_resend_confirmation_fate_t fate) noexcept {
+    auto token = reinterpret_cast<uintptr_t>(data);
     if (token >= max_in_flight || W.in_flight == 0) return;  // not ours any more (cannot happen)
     replay_slot &slot = W.slots[token];
     if (slot.state != replay_slot::state::waiting) return;
@@ -745,6 +750,8 @@ void ngx_http_resend_confirmation_spool_replayed(ngx_uint_t token, ngx_http_rese
     }
     if (W.in_flight <= max_in_flight / 2 && !W.failed) schedule(0);
 }
+
+}  // namespace
 
 // --- the worker --------------------------------------------------------------------
 
