@@ -28,12 +28,7 @@ sub at { t::Resend::redis({port => shift}, @_) }
 
 sub spawn {
     my ($name, @command) = @_;
-    my $pid = fork // die "fork: $!";
-    if ($pid == 0) {
-        { exec @command }
-        POSIX::_exit(127);
-    }
-    $Pids{$name} = $pid;
+    $Pids{$name} = t::Resend::spawn(@command);
 }
 
 sub wait_for { t::Resend::wait_for(@_) }

@@ -5,7 +5,6 @@
 use Test::Nginx::Socket 'no_plan';
 use t::Resend;
 use File::Temp ();
-use POSIX ();
 use Time::HiRes ();
 
 our ($Master, $Replica, $Sentinel) = map { $ENV{TEST_NGINX_REDIS_PORT} + $_ } 70 .. 72;
@@ -25,12 +24,7 @@ sub wait_for { t::Resend::wait_for(@_) }
 
 sub spawn {
     my ($port, @command) = @_;
-    my $pid = fork // die "fork: $!";
-    if ($pid == 0) {
-        { exec @command }
-        POSIX::_exit(127);
-    }
-    $Pids{$port} = $pid;
+    $Pids{$port} = t::Resend::spawn(@command);
     wait_for("port $port", 10, sub { at($port, 'PING') eq 'PONG' });
 }
 

@@ -5,7 +5,6 @@ package t::Cluster;
 
 use strict;
 use warnings;
-use POSIX ();
 use t::Resend ();
 
 our %Pids;
@@ -18,14 +17,9 @@ sub start {
     my ($ports, $dir, $more) = @_;
     for my $port (@$ports) {
         my @more = $more ? $more->($port) : ();
-        my $pid = fork // die "fork: $!";
-        if ($pid == 0) {
-            { exec 'redis-server', '--port', $port, '--bind', '127.0.0.1', '--cluster-enabled', 'yes',
-                   '--cluster-config-file', "$dir/nodes-$port.conf", '--save', '', '--appendonly', 'no',
-                   '--logfile', '/dev/null', '--dir', $dir, @more }
-            POSIX::_exit(127);
-        }
-        $Pids{$port} = $pid;
+        $Pids{$port} = t::Resend::spawn('redis-server', '--port', $port, '--bind', '127.0.0.1',
+            '--cluster-enabled', 'yes', '--cluster-config-file', "$dir/nodes-$port.conf", '--save', '',
+            '--appendonly', 'no', '--logfile', '/dev/null', '--dir', $dir, @more);
         for (1 .. 100) {
             last if eval { node($port, 'PING') eq 'PONG' };
             select undef, undef, undef, 0.05;

@@ -140,6 +140,17 @@ sub tls_certificates {
     open STDERR, '>&', $stderr or die;
 }
 
+# spawn(@command): runs the command in a child process; returns its pid.
+sub spawn {
+    my @command = @_;
+    my $pid = fork // die "fork: $!";
+    if ($pid == 0) {
+        { exec @command }
+        POSIX::_exit(127);
+    }
+    return $pid;
+}
+
 # wait_for($what, $seconds, $check): until $check->() is true (errors count
 # as false), every 0.1 s; dies naming $what after $seconds.
 sub wait_for {
