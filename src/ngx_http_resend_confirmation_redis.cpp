@@ -206,8 +206,9 @@ static bool ngx_http_resend_confirmation_link_encode(ngx_http_resend_confirmatio
     ngx_queue_insert_tail(&link->pending, &entry->queue);
     ++link->in_flight;
     ngx_http_resend_confirmation_metrics_in_flight(link->conf->metrics, link->in_flight);
-    // Requests come in deadline order; only one queued behind a handshake
-    // command with a later deadline (or one sent again) needs the timer moved.
+    // The overdue timer stays at or before every deadline in flight: only a
+    // command due before it (one sent again by a redirect, or queued behind
+    // a handshake command with a later deadline) moves it.
     if (!link->overdue.timer_set ||
         static_cast<ngx_msec_int_t>(link->overdue.timer.key - entry->deadline) > 0) {
         if (link->overdue.timer_set) ngx_del_timer(&link->overdue);
@@ -250,31 +251,6 @@ ngx_http_resend_confirmation_link_append(ngx_http_resend_confirmation_link_t *li
     if (r != nullptr) ++link->unwaited;
     entry->on_reply = on_reply;
     return entry;
-}
-
-// Keeps the overdue timer at or before the earliest deadline in flight
-// (handshake commands first, then requests in deadline order). A timer that
-// fires early finds nothing overdue and comes here again.
-static void ngx_http_resend_confirmation_link_watch_deadlines(ngx_http_resend_confirmation_link_t *link) noexcept {
-    bool any = false;
-    ngx_msec_t next = 0;
-    for (ngx_queue_t *q = ngx_queue_head(&link->pending); q != ngx_queue_sentinel(&link->pending);
-         q = ngx_queue_next(q)) {
-        auto *entry = ngx_queue_data(q, ngx_http_resend_confirmation_pending_t, queue);
-        if (!any || static_cast<ngx_msec_int_t>(entry->deadline - next) < 0) next = entry->deadline;
-        any = true;
-        if (!entry->handshake) break;
-    }
-    if (!any) {
-        if (link->overdue.timer_set) ngx_del_timer(&link->overdue);
-        return;
-    }
-    if (link->overdue.timer_set) {
-        if (static_cast<ngx_msec_int_t>(link->overdue.timer.key - next) <= 0) return;
-        ngx_del_timer(&link->overdue);
-    }
-    ngx_msec_int_t left = static_cast<ngx_msec_int_t>(next - ngx_current_msec);
-    ngx_add_timer(&link->overdue, left > 0 ? left : 1);
 }
 
 // --- connection ---------------------------------------------------------------------
@@ -718,11 +694,9 @@ static bool ngx_http_resend_confirmation_link_deliver(ngx_http_resend_confirmati
         }
     }
 
-    if (ngx_queue_empty(&link->pending)) {
-        if (link->overdue.timer_set) ngx_del_timer(&link->overdue);
-    } else {
-        ngx_http_resend_confirmation_link_watch_deadlines(link);
-    }
+    // The overdue timer stays where it is (at or before every deadline in
+    // flight): when it fires with nothing overdue, it is set again.
+    if (ngx_queue_empty(&link->pending) && link->overdue.timer_set) ngx_del_timer(&link->overdue);
     if (entry->wait) return ngx_http_resend_confirmation_link_replicated(link, reply, connection);
     if (ok && (entry->r != nullptr || entry->replay) && link->replicas > 0) {
         // Stored on the master: answered once WAIT says a replica has it.
@@ -924,9 +898,77 @@ static void ngx_http_resend_confirmation_link_take_back(ngx_http_resend_confirma
     }
 }
 
-// A deadline passed. A written command (or a handshake one) overdue means
-// Redis is stalled: the connection fails. Requests still queued unwritten
-// (behind connecting or the handshake) are taken back and answered alone.
+// Sets the overdue timer to the earliest deadline in flight, whatever the
+// order of the queue: a command sent again (MOVED, ASK) keeps its
+// request's deadline, earlier than those of the commands queued before it.
+static void ngx_http_resend_confirmation_link_arm_overdue(ngx_http_resend_confirmation_link_t *link) noexcept {
+    if (link->overdue.timer_set) ngx_del_timer(&link->overdue);
+    ngx_http_resend_confirmation_link_watch_kept(link);
+    for (ngx_queue_t *q = ngx_queue_head(&link->pending); q != ngx_queue_sentinel(&link->pending);
+         q = ngx_queue_next(q)) {
+        auto *entry = ngx_queue_data(q, ngx_http_resend_confirmation_pending_t, queue);
+        if (link->overdue.timer_set &&
+            static_cast<ngx_msec_int_t>(link->overdue.timer.key - entry->deadline) <= 0) {
+            continue;
+        }
+        if (link->overdue.timer_set) ngx_del_timer(&link->overdue);
+        ngx_msec_int_t left = static_cast<ngx_msec_int_t>(entry->deadline - ngx_current_msec);
+        ngx_add_timer(&link->overdue, left > 0 ? left : 1);
+    }
+}
+
+// One step of the overdue scan, oldest command first; false when nothing
+// (more) is overdue. Answering a request may send commands or fail the
+// link, so every step that answers one starts the scan again.
+static bool ngx_http_resend_confirmation_link_overdue_step(ngx_http_resend_confirmation_link_t *link) noexcept {
+    ngx_http_resend_confirmation_pending_t *first = nullptr, *last = nullptr;
+    for (ngx_queue_t *q = ngx_queue_head(&link->pending); q != ngx_queue_sentinel(&link->pending);
+         q = ngx_queue_next(q)) {
+        auto *entry = ngx_queue_data(q, ngx_http_resend_confirmation_pending_t, queue);
+        bool due = static_cast<ngx_msec_int_t>(entry->deadline - ngx_current_msec) <= 0;
+        if (!entry->handshake && link->written <= entry->start) {
+            // Not written yet (behind connecting or the handshake): the
+            // overdue ones, consecutive, are taken back and answered alone.
+            if (due) {
+                if (first == nullptr) first = entry;
+                last = entry;
+                continue;
+            }
+            if (first != nullptr) break;
+            continue;
+        }
+        if (!due) continue;
+        if (entry->redirects == 0) {
+            // Written with the link's whole timeout, or a handshake
+            // command: Redis is stalled.
+            ngx_http_resend_confirmation_metrics_link(link->conf->metrics,
+                                                      ngx_http_resend_confirmation_link_event_t::timed_out);
+            ngx_http_resend_confirmation_link_fail(link, "no reply in time");
+            return false;
+        }
+        // Sent again here (MOVED, ASK) with what was left of its request's
+        // time: the request is answered alone, and this node, which may be
+        // healthy, has the whole timeout to reply before it counts as stalled.
+        ngx_http_resend_confirmation_pending_t alone = *entry;
+        entry->r = nullptr;
+        entry->redirects = 0;
+        entry->deadline = ngx_current_msec + link->conf->timeout;
+        if (alone.r == nullptr) return true;  // the client had gone
+        ngx_log_error(NGX_LOG_ERR, link->log, 0,
+                      "resend_confirmation: redis %V: no reply in time to a command sent here by %s",
+                      &link->name, alone.redirects > 1 ? "redirects" : "a redirect");
+        ngx_http_resend_confirmation_link_finish(link, &alone, nullptr, ngx_http_resend_confirmation_fate_t::unknown);
+        return true;
+    }
+    if (first == nullptr) return false;
+    ngx_http_resend_confirmation_link_take_back(link, first, last);
+    return true;
+}
+
+// A deadline passed. A command written with the link's whole timeout (or a
+// handshake one) overdue means Redis is stalled: the connection fails.
+// Commands still queued unwritten, and those sent here again by a
+// redirect, are answered alone.
 static void ngx_http_resend_confirmation_link_overdue(ngx_event_t *ev) noexcept {
     auto *link = static_cast<ngx_http_resend_confirmation_link_t *>(ev->data);
     // Kept requests (sentinel=) whose time is up, never sent again.
@@ -938,26 +980,9 @@ static void ngx_http_resend_confirmation_link_overdue(ngx_event_t *ev) noexcept 
         ngx_queue_insert_tail(&link->spare, q);
         ngx_http_resend_confirmation_link_finish(link, entry, nullptr, ngx_http_resend_confirmation_fate_t::unsent);
     }
-    ngx_http_resend_confirmation_pending_t *first = nullptr, *last = nullptr;
-    for (ngx_queue_t *q = ngx_queue_head(&link->pending); q != ngx_queue_sentinel(&link->pending);
-         q = ngx_queue_next(q)) {
-        auto *entry = ngx_queue_data(q, ngx_http_resend_confirmation_pending_t, queue);
-        if (static_cast<ngx_msec_int_t>(entry->deadline - ngx_current_msec) > 0) {
-            if (entry->handshake) continue;
-            break;  // requests come in deadline order
-        }
-        if (entry->handshake || link->written > entry->start) {
-            ngx_http_resend_confirmation_metrics_link(link->conf->metrics,
-                                                      ngx_http_resend_confirmation_link_event_t::timed_out);
-            ngx_http_resend_confirmation_link_fail(link, "no reply in time");
-            return;
-        }
-        if (first == nullptr) first = entry;
-        last = entry;
+    while (ngx_http_resend_confirmation_link_overdue_step(link)) {
     }
-    if (first != nullptr) ngx_http_resend_confirmation_link_take_back(link, first, last);
-    ngx_http_resend_confirmation_link_watch_deadlines(link);
-    ngx_http_resend_confirmation_link_watch_kept(link);
+    ngx_http_resend_confirmation_link_arm_overdue(link);
 }
 
 // The hold-down is a timer used as a flag: while it is set, send() answers
@@ -1182,9 +1207,10 @@ ngx_http_resend_confirmation_link_queue(ngx_http_resend_confirmation_link_t *lin
     if (asking) {
         // ASK: this one command may run on the node importing the slot.
         std::string_view asking_args[1] = {"ASKING"};
-        if (ngx_http_resend_confirmation_link_append(link, asking_args, nullptr, deadline) == nullptr) {
-            return nullptr;
-        }
+        ngx_http_resend_confirmation_pending_t *asking_entry =
+            ngx_http_resend_confirmation_link_append(link, asking_args, nullptr, deadline);
+        if (asking_entry == nullptr) return nullptr;
+        asking_entry->redirects = redirects;  // its deadline is the redirected command's
     }
     ngx_http_resend_confirmation_pending_t *entry =
         ngx_http_resend_confirmation_link_append(link, args, r, deadline, false, on_reply);

@@ -80,6 +80,47 @@ sub migrate_under_load {
     return split ' ', <$in>;
 }
 
+# TEST 13: two streams, on two different masters ($Ports[0] and $Ports[1]).
+sub stream_on {
+    my ($port, $prefix) = @_;
+    for my $n (1 .. 1000) {
+        my $slot = node($port, 'CLUSTER', 'KEYSLOT', "$prefix$n");
+        return ("$prefix$n", $slot) if t::Cluster::owner($port, $slot) == $port;
+    }
+    die "no key of $prefix on $port\n";
+}
+our ($StreamX, $SlotX) = stream_on($Ports[0], 'late-x-');
+our ($StreamY) = stream_on($Ports[1], 'late-y-');
+$ENV{TEST_NGINX_NODE_X} = $Ports[0];
+$ENV{TEST_NGINX_STREAM_X} = $StreamX;
+$ENV{TEST_NGINX_STREAM_Y} = $StreamY;
+
+# X's slot moves from node A to node B behind nginx's back; A stalls, so
+# that X reaches B by MOVED with 0.4 s of its 2 s left, behind Y, written
+# to B (stalled too) 0.8 s later than X started. Returns the (elapsed,
+# status) of X and of Y.
+sub late_redirect {
+    my ($a, $b) = @Ports[0, 1];
+    my $port = $ENV{TEST_NGINX_SERVER_PORT} || 1984;
+    for my $uri ('/x', '/y') {  # the links up, the map known
+        t::Resend::post_once($port, $uri, '{"email":"warm@example.com"}') or die "warm-up of $uri failed\n";
+    }
+    node($a, 'DEL', $StreamX);
+    node($_, 'CLUSTER', 'SETSLOT', $SlotX, 'NODE', id_of($b)) for $b, $a, $Ports[2];
+    kill 'STOP', $t::Cluster::Pids{$a};
+    my $x = t::Resend::timed_post('/x', '{"email":"x@example.com"}');
+    select undef, undef, undef, 0.8;
+    kill 'STOP', $t::Cluster::Pids{$b};
+    my $y = t::Resend::timed_post('/y', '{"email":"y@example.com"}');
+    select undef, undef, undef, 0.8;
+    kill 'CONT', $t::Cluster::Pids{$a};
+    my @x = t::Resend::timed_result($x);
+    my @y = t::Resend::timed_result($y);
+    kill 'CONT', $t::Cluster::Pids{$b};
+    select undef, undef, undef, 0.3;  # B's link past its hold-down
+    return (@x[0, 1], @y[0, 1]);
+}
+
 sub posts { [map { "POST /r\n" . qq({"email":"c$_\@example.com"}) } 1 .. shift] }
 
 resend_defaults(more_headers => "Content-Type: application/json",
@@ -295,5 +336,36 @@ Test::More::ok($moved, "the replay met MOVED ($moved) and went on");
 --- error_code: 200
 --- no_error_log
 CROSSSLOT
+[alert]
+[crit]
+
+
+
+=== TEST 13: a command redirected with little time left is answered at its own deadline, alone: neither later (when the commands queued before it on the new node time out) nor by failing that node's link
+--- http_config
+    resend_confirmation_redis cluster 127.0.0.1:$TEST_NGINX_NODE_X timeout=2s;
+--- config
+    location = /x {
+        resend_confirmation;
+        resend_confirmation_stream $TEST_NGINX_STREAM_X;
+    }
+    location = /y {
+        resend_confirmation;
+        resend_confirmation_stream $TEST_NGINX_STREAM_Y;
+    }
+--- init
+my ($x_elapsed, $x_status, $y_elapsed, $y_status) = main::late_redirect();
+Test::More::is($x_status, 503, 'X: no reply in its time: 503');
+Test::More::cmp_ok($x_elapsed, '<=', 2.4, 'X answered at its own deadline (2 s), not at Y\'s (2.8 s)');
+Test::More::is($y_status, 503, 'Y: no reply in its time: 503');
+Test::More::cmp_ok($y_elapsed, '>=', 1.9, 'Y kept its full 2 s: B\'s link did not fail at X\'s deadline');
+--- request eval
+"POST /y\n" . '{"email":"after@example.com"}'
+--- error_code: 200
+--- error_log eval
+[qr/\[info\] .*MOVED $main::SlotX 127\.0\.0\.1:$main::Ports[1]/,
+ qr/\[error\] .*redis 127\.0\.0\.1:$main::Ports[1]: no reply in time to a command sent here by a redirect/,
+ qr/\[error\] .*redis 127\.0\.0\.1:$main::Ports[1]: no reply in time\b(?! to)/]
+--- no_error_log
 [alert]
 [crit]

@@ -175,17 +175,16 @@ sub signal_redis {
 
 END { kill 'KILL', $_ for values %Started }
 
-# A request sent from a child process, so that it can wait on nginx while
-# the block's own request goes on; "--- background_status" checks its answer.
-our ($BackgroundPid, $BackgroundFile);
-sub background_post {
+# timed_post($uri, $body): one JSON POST sent from a child process, so that
+# it can wait on nginx while the caller goes on; timed_result() waits for it
+# and returns (seconds it took, status, whole response).
+sub timed_post {
     my ($uri, $body) = @_;
     # Not named by $$: test files run side by side in PID namespaces of
     # their own, where the same pid comes up in each.
-    $BackgroundFile = File::Temp::tempdir(CLEANUP => 1) . '/answer';
-    unlink $BackgroundFile;
-    $BackgroundPid = fork // die "fork: $!";
-    return if $BackgroundPid;
+    my $file = File::Temp::tempdir(CLEANUP => 1) . '/answer';
+    my $pid = fork // die "fork: $!";
+    return {pid => $pid, file => $file} if $pid;
     my $started = Time::HiRes::time();
     my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
                                      PeerPort => $ENV{TEST_NGINX_SERVER_PORT} || 1984)
@@ -194,11 +193,24 @@ sub background_post {
               . "Content-Type: application/json\r\nContent-Length: " . length($body)
               . "\r\n\r\n$body";
     my $response = do { local $/; <$sock> } // '';
-    open my $out, '>', $BackgroundFile;
+    open my $out, '>', $file;
     printf $out "%.3f\n%s", Time::HiRes::time() - $started, $response;
     close $out;
     POSIX::_exit(0);
 }
+
+sub timed_result {
+    my $post = shift;
+    waitpid $post->{pid}, 0;
+    open my $in, '<', $post->{file} or die "no answer from the timed request\n";
+    my ($elapsed, $response) = do { local $/; split /\n/, <$in>, 2 };
+    my ($status) = ($response // '') =~ m{\AHTTP/1\.1 (\d+)};
+    return ($elapsed, $status, $response);
+}
+
+# The block's background request: "--- background_status" checks its answer.
+our $Background;
+sub background_post { $Background = timed_post(@_) }
 
 sub read_reply {
     my $sock = shift;
@@ -300,10 +312,7 @@ main::add_response_body_check(sub {
     }
 
     if (defined(my $want = $block->background_status)) {
-        waitpid $BackgroundPid, 0;
-        open my $in, '<', $BackgroundFile or die "no background result\n";
-        my ($elapsed, $response) = do { local $/; split /\n/, <$in>, 2 };
-        my ($status) = $response =~ m{\AHTTP/1\.1 (\d+)};
+        my ($elapsed, $status, $response) = timed_result($Background);
         Test::More::is($status, ($want =~ /(\d+)/)[0], "$name - background request status");
         if (my $range = $block->background_elapsed) {
             my ($min, $max) = split ' ', $range;
