@@ -904,17 +904,21 @@ static void ngx_http_resend_confirmation_link_take_back(ngx_http_resend_confirma
 static void ngx_http_resend_confirmation_link_arm_overdue(ngx_http_resend_confirmation_link_t *link) noexcept {
     if (link->overdue.timer_set) ngx_del_timer(&link->overdue);
     ngx_http_resend_confirmation_link_watch_kept(link);
-    for (ngx_queue_t *q = ngx_queue_head(&link->pending); q != ngx_queue_sentinel(&link->pending);
-         q = ngx_queue_next(q)) {
-        auto *entry = ngx_queue_data(q, ngx_http_resend_confirmation_pending_t, queue);
-        if (link->overdue.timer_set &&
-            static_cast<ngx_msec_int_t>(link->overdue.timer.key - entry->deadline) <= 0) {
-            continue;
+    auto watch = [link](ngx_queue_t *queue, bool requests_only) {
+        for (ngx_queue_t *q = ngx_queue_head(queue); q != ngx_queue_sentinel(queue); q = ngx_queue_next(q)) {
+            auto *entry = ngx_queue_data(q, ngx_http_resend_confirmation_pending_t, queue);
+            if (requests_only && entry->r == nullptr) continue;
+            if (link->overdue.timer_set &&
+                static_cast<ngx_msec_int_t>(link->overdue.timer.key - entry->deadline) <= 0) {
+                continue;
+            }
+            if (link->overdue.timer_set) ngx_del_timer(&link->overdue);
+            ngx_msec_int_t left = static_cast<ngx_msec_int_t>(entry->deadline - ngx_current_msec);
+            ngx_add_timer(&link->overdue, left > 0 ? left : 1);
         }
-        if (link->overdue.timer_set) ngx_del_timer(&link->overdue);
-        ngx_msec_int_t left = static_cast<ngx_msec_int_t>(entry->deadline - ngx_current_msec);
-        ngx_add_timer(&link->overdue, left > 0 ? left : 1);
-    }
+    };
+    watch(&link->pending, false);
+    watch(&link->replicating, true);  // those answered alone wait for WAIT with nobody behind them
 }
 
 // One step of the overdue scan, oldest command first; false when nothing
@@ -960,9 +964,22 @@ static bool ngx_http_resend_confirmation_link_overdue_step(ngx_http_resend_confi
         ngx_http_resend_confirmation_link_finish(link, &alone, nullptr, ngx_http_resend_confirmation_fate_t::unknown);
         return true;
     }
-    if (first == nullptr) return false;
-    ngx_http_resend_confirmation_link_take_back(link, first, last);
-    return true;
+    if (first != nullptr) {
+        ngx_http_resend_confirmation_link_take_back(link, first, last);
+        return true;
+    }
+    // Stored on the master, its WAIT not answered yet: the request's time
+    // is up, so it is answered alone as written but unconfirmed.
+    for (ngx_queue_t *q = ngx_queue_head(&link->replicating); q != ngx_queue_sentinel(&link->replicating);
+         q = ngx_queue_next(q)) {
+        auto *entry = ngx_queue_data(q, ngx_http_resend_confirmation_pending_t, queue);
+        if (entry->r == nullptr || static_cast<ngx_msec_int_t>(entry->deadline - ngx_current_msec) > 0) continue;
+        ngx_http_resend_confirmation_pending_t alone = *entry;
+        entry->r = nullptr;
+        ngx_http_resend_confirmation_link_finish(link, &alone, nullptr, ngx_http_resend_confirmation_fate_t::unknown);
+        return true;
+    }
+    return false;
 }
 
 // A deadline passed. A command written with the link's whole timeout (or a

@@ -133,6 +133,37 @@ sub check_every_200_on {
         or Test::More::diag("not there: " . join(' ', map { $_->[0] } @lost[0 .. ($#lost < 9 ? $#lost : 9)]));
 }
 
+# After a failover: the master the Sentinels name, and its replica once it
+# has caught up and every Sentinel knows it as one.
+sub settled {
+    my $master = master_port();
+    my ($replica) = grep { $_ != $master } $Master, $Replica;
+    wait_for('the replica', 20, sub { at($replica, 'INFO', 'replication') =~ /master_link_status:up/ });
+    for my $port (@Sentinels) {
+        wait_for("Sentinel $port", 20, sub {
+            my ($r) = @{ at($port, 'SENTINEL', 'replicas', 'mymaster') };
+            $r && { @$r }->{flags} eq 'slave' && { @$r }->{port} == $replica
+        });
+    }
+    return ($master, $replica);
+}
+
+# TEST 9: the master stalls while the link's handshake is in flight (the
+# request waits unwritten), and its replica stalls (WAIT takes its whole
+# 500 ms). Returns the request's (elapsed, status).
+sub slow_handshake_and_wait {
+    my ($master, $replica) = settled();
+    kill 'STOP', $Pids{$replica};
+    kill 'STOP', $Pids{$master};
+    my $post = t::Resend::timed_post('/r', '{"email":"late-wait@example.com"}');
+    Time::HiRes::sleep(0.7);  # under down-after-milliseconds: no failover
+    kill 'CONT', $Pids{$master};
+    my ($elapsed, $status) = t::Resend::timed_result($post);
+    kill 'CONT', $Pids{$replica};
+    Time::HiRes::sleep(0.2);  # the replica answers again
+    return ($elapsed, $status);
+}
+
 resend_defaults(more_headers => "Content-Type: application/json",
                 init => 'main::at(main::master_port(), "DEL", "resend_confirmation")');
 
@@ -256,15 +287,7 @@ qr/\[emerg\] .*invalid parameter "sentinel_password=x" in \S+nginx\.conf:\d+/
 --- init
 # TEST 4's failover made the first master a replica: it must have caught up,
 # and every Sentinel know it, before the next failover can pick it.
-my $old = main::master_port();
-my ($replica) = grep { $_ != $old } $main::Master, $main::Replica;
-main::wait_for('the replica', 20, sub { main::at($replica, 'INFO', 'replication') =~ /master_link_status:up/ });
-for my $port (@main::Sentinels) {
-    main::wait_for("Sentinel $port", 20, sub {
-        my ($r) = @{ main::at($port, 'SENTINEL', 'replicas', 'mymaster') };
-        $r && { @$r }->{flags} eq 'slave' && { @$r }->{port} == $replica
-    });
-}
+my ($old) = main::settled();
 main::at($old, 'DEL', 'resend_confirmation');
 my ($answers, $asked, $switched, $new, $status) = main::failover_checked();
 Test::More::is(join(' ', sort keys %$status), '200', "every answer 200");
@@ -275,6 +298,24 @@ my $spooled = grep { /resend_confirmation: record spooled|answer 200 spooled/ } 
 Test::More::diag("spooled during the failover (debug lines): $spooled") if $t::Resend::NginxDebug;
 --- request eval
 "POST /r\n" . '{"email":"after-spool@example.com"}'
+--- error_code: 200
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 9: a request stored on the master is answered at its deadline while its WAIT is still out (the connection came up late: WAIT's own deadline is later)
+--- http_config
+    resend_confirmation_redis sentinel=mymaster $TEST_NGINX_SENTINELS timeout=1s;
+--- config eval: $::Endpoint
+--- init
+my ($elapsed, $status) = main::slow_handshake_and_wait();
+Test::More::is($status, 503, 'stored, no replica confirmed it in time: 503');
+Test::More::cmp_ok($elapsed, '>=', 0.95, 'it had its whole second');
+Test::More::cmp_ok($elapsed, '<=', 1.15, 'answered at its deadline (1 s), not when WAIT gave up (1.2 s)');
+--- request eval
+"POST /r\n" . '{"email":"after-wait@example.com"}'
 --- error_code: 200
 --- no_error_log
 [alert]
