@@ -587,8 +587,10 @@ enum class ngx_http_resend_confirmation_link_event_t : unsigned char {
 };
 void ngx_http_resend_confirmation_metrics_link(ngx_http_resend_confirmation_metrics_ref_t *ref,
                                                ngx_http_resend_confirmation_link_event_t event) noexcept;
+// Commands in flight on one of this worker's links to `ref` went up or
+// down by `change` (a cluster's node links add up under one name).
 void ngx_http_resend_confirmation_metrics_in_flight(ngx_http_resend_confirmation_metrics_ref_t *ref,
-                                                    ngx_uint_t commands) noexcept;
+                                                    ngx_int_t change) noexcept;
 void ngx_http_resend_confirmation_metrics_reply_time(ngx_http_resend_confirmation_metrics_ref_t *ref,
                                                      ngx_msec_t elapsed) noexcept;
 // The shared-limit script's answer (resend::shared_limit_answer's result:

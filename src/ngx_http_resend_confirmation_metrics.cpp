@@ -260,8 +260,9 @@ void ngx_http_resend_confirmation_metrics_link(ngx_http_resend_confirmation_metr
     if (target == nullptr) return;
     switch (event) {
     case ngx_http_resend_confirmation_link_event_t::connected:
+        // Links up, not a flag: a cluster has one per master under one name.
         add(target->connects, std::uint64_t{1});
-        if (own_slot != nullptr) __atomic_store_n(&own_slot->up[ref->index], 1, __ATOMIC_RELAXED);
+        if (own_slot != nullptr) add(own_slot->up[ref->index], std::uint8_t{1});
         break;
     case ngx_http_resend_confirmation_link_event_t::connect_failed:
         add(target->connect_failures, std::uint64_t{1});
@@ -270,17 +271,18 @@ void ngx_http_resend_confirmation_metrics_link(ngx_http_resend_confirmation_metr
         add(target->timeouts, std::uint64_t{1});
         break;
     case ngx_http_resend_confirmation_link_event_t::closed:
-        if (own_slot != nullptr) __atomic_store_n(&own_slot->up[ref->index], 0, __ATOMIC_RELAXED);
+        if (own_slot != nullptr && read(own_slot->up[ref->index]) > 0) {
+            add(own_slot->up[ref->index], static_cast<std::uint8_t>(-1));
+        }
         break;
     }
 }
 
 void ngx_http_resend_confirmation_metrics_in_flight(ngx_http_resend_confirmation_metrics_ref_t *ref,
-                                                    ngx_uint_t commands) noexcept {
+                                                    ngx_int_t change) noexcept {
     if (target_of(ref) == nullptr || own_slot == nullptr) return;
     // Only this worker writes its slot; atomic so that a scrape reads whole values.
-    __atomic_store_n(&own_slot->in_flight[ref->index], static_cast<std::uint32_t>(commands),
-                     __ATOMIC_RELAXED);
+    add(own_slot->in_flight[ref->index], static_cast<std::uint32_t>(change));
 }
 
 void ngx_http_resend_confirmation_metrics_reply_time(ngx_http_resend_confirmation_metrics_ref_t *ref,
@@ -427,7 +429,7 @@ void write_metrics(resend::prometheus_text &out, const metrics_zone &zone) noexc
         }
     };
     each_target("resend_confirmation_redis_up", "gauge",
-                "Workers whose link to this Redis is connected and ready.", [&](std::uint32_t i) {
+                "Links to this Redis connected and ready: one per worker (with cluster, one per worker and master).", [&](std::uint32_t i) {
                     return worker_sum(zone, i, [](const worker_slot &s, std::uint32_t t) -> std::uint64_t {
                         return __atomic_load_n(&s.up[t], __ATOMIC_RELAXED);
                     });

@@ -190,6 +190,15 @@ static bool ngx_http_resend_confirmation_link_reserve(ngx_http_resend_confirmati
     return true;
 }
 
+// The link's commands in flight are now `count`; the metrics add up the
+// change (a cluster's links to its masters share one name).
+static void ngx_http_resend_confirmation_link_count_in_flight(ngx_http_resend_confirmation_link_t *link,
+                                                              ngx_uint_t count) noexcept {
+    ngx_http_resend_confirmation_metrics_in_flight(
+        link->conf->metrics, static_cast<ngx_int_t>(count) - static_cast<ngx_int_t>(link->in_flight));
+    link->in_flight = count;
+}
+
 // Writes `args` to the output buffer for `entry` (its deadline set), which
 // goes in flight.
 static bool ngx_http_resend_confirmation_link_encode(ngx_http_resend_confirmation_link_t *link,
@@ -204,8 +213,7 @@ static bool ngx_http_resend_confirmation_link_encode(ngx_http_resend_confirmatio
     link->out_size = end - link->out;
     entry->command = args[0];
     ngx_queue_insert_tail(&link->pending, &entry->queue);
-    ++link->in_flight;
-    ngx_http_resend_confirmation_metrics_in_flight(link->conf->metrics, link->in_flight);
+    ngx_http_resend_confirmation_link_count_in_flight(link, link->in_flight + 1);
     // The overdue timer stays at or before every deadline in flight: only a
     // command due before it (one sent again by a redirect, or queued behind
     // a handshake command with a later deadline) moves it.
@@ -440,8 +448,7 @@ static void ngx_http_resend_confirmation_link_fail(ngx_http_resend_confirmation_
         ngx_queue_add(&failed, &link->pending);
         ngx_queue_init(&link->pending);
     }
-    link->in_flight = 0;
-    ngx_http_resend_confirmation_metrics_in_flight(link->conf->metrics, 0);
+    ngx_http_resend_confirmation_link_count_in_flight(link, 0);
     while (!ngx_queue_empty(&failed)) {
         ngx_queue_t *q = ngx_queue_head(&failed);
         ngx_queue_remove(q);
@@ -625,9 +632,8 @@ static bool ngx_http_resend_confirmation_link_deliver(ngx_http_resend_confirmati
     ngx_queue_t *q = ngx_queue_head(&link->pending);
     ngx_queue_remove(q);
     ngx_queue_insert_tail(&link->spare, q);
-    --link->in_flight;
+    ngx_http_resend_confirmation_link_count_in_flight(link, link->in_flight - 1);
     auto *entry = ngx_queue_data(q, ngx_http_resend_confirmation_pending_t, queue);
-    ngx_http_resend_confirmation_metrics_in_flight(link->conf->metrics, link->in_flight);
 
     bool ok = reply.kind != resend::reply_kind::error;
     if (entry->handshake && !ok) {
@@ -873,15 +879,16 @@ static void ngx_http_resend_confirmation_link_take_back(ngx_http_resend_confirma
     ngx_queue_t taken;
     ngx_queue_init(&taken);
     ngx_queue_t *q = &first->queue;
+    ngx_uint_t count = 0;
     for (;;) {
         ngx_queue_t *next = ngx_queue_next(q);
         ngx_queue_remove(q);
         ngx_queue_insert_tail(&taken, q);
-        --link->in_flight;
+        ++count;
         if (q == &last->queue) break;
         q = next;
     }
-    ngx_http_resend_confirmation_metrics_in_flight(link->conf->metrics, link->in_flight);
+    ngx_http_resend_confirmation_link_count_in_flight(link, link->in_flight - count);
     for (q = ngx_queue_head(&link->pending); q != ngx_queue_sentinel(&link->pending); q = ngx_queue_next(q)) {
         auto *entry = ngx_queue_data(q, ngx_http_resend_confirmation_pending_t, queue);
         if (entry->start >= first->start) {

@@ -8,6 +8,7 @@ use Test::Nginx::Socket 'no_plan';
 use t::Resend;
 use t::Cluster ();
 use File::Temp ();
+use IO::Socket::INET;
 use POSIX ();
 
 our @Ports = map { $ENV{TEST_NGINX_REDIS_PORT} + $_ } 40 .. 42;
@@ -91,6 +92,9 @@ sub stream_on {
 }
 our ($StreamX, $SlotX) = stream_on($Ports[0], 'late-x-');
 our ($StreamY) = stream_on($Ports[1], 'late-y-');
+our ($StreamZ) = stream_on($Ports[2], 'late-z-');  # TEST 14
+$ENV{TEST_NGINX_STREAM_Z} = $StreamZ;
+$ENV{TEST_NGINX_NODE_Z} = $Ports[2];
 $ENV{TEST_NGINX_NODE_X} = $Ports[0];
 $ENV{TEST_NGINX_STREAM_X} = $StreamX;
 $ENV{TEST_NGINX_STREAM_Y} = $StreamY;
@@ -119,6 +123,21 @@ sub late_redirect {
     kill 'CONT', $t::Cluster::Pids{$b};
     select undef, undef, undef, 0.3;  # B's link past its hold-down
     return (@x[0, 1], @y[0, 1]);
+}
+
+# TEST 14: the metrics text, as a scraper gets it.
+sub scrape {
+    my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $ENV{TEST_NGINX_SERVER_PORT} || 1984)
+        or die "cannot connect to nginx\n";
+    print $sock "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    return do { local $/; <$sock> } // '';
+}
+
+# TEST 14: a gauge of the cluster named after its first node.
+sub gauge {
+    my ($text, $name) = @_;
+    my $node = "127.0.0.1:$Ports[2]";
+    return $text =~ /^$name\{redis="\Q$node\E"\} (\d+)$/m ? $1 : 'missing';
 }
 
 sub posts { [map { "POST /r\n" . qq({"email":"c$_\@example.com"}) } 1 .. shift] }
@@ -366,6 +385,46 @@ Test::More::cmp_ok($y_elapsed, '>=', 1.9, 'Y kept its full 2 s: B\'s link did no
 [qr/\[info\] .*MOVED $main::SlotX 127\.0\.0\.1:$main::Ports[1]/,
  qr/\[error\] .*redis 127\.0\.0\.1:$main::Ports[1]: no reply in time to a command sent here by a redirect/,
  qr/\[error\] .*redis 127\.0\.0\.1:$main::Ports[1]: no reply in time\b(?! to)/]
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 14: metrics: a cluster's series add up its master links (links up, commands in flight on two stalled masters)
+--- http_config
+    resend_confirmation_redis cluster 127.0.0.1:$TEST_NGINX_NODE_Z timeout=3s;
+--- config
+    location = /y {
+        resend_confirmation;
+        resend_confirmation_stream $TEST_NGINX_STREAM_Y;
+    }
+    location = /z {
+        resend_confirmation;
+        resend_confirmation_stream $TEST_NGINX_STREAM_Z;
+    }
+    location = /metrics {
+        resend_confirmation_metrics;
+    }
+--- init
+my $port = $ENV{TEST_NGINX_SERVER_PORT} || 1984;
+my ($b, $c) = @main::Ports[1, 2];
+t::Resend::post_once($port, $_, '{"email":"m@example.com"}') or die "$_ failed\n" for '/y', '/z';
+my $text = main::scrape();
+Test::More::is(main::gauge($text, 'resend_confirmation_redis_up'), 2, 'two master links up');
+Test::More::is(main::gauge($text, 'resend_confirmation_redis_commands_in_flight'), 0, 'nothing in flight');
+kill 'STOP', $t::Cluster::Pids{$_} for $b, $c;
+my @posts = map { t::Resend::timed_post($_, '{"email":"stalled@example.com"}') } '/y', '/z';
+select undef, undef, undef, 0.5;
+$text = main::scrape();
+kill 'CONT', $t::Cluster::Pids{$_} for $b, $c;
+Test::More::is(main::gauge($text, 'resend_confirmation_redis_commands_in_flight'), 2,
+               'one command in flight on each stalled master: 2');
+Test::More::is((t::Resend::timed_result($_))[1], 200, 'answered 200 once the master woke') for @posts;
+Test::More::is(main::gauge(main::scrape(), 'resend_confirmation_redis_commands_in_flight'), 0, 'nothing in flight after');
+--- request eval
+"POST /z\n" . '{"email":"after@example.com"}'
+--- error_code: 200
 --- no_error_log
 [alert]
 [crit]
