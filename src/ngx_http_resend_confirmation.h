@@ -194,10 +194,13 @@ typedef struct ngx_http_resend_confirmation_cluster_s ngx_http_resend_confirmati
 struct ngx_http_resend_confirmation_shared_call_s;
 // A request's EVALSHA of its shared limits, kept for a NOSCRIPT retry (shared_limit.cpp).
 typedef struct ngx_http_resend_confirmation_shared_call_s ngx_http_resend_confirmation_shared_call_t;
-// Takes the reply to a command instead of ngx_http_resend_confirmation_recorded()
-// (a failure of the link still goes there).
-typedef void (*ngx_http_resend_confirmation_reply_pt)(ngx_http_request_t *r,
-                                                      const resend::redis_reply &reply) noexcept;
+enum class ngx_http_resend_confirmation_fate_t : unsigned char;
+// The one way a command comes back from the link: its reply (null when
+// there is none: the link failed first, or it was answered at its
+// deadline) and its fate. For a request's command, `data` is the request.
+typedef void (*ngx_http_resend_confirmation_link_done_pt)(ngx_http_resend_confirmation_link_t *link, void *data,
+                                                          const resend::redis_reply *reply,
+                                                          ngx_http_resend_confirmation_fate_t fate) noexcept;
 
 // Where a request is, as far as the body and answer filters need to know.
 enum class ngx_http_resend_confirmation_stage_t : unsigned char {
@@ -385,9 +388,14 @@ constexpr size_t ngx_http_resend_confirmation_record_command_args(size_t nfields
 // Sends XADD; false when the link cannot take it (answer through the policy now).
 bool ngx_http_resend_confirmation_record(ngx_http_request_t *r,
                                          ngx_http_resend_confirmation_ctx_t *ctx) noexcept;
-// Called by the link with the command's fate; answers and finalizes the request.
+// The record's fate (from the link, or the shared limits' reply handler):
+// answers and finalizes the request.
 void ngx_http_resend_confirmation_recorded(ngx_http_request_t *r,
                                            ngx_http_resend_confirmation_fate_t fate) noexcept;
+// How an XADD comes back from the link (`data`: the request): recorded().
+void ngx_http_resend_confirmation_record_done(ngx_http_resend_confirmation_link_t *link, void *data,
+                                              const resend::redis_reply *reply,
+                                              ngx_http_resend_confirmation_fate_t fate) noexcept;
 // The command was sent again (another node, or after a new master): `entry`
 // is where it waits now.
 void ngx_http_resend_confirmation_record_resent(ngx_http_request_t *r,
@@ -425,12 +433,12 @@ bool ngx_http_resend_confirmation_shared_limit_sent(ngx_http_resend_confirmation
                                                     std::span<const std::string_view> *limits,
                                                     std::string_view *dry_run) noexcept;
 // Turns the record's XADD into the script's EVALSHA when the location has
-// shared limits (`*command` unchanged otherwise, `*on_reply` null); false
-// when out of memory.
+// shared limits, and `*done` into the script's reply handler (both
+// unchanged otherwise); false when out of memory.
 bool ngx_http_resend_confirmation_shared_limit_command(ngx_http_request_t *r,
                                                        ngx_http_resend_confirmation_ctx_t *ctx,
                                                        std::span<const std::string_view> *command,
-                                                       ngx_http_resend_confirmation_reply_pt *on_reply) noexcept;
+                                                       ngx_http_resend_confirmation_link_done_pt *done) noexcept;
 
 // request_id.cpp: the request's $request_id (drawn from a per-worker buffer
 // unless the request already has one); null when out of memory.
@@ -444,33 +452,27 @@ ngx_http_resend_confirmation_link_create(ngx_http_resend_confirmation_redis_conf
                                          ngx_cycle_t *cycle, const ngx_addr_t *at = nullptr,
                                          ngx_http_resend_confirmation_cluster_t *cluster = nullptr) noexcept;
 void ngx_http_resend_confirmation_link_destroy(ngx_http_resend_confirmation_link_t *link) noexcept;
-// Queues a command for `r`; null when the link is down (the caller answers).
-// args[0], the command's name, must be a literal: an error reply is logged
-// with it.
-// `on_reply`, when set, takes Redis's reply instead of
-// ngx_http_resend_confirmation_recorded().
+// Queues a command for `r`, which comes back through `done` (with r as its
+// data); null when the link is down (the caller answers). args[0], the
+// command's name, must be a literal: an error reply is logged with it.
 ngx_http_resend_confirmation_pending_t *
 ngx_http_resend_confirmation_link_send(ngx_http_resend_confirmation_link_t *link,
                                        ngx_http_request_t *r,
                                        std::span<const std::string_view> args,
-                                       ngx_http_resend_confirmation_reply_pt on_reply = nullptr) noexcept;
+                                       ngx_http_resend_confirmation_link_done_pt done) noexcept;
 // The request went away: its reply, when it comes, is dropped.
 void ngx_http_resend_confirmation_link_detach(ngx_http_resend_confirmation_pending_t *entry) noexcept;
-// Queues a request's command on this very link, to be answered by
+// Queues a command (r's, or none's) on this very link, to be answered by
 // `deadline` (a command sent again keeps its request's); `asking`: after
 // ASKING. Null when the link is down.
 ngx_http_resend_confirmation_pending_t *
 ngx_http_resend_confirmation_link_queue(ngx_http_resend_confirmation_link_t *link, ngx_http_request_t *r,
                                         std::span<const std::string_view> args, ngx_msec_t deadline,
                                         ngx_uint_t redirects, bool asking,
-                                        ngx_http_resend_confirmation_reply_pt on_reply) noexcept;
-// A command without a request (CLUSTER SLOTS, SENTINEL ..., the spool's
-// replay): `done` gets its reply (null when there is none: the link failed
-// first, or a reply held for WAIT) and its fate. False when the link is
-// down (`done` is not called). `args` need only live until this returns.
-typedef void (*ngx_http_resend_confirmation_link_done_pt)(ngx_http_resend_confirmation_link_t *link, void *data,
-                                                          const resend::redis_reply *reply,
-                                                          ngx_http_resend_confirmation_fate_t fate) noexcept;
+                                        ngx_http_resend_confirmation_link_done_pt done, void *data) noexcept;
+// A command without a request (CLUSTER SLOTS, SENTINEL ...): `done` gets
+// its reply and fate. False when the link is down (`done` is not called).
+// `args` need only live until this returns.
 bool ngx_http_resend_confirmation_link_command(ngx_http_resend_confirmation_link_t *link,
                                                std::span<const std::string_view> args,
                                                ngx_http_resend_confirmation_link_done_pt done,
@@ -519,7 +521,7 @@ ngx_http_resend_confirmation_cluster_head(ngx_http_resend_confirmation_cluster_t
 ngx_http_resend_confirmation_pending_t *
 ngx_http_resend_confirmation_cluster_send(ngx_http_resend_confirmation_cluster_t *cluster, ngx_http_request_t *r,
                                           std::span<const std::string_view> args, ngx_msec_t deadline,
-                                          ngx_uint_t redirects, ngx_http_resend_confirmation_reply_pt on_reply) noexcept;
+                                          ngx_uint_t redirects, ngx_http_resend_confirmation_link_done_pt done) noexcept;
 // `from` answered MOVED or ASK (`to`) for r's command: sent again there,
 // or the request answered.
 namespace resend {
@@ -536,7 +538,7 @@ void ngx_http_resend_confirmation_cluster_redirect(ngx_http_resend_confirmation_
                                                    ngx_http_request_t *r, std::span<const std::string_view> args,
                                                    ngx_msec_t deadline, ngx_uint_t redirects,
                                                    const resend::redis_redirect &to,
-                                                   ngx_http_resend_confirmation_reply_pt on_reply) noexcept;
+                                                   ngx_http_resend_confirmation_link_done_pt done) noexcept;
 // Connected, past AUTH/SELECT, nothing failed since: replay may send.
 bool ngx_http_resend_confirmation_link_ready(ngx_http_resend_confirmation_link_t *link) noexcept;
 // A down link outside its hold-down starts connecting (for the replay).

@@ -144,10 +144,10 @@ bool ngx_http_resend_confirmation_record(ngx_http_request_t *r,
     size_t argc = ngx_http_resend_confirmation_record_command(view(lcf->stream), view(lcf->maxlen_text),
                                                               {fields, n}, args);
     std::span<const std::string_view> command{args, argc};
-    ngx_http_resend_confirmation_reply_pt on_reply = nullptr;
-    if (!ngx_http_resend_confirmation_shared_limit_command(r, ctx, &command, &on_reply)) return false;
-    ctx->pending = ngx_http_resend_confirmation_link_send(
-        ngx_http_resend_confirmation_worker_link(lcf->redis), r, command, on_reply);
+    ngx_http_resend_confirmation_link_done_pt done = ngx_http_resend_confirmation_record_done;
+    if (!ngx_http_resend_confirmation_shared_limit_command(r, ctx, &command, &done)) return false;
+    ctx->pending = ngx_http_resend_confirmation_link_send(ngx_http_resend_confirmation_worker_link(lcf->redis), r,
+                                                          command, done);
     if (ctx->pending == nullptr) return false;
     ctx->redis_sent = ngx_current_msec;
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
@@ -230,6 +230,12 @@ void ngx_http_resend_confirmation_recorded(ngx_http_request_t *r,
     // We run from the Redis connection's event, not the client's: let
     // nginx finish what the request posted (as upstream handlers do).
     ngx_http_run_posted_requests(c);
+}
+
+void ngx_http_resend_confirmation_record_done(ngx_http_resend_confirmation_link_t *, void *data,
+                                              const resend::redis_reply *,
+                                              ngx_http_resend_confirmation_fate_t fate) noexcept {
+    ngx_http_resend_confirmation_recorded(static_cast<ngx_http_request_t *>(data), fate);
 }
 
 void ngx_http_resend_confirmation_record_resent(ngx_http_request_t *r,

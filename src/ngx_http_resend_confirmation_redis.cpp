@@ -75,13 +75,12 @@ struct ngx_http_resend_confirmation_pending_s {
     bool handshake;         // AUTH, SELECT or ROLE: an error fails the connection
     std::span<const std::string_view> args;  // a request's command (r's pool), to send again
     ngx_uint_t redirects;   // MOVED/ASK followed so far
-    ngx_http_resend_confirmation_link_done_pt done;  // a command without a request: its reply
-    void *data;
+    ngx_http_resend_confirmation_link_done_pt done;  // its way back; null: nobody waits for it
+    void *data;             // done's (a request's command: r)
     bool wait;              // WAIT after a batch (sentinel= with replicas)
-    bool replay;            // the spool's record: treated as a request's, answered to `done`
-    ngx_http_resend_confirmation_reply_pt on_reply;  // null: ngx_http_resend_confirmation_recorded()
+    bool replay;            // the spool's record: treated as a request's
     resend::reply_kind held_kind;  // a stored reply held for WAIT: its kind and integer,
-    long long held_integer;        // for on_reply
+    long long held_integer;        // for done (what a script answered)
 };
 
 namespace {
@@ -231,7 +230,8 @@ ngx_http_resend_confirmation_link_append(ngx_http_resend_confirmation_link_t *li
                                          std::span<const std::string_view> args,
                                          ngx_http_request_t *r, ngx_msec_t deadline,
                                          bool handshake = false,
-                                         ngx_http_resend_confirmation_reply_pt on_reply = nullptr) noexcept {
+                                         ngx_http_resend_confirmation_link_done_pt done = nullptr,
+                                         void *data = nullptr) noexcept {
     ngx_http_resend_confirmation_pending_t *entry;
     if (!ngx_queue_empty(&link->spare)) {
         ngx_queue_t *q = ngx_queue_head(&link->spare);
@@ -252,12 +252,11 @@ ngx_http_resend_confirmation_link_append(ngx_http_resend_confirmation_link_t *li
     entry->handshake = handshake;
     entry->args = r != nullptr ? args : std::span<const std::string_view>();
     entry->redirects = 0;
-    entry->done = nullptr;
-    entry->data = nullptr;
+    entry->done = done;
+    entry->data = data;
     entry->wait = false;
     entry->replay = false;
     if (r != nullptr) ++link->unwaited;
-    entry->on_reply = on_reply;
     return entry;
 }
 
@@ -360,7 +359,7 @@ static void ngx_http_resend_confirmation_link_requeue(ngx_http_resend_confirmati
             ngx_queue_insert_tail(&link->spare, q);
         } else if (!ngx_http_resend_confirmation_link_encode(link, entry, entry->args)) {
             ngx_queue_insert_tail(&link->spare, q);
-            ngx_http_resend_confirmation_recorded(entry->r, ngx_http_resend_confirmation_fate_t::unsent);
+            ngx_http_resend_confirmation_link_finish(link, entry, nullptr, ngx_http_resend_confirmation_fate_t::unsent);
         }
     }
 }
@@ -470,20 +469,13 @@ static void ngx_http_resend_confirmation_link_fail(ngx_http_resend_confirmation_
     ngx_http_resend_confirmation_link_watch_kept(link);
 }
 
-// An entry is over: a command without a request (the module's own, the
-// spool's replay) gets its reply (null: none) and fate; a request is
-// answered with its command's fate, or its reply handler gets the reply.
+// An entry is over: its reply (null: none) and fate go back to whoever
+// sent it, unless nobody waits any more.
 static void ngx_http_resend_confirmation_link_finish(ngx_http_resend_confirmation_link_t *link,
                                                      ngx_http_resend_confirmation_pending_t *entry,
                                                      const resend::redis_reply *reply,
                                                      ngx_http_resend_confirmation_fate_t fate) noexcept {
-    if (entry->done != nullptr) {
-        entry->done(link, entry->data, reply, fate);
-    } else if (entry->r != nullptr && entry->on_reply != nullptr && reply != nullptr) {
-        entry->on_reply(entry->r, *reply);
-    } else if (entry->r != nullptr) {
-        ngx_http_resend_confirmation_recorded(entry->r, fate);
-    }
+    if (entry->done != nullptr) entry->done(link, entry->data, reply, fate);
 }
 
 // Kept requests wait for the hold-down to end (it then connects) and no
@@ -719,7 +711,7 @@ static bool ngx_http_resend_confirmation_link_deliver(ngx_http_resend_confirmati
         ngx_http_resend_confirmation_link_finish(link, entry, &reply, ngx_http_resend_confirmation_fate_t::unsent);
     } else if (to.kind != resend::redis_redirect::kind_t::none) {
         ngx_http_resend_confirmation_cluster_redirect(link->cluster, link, entry->r, entry->args, entry->deadline,
-                                                      entry->redirects, to, entry->on_reply);
+                                                      entry->redirects, to, entry->done);
     } else if (!entry->handshake) {
         // A refusal Redis may not give later (LOADING, OOM, READONLY,
         // MASTERDOWN) is busy: the spool keeps the record.
@@ -961,7 +953,7 @@ static bool ngx_http_resend_confirmation_link_overdue_step(ngx_http_resend_confi
         // time: the request is answered alone, and this node, which may be
         // healthy, has the whole timeout to reply before it counts as stalled.
         ngx_http_resend_confirmation_pending_t alone = *entry;
-        entry->r = nullptr;
+        ngx_http_resend_confirmation_link_detach(entry);
         entry->redirects = 0;
         entry->deadline = ngx_current_msec + link->conf->timeout;
         if (alone.r == nullptr) return true;  // the client had gone
@@ -982,7 +974,7 @@ static bool ngx_http_resend_confirmation_link_overdue_step(ngx_http_resend_confi
         auto *entry = ngx_queue_data(q, ngx_http_resend_confirmation_pending_t, queue);
         if (entry->r == nullptr || static_cast<ngx_msec_int_t>(entry->deadline - ngx_current_msec) > 0) continue;
         ngx_http_resend_confirmation_pending_t alone = *entry;
-        entry->r = nullptr;
+        ngx_http_resend_confirmation_link_detach(entry);
         ngx_http_resend_confirmation_link_finish(link, &alone, nullptr, ngx_http_resend_confirmation_fate_t::unknown);
         return true;
     }
@@ -1210,20 +1202,20 @@ ngx_http_resend_confirmation_pending_t *
 ngx_http_resend_confirmation_link_send(ngx_http_resend_confirmation_link_t *link,
                                        ngx_http_request_t *r,
                                        std::span<const std::string_view> args,
-                                       ngx_http_resend_confirmation_reply_pt on_reply) noexcept {
+                                       ngx_http_resend_confirmation_link_done_pt done) noexcept {
     if (link->cluster != nullptr) {
         return ngx_http_resend_confirmation_cluster_send(link->cluster, r, args,
-                                                         ngx_current_msec + link->conf->timeout, 0, on_reply);
+                                                         ngx_current_msec + link->conf->timeout, 0, done);
     }
     return ngx_http_resend_confirmation_link_queue(link, r, args, ngx_current_msec + link->conf->timeout,
-                                                   0, false, on_reply);
+                                                   0, false, done, r);
 }
 
 ngx_http_resend_confirmation_pending_t *
 ngx_http_resend_confirmation_link_queue(ngx_http_resend_confirmation_link_t *link, ngx_http_request_t *r,
                                         std::span<const std::string_view> args, ngx_msec_t deadline,
                                         ngx_uint_t redirects, bool asking,
-                                        ngx_http_resend_confirmation_reply_pt on_reply) noexcept {
+                                        ngx_http_resend_confirmation_link_done_pt done, void *data) noexcept {
     if (link->state == link_state::down) {
         if (link->hold_down.timer_set) return nullptr;  // just failed: answer at once
         if (!ngx_http_resend_confirmation_link_connect(link)) return nullptr;
@@ -1237,7 +1229,7 @@ ngx_http_resend_confirmation_link_queue(ngx_http_resend_confirmation_link_t *lin
         asking_entry->redirects = redirects;  // its deadline is the redirected command's
     }
     ngx_http_resend_confirmation_pending_t *entry =
-        ngx_http_resend_confirmation_link_append(link, args, r, deadline, false, on_reply);
+        ngx_http_resend_confirmation_link_append(link, args, r, deadline, false, done, data);
     if (entry == nullptr) return nullptr;
     entry->redirects = redirects;
     ngx_http_resend_confirmation_link_flush(link);
@@ -1248,13 +1240,8 @@ bool ngx_http_resend_confirmation_link_command(ngx_http_resend_confirmation_link
                                                std::span<const std::string_view> args,
                                                ngx_http_resend_confirmation_link_done_pt done,
                                                void *data) noexcept {
-    ngx_http_resend_confirmation_pending_t *entry =
-        ngx_http_resend_confirmation_link_queue(link, nullptr, args, ngx_current_msec + link->conf->timeout,
-                                                0, false, nullptr);
-    if (entry == nullptr) return false;
-    entry->done = done;
-    entry->data = data;
-    return true;
+    return ngx_http_resend_confirmation_link_queue(link, nullptr, args, ngx_current_msec + link->conf->timeout,
+                                                   0, false, done, data) != nullptr;
 }
 
 // Flush after this loop turn, with whatever else was queued in it.
@@ -1307,6 +1294,7 @@ ngx_cycle_t *ngx_http_resend_confirmation_link_cycle(ngx_http_resend_confirmatio
 
 void ngx_http_resend_confirmation_link_detach(ngx_http_resend_confirmation_pending_t *entry) noexcept {
     entry->r = nullptr;
+    entry->done = nullptr;
 }
 
 bool ngx_http_resend_confirmation_link_ready(ngx_http_resend_confirmation_link_t *link) noexcept {
@@ -1324,11 +1312,9 @@ bool ngx_http_resend_confirmation_link_send_replay(ngx_http_resend_confirmation_
                                                    ngx_http_resend_confirmation_link_done_pt done,
                                                    void *data) noexcept {
     if (!ngx_http_resend_confirmation_link_ready(link)) return false;
-    ngx_http_resend_confirmation_pending_t *entry =
-        ngx_http_resend_confirmation_link_send(link, nullptr, args);
+    ngx_http_resend_confirmation_pending_t *entry = ngx_http_resend_confirmation_link_send(link, nullptr, args, done);
     if (entry == nullptr) return false;
     entry->replay = true;
-    entry->done = done;
     entry->data = data;
     // Acknowledged, like a request's, once WAIT says a replica has it
     // (sentinel=); a cluster's node is the entry's own link, without WAIT.

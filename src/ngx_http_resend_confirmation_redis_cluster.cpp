@@ -152,10 +152,10 @@ ngx_http_resend_confirmation_pending_t *
 ngx_http_resend_confirmation_cluster_send_to(ngx_http_resend_confirmation_cluster_t *cluster, ngx_uint_t node,
                                              ngx_http_request_t *r, std::span<const std::string_view> args,
                                              ngx_msec_t deadline, ngx_uint_t redirects, bool asking,
-                                             ngx_http_resend_confirmation_reply_pt on_reply) noexcept {
+                                             ngx_http_resend_confirmation_link_done_pt done) noexcept {
     ngx_http_resend_confirmation_link_t *link = ngx_http_resend_confirmation_cluster_link(cluster, node);
     if (link == nullptr) return nullptr;
-    return ngx_http_resend_confirmation_link_queue(link, r, args, deadline, redirects, asking, on_reply);
+    return ngx_http_resend_confirmation_link_queue(link, r, args, deadline, redirects, asking, done, r);
 }
 
 }  // namespace
@@ -163,11 +163,11 @@ ngx_http_resend_confirmation_cluster_send_to(ngx_http_resend_confirmation_cluste
 ngx_http_resend_confirmation_pending_t *
 ngx_http_resend_confirmation_cluster_send(ngx_http_resend_confirmation_cluster_t *cluster, ngx_http_request_t *r,
                                           std::span<const std::string_view> args, ngx_msec_t deadline,
-                                          ngx_uint_t redirects, ngx_http_resend_confirmation_reply_pt on_reply) noexcept {
+                                          ngx_uint_t redirects, ngx_http_resend_confirmation_link_done_pt done) noexcept {
     if (!cluster->mapped) ngx_http_resend_confirmation_cluster_refresh(cluster);
     unsigned slot = resend::key_slot(resend::first_key(args));
     ngx_uint_t node = cluster->owner[slot] != 0 ? cluster->owner[slot] - 1u : cluster->next++ % cluster->count;
-    return ngx_http_resend_confirmation_cluster_send_to(cluster, node, r, args, deadline, redirects, false, on_reply);
+    return ngx_http_resend_confirmation_cluster_send_to(cluster, node, r, args, deadline, redirects, false, done);
 }
 
 ngx_int_t ngx_http_resend_confirmation_cluster_learn(ngx_http_resend_confirmation_cluster_t *cluster,
@@ -187,7 +187,7 @@ void ngx_http_resend_confirmation_cluster_redirect(ngx_http_resend_confirmation_
                                                    ngx_http_request_t *r, std::span<const std::string_view> args,
                                                    ngx_msec_t deadline, ngx_uint_t redirects,
                                                    const resend::redis_redirect &to,
-                                                   ngx_http_resend_confirmation_reply_pt on_reply) noexcept {
+                                                   ngx_http_resend_confirmation_link_done_pt done) noexcept {
     bool moved = to.kind == resend::redis_redirect::kind_t::moved;
     ngx_int_t node = ngx_http_resend_confirmation_cluster_learn(cluster, from, to);
     ngx_http_resend_confirmation_pending_t *entry = nullptr;
@@ -201,10 +201,10 @@ void ngx_http_resend_confirmation_cluster_redirect(ngx_http_resend_confirmation_
                       &cluster->conf->addr.name);
     } else if (node >= 0) {
         entry = ngx_http_resend_confirmation_cluster_send_to(cluster, static_cast<ngx_uint_t>(node), r, args,
-                                                             deadline, redirects + 1, !moved, on_reply);
+                                                             deadline, redirects + 1, !moved, done);
     }
     if (entry == nullptr) {
-        ngx_http_resend_confirmation_recorded(r, ngx_http_resend_confirmation_fate_t::refused);
+        done(from, r, nullptr, ngx_http_resend_confirmation_fate_t::refused);
     } else {
         ngx_http_resend_confirmation_record_resent(r, entry);
     }

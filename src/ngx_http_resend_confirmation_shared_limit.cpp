@@ -183,8 +183,9 @@ char *ngx_http_resend_confirmation_shared_limit_merge(ngx_conf_t *cf,
     return NGX_CONF_OK;
 }
 
-static void ngx_http_resend_confirmation_shared_limit_replied(ngx_http_request_t *r,
-                                                             const resend::redis_reply &reply) noexcept;
+static void ngx_http_resend_confirmation_shared_limit_replied(ngx_http_resend_confirmation_link_t *link,
+                                                             void *data, const resend::redis_reply *reply,
+                                                             ngx_http_resend_confirmation_fate_t fate) noexcept;
 
 size_t ngx_http_resend_confirmation_shared_limit_args(std::string_view stream, std::string_view maxlen,
                                                       std::string_view dry_run,
@@ -229,7 +230,7 @@ bool ngx_http_resend_confirmation_shared_limit_sent(ngx_http_resend_confirmation
 bool ngx_http_resend_confirmation_shared_limit_command(ngx_http_request_t *r,
                                                        ngx_http_resend_confirmation_ctx_t *ctx,
                                                        std::span<const std::string_view> *command,
-                                                       ngx_http_resend_confirmation_reply_pt *on_reply) noexcept {
+                                                       ngx_http_resend_confirmation_link_done_pt *done) noexcept {
     auto *lcf = ngx_http_resend_confirmation_loc_conf(r);
     if (lcf->shared_limits == nullptr) return true;
     std::span<const std::string_view> xadd = *command;
@@ -277,7 +278,7 @@ bool ngx_http_resend_confirmation_shared_limit_command(ngx_http_request_t *r,
     call->command = {args, n};
     ctx->shared_call = call;
     *command = call->command;
-    *on_reply = ngx_http_resend_confirmation_shared_limit_replied;
+    *done = ngx_http_resend_confirmation_shared_limit_replied;
     return true;
 }
 
@@ -291,8 +292,17 @@ static void ngx_http_resend_confirmation_shared_limit_log(ngx_http_request_t *r,
                   lcf->limit_dry_run ? "dry run, " : "", &limit->key_text, &limit->rate_text);
 }
 
-static void ngx_http_resend_confirmation_shared_limit_replied(ngx_http_request_t *r,
-                                                             const resend::redis_reply &reply) noexcept {
+// The script's way back from the link: its answer read from the reply;
+// without a reply (the link failed first), the link's fate.
+static void ngx_http_resend_confirmation_shared_limit_replied(ngx_http_resend_confirmation_link_t *, void *data,
+                                                             const resend::redis_reply *replied,
+                                                             ngx_http_resend_confirmation_fate_t fate) noexcept {
+    auto *r = static_cast<ngx_http_request_t *>(data);
+    if (replied == nullptr) {
+        ngx_http_resend_confirmation_recorded(r, fate);
+        return;
+    }
+    const resend::redis_reply &reply = *replied;
     auto *ctx = ngx_http_resend_confirmation_get_ctx(r);
     auto *call = ctx->shared_call;
     resend::shared_limit_answer answer = resend::shared_limit_read_answer(reply, call->nsent);
