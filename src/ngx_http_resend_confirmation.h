@@ -415,16 +415,19 @@ char *ngx_http_resend_confirmation_shared_limit_merge(ngx_conf_t *cf,
                                                       ngx_http_resend_confirmation_loc_conf_t *parent,
                                                       ngx_http_resend_confirmation_loc_conf_t *conf) noexcept;
 // The script's command for a record (the spool's replay builds it too):
-//   EVALSHA <sha1> <1 + n> <stream> <key>... <maxlen> <dry run> [<per> <period> <burst>]... <fields>...
+//   EVALSHA <sha1> <2 + n> <stream> <key>... <silence key> <maxlen> <dry run>
+//           [<per> <period> <burst>]... <fields>...
 // (EVAL <script> ... when `full`), from `limits`: n x (key, per, period,
-// burst). `numkeys` holds NGX_INT_T_LEN bytes. Returns the length of `args`.
+// burst). `scratch` holds shared_limit_scratch_size(stream) bytes, for
+// the key count and the silence key. Returns the length of `args`.
 size_t ngx_http_resend_confirmation_shared_limit_args(std::string_view stream, std::string_view maxlen,
                                                       std::string_view dry_run,
                                                       std::span<const std::string_view> limits,
                                                       std::span<const std::string_view> fields, bool full,
-                                                      u_char *numkeys, std::string_view *args) noexcept;
+                                                      u_char *scratch, std::string_view *args) noexcept;
+size_t ngx_http_resend_confirmation_shared_limit_scratch_size(std::string_view stream) noexcept;
 constexpr size_t ngx_http_resend_confirmation_shared_limit_args_count(size_t nlimits, size_t nfields) noexcept {
-    return 6 + 4 * nlimits + nfields;
+    return 7 + 4 * nlimits + nfields;
 }
 // The request's shared limits as the script takes them (4 items each: key,
 // per, period, burst) and its dry-run flag, for the spool; false when the

@@ -191,7 +191,7 @@ size_t ngx_http_resend_confirmation_shared_limit_args(std::string_view stream, s
                                                       std::string_view dry_run,
                                                       std::span<const std::string_view> limits,
                                                       std::span<const std::string_view> fields, bool full,
-                                                      u_char *numkeys, std::string_view *args) noexcept {
+                                                      u_char *scratch, std::string_view *args) noexcept {
     if (!script_sha1_ready) {  // once per process (the script is a constant)
         resend::shared_limit_script_sha1(script_sha1);
         script_sha1_ready = true;
@@ -200,10 +200,14 @@ size_t ngx_http_resend_confirmation_shared_limit_args(std::string_view stream, s
     size_t n = 0;
     args[n++] = full ? "EVAL" : "EVALSHA";
     args[n++] = full ? resend::shared_limit_script() : std::string_view(script_sha1, sizeof(script_sha1));
+    u_char *numkeys = scratch;
     args[n++] = {reinterpret_cast<const char *>(numkeys),
-                 static_cast<size_t>(ngx_sprintf(numkeys, "%uz", nlimits + 1) - numkeys)};
+                 static_cast<size_t>(ngx_sprintf(numkeys, "%uz", nlimits + 2) - numkeys)};
     args[n++] = stream;
     for (size_t k = 0; k < nlimits; ++k) args[n++] = limits[4 * k];
+    auto *silence_key = reinterpret_cast<char *>(scratch + NGX_INT_T_LEN);
+    args[n++] = {silence_key,
+                 static_cast<size_t>(resend::shared_limit_silence_key_write(silence_key, stream) - silence_key)};
     args[n++] = maxlen;
     args[n++] = dry_run;
     for (size_t k = 0; k < nlimits; ++k) {
@@ -213,6 +217,10 @@ size_t ngx_http_resend_confirmation_shared_limit_args(std::string_view stream, s
     }
     for (std::string_view field : fields) args[n++] = field;
     return n;
+}
+
+size_t ngx_http_resend_confirmation_shared_limit_scratch_size(std::string_view stream) noexcept {
+    return NGX_INT_T_LEN + resend::shared_limit_silence_key_size(stream);
 }
 
 bool ngx_http_resend_confirmation_shared_limit_sent(ngx_http_resend_confirmation_ctx_t *ctx,
@@ -225,7 +233,8 @@ bool ngx_http_resend_confirmation_shared_limit_sent(ngx_http_resend_confirmation
     return true;
 }
 
-// EVALSHA <sha1> <1 + n> <stream> <keys>... <maxlen> <dry run> [<per> <period> <burst>]... <fields>...
+// EVALSHA <sha1> <2 + n> <stream> <keys>... <silence key> <maxlen> <dry run> [<per> <period> <burst>]...
+//         <fields>...
 // from XADD <stream> MAXLEN ~ <maxlen> * <fields>...
 bool ngx_http_resend_confirmation_shared_limit_command(ngx_http_request_t *r,
                                                        ngx_http_resend_confirmation_ctx_t *ctx,
@@ -245,8 +254,9 @@ bool ngx_http_resend_confirmation_shared_limit_command(ngx_http_request_t *r,
     auto *args = static_cast<std::string_view *>(ngx_palloc(r->pool, argc * sizeof(std::string_view)));
     size_t key_size = resend::shared_limit_key_size(stream);
     auto *keys = static_cast<char *>(ngx_pnalloc(r->pool, nlimits * key_size));
-    auto *numkeys = static_cast<u_char *>(ngx_pnalloc(r->pool, NGX_INT_T_LEN));
-    if (call == nullptr || args == nullptr || keys == nullptr || numkeys == nullptr) return false;
+    auto *scratch = static_cast<u_char *>(
+        ngx_pnalloc(r->pool, ngx_http_resend_confirmation_shared_limit_scratch_size(stream)));
+    if (call == nullptr || args == nullptr || keys == nullptr || scratch == nullptr) return false;
     call->sent = static_cast<ngx_uint_t *>(ngx_palloc(r->pool, nlimits * sizeof(ngx_uint_t)));
     call->limits = static_cast<std::string_view *>(ngx_palloc(r->pool, 4 * nlimits * sizeof(std::string_view)));
     if (call->sent == nullptr || call->limits == nullptr) return false;
@@ -274,7 +284,7 @@ bool ngx_http_resend_confirmation_shared_limit_command(ngx_http_request_t *r,
     call->dry_run = lcf->limit_dry_run ? "1" : "0";
     size_t n = ngx_http_resend_confirmation_shared_limit_args(stream, xadd[4], call->dry_run,
                                                               {call->limits, 4 * call->nsent}, fields, false,
-                                                              numkeys, args);
+                                                              scratch, args);
     call->command = {args, n};
     ctx->shared_call = call;
     *command = call->command;

@@ -591,11 +591,26 @@ ngx_http_resend_confirmation_link_t *link_for(std::string_view name) noexcept {
 void replayed(ngx_http_resend_confirmation_link_t *, void *data, const resend::redis_reply *reply,
               ngx_http_resend_confirmation_fate_t fate) noexcept;
 
+// Room for the script's key count and silence key of a record's stream,
+// grown to the longest stream seen and kept (the link copies the command).
+u_char *script_scratch(std::string_view stream) noexcept {
+    static u_char *scratch;
+    static size_t capacity;
+    size_t size = ngx_http_resend_confirmation_shared_limit_scratch_size(stream);
+    if (size > capacity) {
+        auto *bigger = static_cast<u_char *>(ngx_alloc(size, ngx_cycle->log));
+        if (bigger == nullptr) return nullptr;
+        if (scratch != nullptr) ngx_free(scratch);
+        scratch = bigger;
+        capacity = size;
+    }
+    return scratch;
+}
+
 // Sends the segment's next records, up to max_in_flight.
 void send_more() noexcept {
     static std::string_view items[resend::spool::max_items];
     static std::string_view args[ngx_http_resend_confirmation_record_command_args(resend::spool::max_items)];
-    static u_char numkeys[NGX_INT_T_LEN];
     while (W.in_flight < max_in_flight && !W.failed) {
         size_t size = 0, count = 0;
         resend::spool::kept_record record;
@@ -621,9 +636,14 @@ void send_more() noexcept {
         // The command a live request sends: the script with its limits, else XADD.
         size_t nlimits = record.limits.size() / 4;
         bool full = nlimits > 0 && W.eval_next;
+        u_char *scratch = nlimits > 0 ? script_scratch(record.stream) : nullptr;
+        if (nlimits > 0 && scratch == nullptr) {
+            schedule(retry_interval);  // out of memory: later
+            return;
+        }
         size_t argc = nlimits > 0 ? ngx_http_resend_confirmation_shared_limit_args(
                                         record.stream, record.maxlen, record.dry_run, record.limits,
-                                        record.fields, full, numkeys, args)
+                                        record.fields, full, scratch, args)
                                   : ngx_http_resend_confirmation_record_command(record.stream, record.maxlen,
                                                                                 record.fields, args);
         ngx_uint_t token = (W.head + W.in_flight) % max_in_flight;

@@ -63,6 +63,18 @@ sub fleet { my $shared = shift; start_node($_, $Http, locations($shared)) for 1,
 
 sub victim_posts { fleet_posts([0, 1, 2], shift // 3000, sub { 'victim@example.com' }) }
 
+# A location with the shared limit alone (no local email zone before it).
+sub only_shared {
+    my $shared = shift;
+    return <<"_EOC_";
+        location = /s {
+            resend_confirmation;
+            $shared
+            add_header X-Outcome \$resend_confirmation_outcome always;
+        }
+_EOC_
+}
+
 sub limit_keys { @{ t::Resend::redis('KEYS', 'resend_confirmation:limit:*') } }
 
 sub post { "POST /r\n" . qq({"email":"$_[0]"}) }
@@ -120,6 +132,35 @@ my $ok = main::victim_posts(300);
 die "only $ok of 300 answered 200\n" unless $ok == 300;
 --- request eval
 main::post('victim@example.com')
+--- response_headers
+X-Outcome: silenced
+--- stream_len: 3
+
+
+
+=== TEST 3b: silencing writes about as much as recording, and nothing anyone sees: each bucket as it was (value, expiry), a short stream without the request
+--- config eval: main::locations($::Email) . main::only_shared($::Email)
+--- init
+t::Resend::redis('FLUSHALL');
+t::Fleet::fleet_posts([0], 3, sub { 'quiet@example.com' }, '/s') == 3 or die "not 3 answered 200\n";
+my ($key) = main::limit_keys();
+my $value = t::Resend::redis('GET', $key);
+select undef, undef, undef, 0.3;
+my $ttl = t::Resend::redis('PTTL', $key);
+t::Fleet::fleet_posts([0], 20, sub { 'quiet@example.com' }, '/s') == 20 or die "not 20 answered 200\n";
+Test::More::is(t::Resend::redis('GET', $key), $value, 'the bucket holds what it held');
+my $after = t::Resend::redis('PTTL', $key);
+Test::More::ok($after > 0 && $after <= $ttl, "its expiry is where it was (PTTL $ttl, then $after)");
+my $silence = 'resend_confirmation:silenced:{resend_confirmation}';
+Test::More::is(t::Resend::redis('XLEN', $silence), 20, 'an entry in the silence stream per silenced request');
+Test::More::is_deeply([map { @{ $_->[1] } } @{ t::Resend::redis('XRANGE', $silence, '-', '+') }],
+                      [('limit', '1') x 20], 'each says which limit, nothing of the request');
+Test::More::is(t::Resend::redis('XLEN', 'resend_confirmation'), 3, 'the stream has the 3 records only');
+t::Fleet::fleet_posts([0], 230, sub { 'quiet@example.com' }, '/s') == 230 or die "not 230 answered 200\n";
+my $len = t::Resend::redis('XLEN', $silence);
+Test::More::ok($len <= 101, "the silence stream stays short (MAXLEN ~ 1: one node), $len entries after 250");
+--- request eval
+"POST /s\n" . '{"email":"quiet@example.com"}'
 --- response_headers
 X-Outcome: silenced
 --- stream_len: 3

@@ -11,18 +11,27 @@ namespace {
 // under 2^53 (shared_limit_max_burst), and floordiv() is exact there
 // (math.fmod of integers is exact), so the drain is the same integer
 // arithmetic as bucket_drain(). A bucket key is "<excess>:<last ms>".
-constexpr std::string_view script_text = R"lua(-- resend_confirmation shared limit 1
-local n = #KEYS - 1
+// KEYS: the stream, the limits' buckets, the silence key (last).
+// Silencing writes as much as recording does, none of it seen by anyone:
+// each bucket set again as it was (KEEPTTL: same value, same expiry) and an
+// entry of no interest (no address, nothing of the request) added to a
+// stream trimmed to one node (MAXLEN ~ 1: whole nodes dropped, cheaper
+// than exact trimming). The answer then takes about as long either way,
+// so its timing does not tell a silenced address from a fresh one.
+constexpr std::string_view script_text = R"lua(-- resend_confirmation shared limit 2
+local n = #KEYS - 2
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local function floordiv(x, d) return (x - math.fmod(x, d)) / d end
 local after = {}
+local states = {}
 local over = 0
 for i = 1, n do
   local per = tonumber(ARGV[3 * i])
   local period = tonumber(ARGV[3 * i + 1])
   local excess = 0
   local state = redis.call('GET', KEYS[i + 1])
+  states[i] = state
   if state then
     local e, last = string.match(state, '^(%d+):(%-?%d+)$')
     if e then
@@ -41,7 +50,13 @@ for i = 1, n do
     after[i] = excess
   end
 end
-if over > 0 and ARGV[2] ~= '1' then return over end
+if over > 0 and ARGV[2] ~= '1' then
+  for i = 1, n do
+    if states[i] then redis.call('SET', KEYS[i + 1], states[i], 'KEEPTTL') end
+  end
+  redis.call('XADD', KEYS[n + 2], 'MAXLEN', '~', '1', '*', 'limit', over)
+  return over
+end
 for i = 1, n do
   if after[i] then
     local per = tonumber(ARGV[3 * i])
@@ -97,6 +112,21 @@ char *shared_limit_key_write(char *out, std::string_view stream, const keyed_dig
     *out++ = '}';
     *out++ = ':';
     return write_hex(out, digest.data(), digest.size());
+}
+
+std::size_t shared_limit_silence_key_size(std::string_view stream) noexcept {
+    return shared_limit_silence_key_prefix.size() + 2 + cluster_hash_tag(stream).size();
+}
+
+char *shared_limit_silence_key_write(char *out, std::string_view stream) noexcept {
+    std::string_view tag = cluster_hash_tag(stream);
+    std::memcpy(out, shared_limit_silence_key_prefix.data(), shared_limit_silence_key_prefix.size());
+    out += shared_limit_silence_key_prefix.size();
+    *out++ = '{';
+    std::memcpy(out, tag.data(), tag.size());
+    out += tag.size();
+    *out++ = '}';
+    return out;
 }
 
 shared_limit_answer shared_limit_read_answer(const redis_reply &reply, std::size_t limits) noexcept {

@@ -50,6 +50,16 @@ std::size_t shared_limit_key_size(std::string_view stream) noexcept;
 // Writes the key (shared_limit_key_size(stream) bytes); returns the end.
 char *shared_limit_key_write(char *out, std::string_view stream, const keyed_digest &digest) noexcept;
 
+// The script's last key, "resend_confirmation:silenced:{<tag>}": a stream
+// the script adds an entry to when it silences ("limit" and the limit's
+// number, nothing of the request; trimmed to one node, at most about 100
+// entries), so that silencing costs Redis about what recording does; in
+// the stream's slot.
+inline constexpr std::string_view shared_limit_silence_key_prefix = "resend_confirmation:silenced:";
+std::size_t shared_limit_silence_key_size(std::string_view stream) noexcept;
+// Writes the key (shared_limit_silence_key_size(stream) bytes); returns the end.
+char *shared_limit_silence_key_write(char *out, std::string_view stream) noexcept;
+
 // The script's answer, or why there is none.
 struct shared_limit_answer {
     enum { recorded, silenced, dry_run_limited, no_script, failed } result;

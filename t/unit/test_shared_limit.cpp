@@ -42,9 +42,21 @@ void test_script_reads_time_and_writes_all_or_nothing(void **) {
     std::string_view script = resend::shared_limit_script();
     check(script.find("redis.call('TIME')") != std::string_view::npos);
     check(script.find("'PX'") != std::string_view::npos);
-    // Nothing is written before the last check: the first write follows "return over".
-    check(script.find("return over") < script.find("redis.call('SET'"));
-    check(script.find("redis.call('SET'") < script.find("redis.call('XADD'"));
+    // Nothing is written before the last check: every write follows the last GET.
+    std::size_t last_get = script.rfind("redis.call('GET'");
+    check(last_get < script.find("redis.call('SET'"));
+    check(last_get < script.find("redis.call('XADD'"));
+    // Silencing (before "return over") writes nothing anyone sees: the
+    // buckets as they were, with their expiry, and the silence key only.
+    std::string_view silencing = script.substr(0, script.find("return over"));
+    check(silencing.find("'KEEPTTL'") != std::string_view::npos);
+    check(silencing.find("'PX'") == std::string_view::npos);
+    check(silencing.find("redis.call('XADD', KEYS[n + 2]") != std::string_view::npos);
+    check(silencing.find("KEYS[1]") == std::string_view::npos);
+    check(silencing.find("ARGV[3 * n + 3") == std::string_view::npos);  // no field of the request
+    // Recording updates the buckets, then adds the record to the stream.
+    std::string_view recording = script.substr(script.find("return over"));
+    check(recording.find("'PX'") < recording.find("redis.call('XADD', KEYS[1]"));
 }
 
 void test_cluster_hash_tag(void **) {
@@ -75,6 +87,19 @@ void test_key_names_the_stream_slot_and_the_digest_in_hex(void **) {
     check_bytes_eq(resend::cluster_hash_tag(key_of("{edge}:resend", digest)),
                    resend::cluster_hash_tag("{edge}:resend"));
     check_bytes_eq(resend::cluster_hash_tag(key_of("plain", digest)), "plain");
+}
+
+void test_silence_key_is_in_the_stream_slot(void **) {
+    auto key = [](std::string_view stream) {
+        std::string out(resend::shared_limit_silence_key_size(stream), '?');
+        char *end = resend::shared_limit_silence_key_write(out.data(), stream);
+        check_eq(end - out.data(), static_cast<long long>(out.size()));
+        return out;
+    };
+    check_bytes_eq(key("resend_confirmation"), "resend_confirmation:silenced:{resend_confirmation}");
+    check_bytes_eq(key("{edge}:resend"), "resend_confirmation:silenced:{edge}");
+    check_bytes_eq(resend::cluster_hash_tag(key("{edge}:resend")), resend::cluster_hash_tag("{edge}:resend"));
+    check_bytes_eq(resend::cluster_hash_tag(key("plain")), "plain");
 }
 
 redis_reply reply(reply_kind kind, long long integer = 0, std::string_view error = {}) {
@@ -141,6 +166,7 @@ int main(void) {
         guarded_test(test_script_reads_time_and_writes_all_or_nothing),
         guarded_test(test_cluster_hash_tag),
         guarded_test(test_key_names_the_stream_slot_and_the_digest_in_hex),
+        guarded_test(test_silence_key_is_in_the_stream_slot),
         guarded_test(test_reading_the_answer),
         guarded_test(test_mask_prefix),
     };
