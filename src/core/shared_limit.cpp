@@ -79,6 +79,18 @@ char *write_hex(char *out, const unsigned char *bytes, std::size_t size) noexcep
     return out;
 }
 
+// "<prefix>{<the stream's hash tag>}": a key in the stream's Cluster slot.
+char *write_tagged(char *out, std::string_view prefix, std::string_view stream) noexcept {
+    std::string_view tag = cluster_hash_tag(stream);
+    std::memcpy(out, prefix.data(), prefix.size());
+    out += prefix.size();
+    *out++ = '{';
+    std::memcpy(out, tag.data(), tag.size());
+    out += tag.size();
+    *out++ = '}';
+    return out;
+}
+
 }  // namespace
 
 std::string_view shared_limit_script() noexcept { return script_text; }
@@ -103,13 +115,7 @@ std::size_t shared_limit_key_size(std::string_view stream) noexcept {
 }
 
 char *shared_limit_key_write(char *out, std::string_view stream, const keyed_digest &digest) noexcept {
-    std::string_view tag = cluster_hash_tag(stream);
-    std::memcpy(out, shared_limit_key_prefix.data(), shared_limit_key_prefix.size());
-    out += shared_limit_key_prefix.size();
-    *out++ = '{';
-    std::memcpy(out, tag.data(), tag.size());
-    out += tag.size();
-    *out++ = '}';
+    out = write_tagged(out, shared_limit_key_prefix, stream);
     *out++ = ':';
     return write_hex(out, digest.data(), digest.size());
 }
@@ -119,14 +125,7 @@ std::size_t shared_limit_silence_key_size(std::string_view stream) noexcept {
 }
 
 char *shared_limit_silence_key_write(char *out, std::string_view stream) noexcept {
-    std::string_view tag = cluster_hash_tag(stream);
-    std::memcpy(out, shared_limit_silence_key_prefix.data(), shared_limit_silence_key_prefix.size());
-    out += shared_limit_silence_key_prefix.size();
-    *out++ = '{';
-    std::memcpy(out, tag.data(), tag.size());
-    out += tag.size();
-    *out++ = '}';
-    return out;
+    return write_tagged(out, shared_limit_silence_key_prefix, stream);
 }
 
 shared_limit_answer shared_limit_read_answer(const redis_reply &reply, std::size_t limits) noexcept {
