@@ -6,7 +6,8 @@ use Test::Nginx::Socket 'no_plan';
 
 $ENV{TEST_NGINX_GREETING} = 'hello from env';
 # Debug log lines exist only in nginx built --with-debug.
-our $NginxDebug = `$Test::Nginx::Util::NginxBinary -V 2>&1` =~ /--with-debug/;
+our $NginxDebug = `$Test::Nginx::Util::NginxBinary -V 2>&1` =~ /--with-debug/
+                  && ($ENV{TEST_NGINX_LOG_LEVEL} || 'debug') eq 'debug';
 $ENV{TEST_NGINX_HTML_DIR} ||= html_dir();
 
 no_shuffle();

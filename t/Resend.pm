@@ -17,9 +17,11 @@ our @EXPORT = qw($Accepted $TooLarge $InvalidJson $InvalidRequest $InvalidEmail
                  resend_defaults redis start_redis signal_redis background_post load_posts master_pid
                  $NginxDebug);
 
-# Whether the nginx under test was built --with-debug: assertions on debug
-# log lines are skipped without it (nginx.org's packages, for one).
-our $NginxDebug = `$Test::Nginx::Util::NginxBinary -V 2>&1` =~ /--with-debug/ ? 1 : 0;
+# Whether the nginx under test was built --with-debug and logs at debug
+# level (TEST_NGINX_LOG_LEVEL): assertions on debug log lines are skipped
+# otherwise (nginx.org's packages, for one; t/check-sanitized-module logs at info).
+our $NginxDebug = `$Test::Nginx::Util::NginxBinary -V 2>&1` =~ /--with-debug/
+                  && ($ENV{TEST_NGINX_LOG_LEVEL} || 'debug') eq 'debug' ? 1 : 0;
 
 # The Redis the tests record into: t/run starts one; under upstream
 # Test::Nginx start your own and set TEST_NGINX_REDIS_PORT.
