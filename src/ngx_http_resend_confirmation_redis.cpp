@@ -920,6 +920,15 @@ static void ngx_http_resend_confirmation_link_arm_overdue(ngx_http_resend_confir
     watch(&link->replicating, true);  // those answered alone wait for WAIT with nobody behind them
 }
 
+// Answers the request of `entry` now, as written but unconfirmed; the
+// entry stays where it is, for its reply, with nobody waiting for it.
+static void ngx_http_resend_confirmation_link_answer_alone(ngx_http_resend_confirmation_link_t *link,
+                                                           ngx_http_resend_confirmation_pending_t *entry) noexcept {
+    ngx_http_resend_confirmation_pending_t alone = *entry;
+    ngx_http_resend_confirmation_link_detach(entry);
+    ngx_http_resend_confirmation_link_finish(link, &alone, nullptr, ngx_http_resend_confirmation_fate_t::unknown);
+}
+
 // One step of the overdue scan, oldest command first; false when nothing
 // (more) is overdue. Answering a request may send commands or fail the
 // link, so every step that answers one starts the scan again.
@@ -952,15 +961,14 @@ static bool ngx_http_resend_confirmation_link_overdue_step(ngx_http_resend_confi
         // Sent again here (MOVED, ASK) with what was left of its request's
         // time: the request is answered alone, and this node, which may be
         // healthy, has the whole timeout to reply before it counts as stalled.
-        ngx_http_resend_confirmation_pending_t alone = *entry;
-        ngx_http_resend_confirmation_link_detach(entry);
+        if (entry->r != nullptr) {  // else the client had gone (or it is the ASKING before one)
+            ngx_log_error(NGX_LOG_ERR, link->log, 0,
+                          "resend_confirmation: redis %V: no reply in time to a command sent here by %s",
+                          &link->name, entry->redirects > 1 ? "redirects" : "a redirect");
+        }
         entry->redirects = 0;
         entry->deadline = ngx_current_msec + link->conf->timeout;
-        if (alone.r == nullptr) return true;  // the client had gone
-        ngx_log_error(NGX_LOG_ERR, link->log, 0,
-                      "resend_confirmation: redis %V: no reply in time to a command sent here by %s",
-                      &link->name, alone.redirects > 1 ? "redirects" : "a redirect");
-        ngx_http_resend_confirmation_link_finish(link, &alone, nullptr, ngx_http_resend_confirmation_fate_t::unknown);
+        ngx_http_resend_confirmation_link_answer_alone(link, entry);
         return true;
     }
     if (first != nullptr) {
@@ -973,9 +981,7 @@ static bool ngx_http_resend_confirmation_link_overdue_step(ngx_http_resend_confi
          q = ngx_queue_next(q)) {
         auto *entry = ngx_queue_data(q, ngx_http_resend_confirmation_pending_t, queue);
         if (entry->r == nullptr || static_cast<ngx_msec_int_t>(entry->deadline - ngx_current_msec) > 0) continue;
-        ngx_http_resend_confirmation_pending_t alone = *entry;
-        ngx_http_resend_confirmation_link_detach(entry);
-        ngx_http_resend_confirmation_link_finish(link, &alone, nullptr, ngx_http_resend_confirmation_fate_t::unknown);
+        ngx_http_resend_confirmation_link_answer_alone(link, entry);
         return true;
     }
     return false;

@@ -25,11 +25,7 @@ _EOC_
 sub post { my ($uri, $email) = @_; "POST $uri\n" . qq({"email":"$email"}) }
 
 # The scrape as a hash: "name{labels}" => value.
-sub scrape {
-    my $text = `curl -sS http://127.0.0.1:$ENV{TEST_NGINX_SERVER_PORT}/metrics`;
-    my %samples = $text =~ /^([a-z_]+(?:\{[^}]*\})?) (\S+)$/mg;
-    return \%samples;
-}
+sub scrape { t::Resend::metrics() }
 
 # Blocks without a config keep the previous block's nginx and its counters.
 resend_defaults(more_headers => "Content-Type: application/json");

@@ -8,7 +8,6 @@ use Test::Nginx::Socket 'no_plan';
 use t::Resend;
 use t::Cluster ();
 use File::Temp ();
-use IO::Socket::INET;
 use POSIX ();
 
 our @Ports = map { $ENV{TEST_NGINX_REDIS_PORT} + $_ } 40 .. 42;
@@ -93,11 +92,8 @@ sub stream_on {
 our ($StreamX, $SlotX) = stream_on($Ports[0], 'late-x-');
 our ($StreamY) = stream_on($Ports[1], 'late-y-');
 our ($StreamZ) = stream_on($Ports[2], 'late-z-');  # TEST 14
-$ENV{TEST_NGINX_STREAM_Z} = $StreamZ;
 $ENV{TEST_NGINX_NODE_Z} = $Ports[2];
 $ENV{TEST_NGINX_NODE_X} = $Ports[0];
-$ENV{TEST_NGINX_STREAM_X} = $StreamX;
-$ENV{TEST_NGINX_STREAM_Y} = $StreamY;
 
 # X's slot moves from node A to node B behind nginx's back; A stalls, so
 # that X reaches B by MOVED with 0.4 s of its 2 s left, behind Y, written
@@ -125,19 +121,23 @@ sub late_redirect {
     return (@x[0, 1], @y[0, 1]);
 }
 
-# TEST 14: the metrics text, as a scraper gets it.
-sub scrape {
-    my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $ENV{TEST_NGINX_SERVER_PORT} || 1984)
-        or die "cannot connect to nginx\n";
-    print $sock "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
-    return do { local $/; <$sock> } // '';
+sub scrape { t::Resend::metrics() }
+
+# TEST 14: a gauge of the cluster, named after its first node, in a scrape.
+sub gauge {
+    my ($samples, $name) = @_;
+    return $samples->{qq($name\{redis="127.0.0.1:$Ports[2]"\})} // 'missing';
 }
 
-# TEST 14: a gauge of the cluster named after its first node.
-sub gauge {
-    my ($text, $name) = @_;
-    my $node = "127.0.0.1:$Ports[2]";
-    return $text =~ /^$name\{redis="\Q$node\E"\} (\d+)$/m ? $1 : 'missing';
+# TEST 13, 14: a location per (uri, stream).
+sub stream_locations {
+    my %streams = @_;
+    return join '', map { <<"_EOC_" } sort keys %streams;
+    location = /$_ {
+        resend_confirmation;
+        resend_confirmation_stream $streams{$_};
+    }
+_EOC_
 }
 
 sub posts { [map { "POST /r\n" . qq({"email":"c$_\@example.com"}) } 1 .. shift] }
@@ -363,15 +363,7 @@ CROSSSLOT
 === TEST 13: a command redirected with little time left is answered at its own deadline, alone: neither later (when the commands queued before it on the new node time out) nor by failing that node's link
 --- http_config
     resend_confirmation_redis cluster 127.0.0.1:$TEST_NGINX_NODE_X timeout=2s;
---- config
-    location = /x {
-        resend_confirmation;
-        resend_confirmation_stream $TEST_NGINX_STREAM_X;
-    }
-    location = /y {
-        resend_confirmation;
-        resend_confirmation_stream $TEST_NGINX_STREAM_Y;
-    }
+--- config eval: main::stream_locations(x => $::StreamX, y => $::StreamY)
 --- init
 my ($x_elapsed, $x_status, $y_elapsed, $y_status) = main::late_redirect();
 Test::More::is($x_status, 503, 'X: no reply in its time: 503');
@@ -394,18 +386,8 @@ Test::More::cmp_ok($y_elapsed, '>=', 1.9, 'Y kept its full 2 s: B\'s link did no
 === TEST 14: metrics: a cluster's series add up its master links (links up, commands in flight on two stalled masters)
 --- http_config
     resend_confirmation_redis cluster 127.0.0.1:$TEST_NGINX_NODE_Z timeout=3s;
---- config
-    location = /y {
-        resend_confirmation;
-        resend_confirmation_stream $TEST_NGINX_STREAM_Y;
-    }
-    location = /z {
-        resend_confirmation;
-        resend_confirmation_stream $TEST_NGINX_STREAM_Z;
-    }
-    location = /metrics {
-        resend_confirmation_metrics;
-    }
+--- config eval
+main::stream_locations(y => $::StreamY, z => $::StreamZ) . "    location = /metrics { resend_confirmation_metrics; }\n"
 --- init
 my $port = $ENV{TEST_NGINX_SERVER_PORT} || 1984;
 my ($b, $c) = @main::Ports[1, 2];

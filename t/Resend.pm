@@ -214,6 +214,17 @@ sub timed_result {
 our $Background;
 sub background_post { $Background = timed_post(@_) }
 
+# The module's metrics on the block's nginx (location /metrics), as
+# {"name{labels}" => value}.
+sub metrics {
+    my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                     PeerPort => $ENV{TEST_NGINX_SERVER_PORT} || 1984)
+        or die "cannot connect to nginx: $!\n";
+    print $sock "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    my $text = do { local $/; <$sock> } // '';
+    return { $text =~ /^([a-z_]+(?:\{[^}]*\})?) (\S+)$/mg };
+}
+
 sub read_reply {
     my $sock = shift;
     my $line = <$sock>;
