@@ -83,18 +83,24 @@ sub stream_ids {
 }
 
 # Waits (up to `seconds`) until the stream holds `n` entries and the spool
-# is empty; returns the stream's length.
+# is empty; returns how many requests the stream holds (distinct
+# request_ids). A replay is at least once: a command whose reply came too
+# late (a slow Redis on a loaded machine) is sent again, and Redis may have
+# run both; such duplicates carry the same request_id and are only counted
+# here (diag).
 sub wait_replayed {
     my ($n, $seconds) = @_;
     my $deadline = time + ($seconds // 10);
-    my $len = 0;
     while (time < $deadline) {
-        $len = redis_own('XLEN', 'resend_confirmation');
-        last if $len >= $n && !segments() && !glob("$Top/tmpfs/*.seg");
+        last if redis_own('XLEN', 'resend_confirmation') >= $n && !segments() && !glob("$Top/tmpfs/*.seg");
         sleep 0.05;
     }
     sleep 0.2;  # nothing more comes
-    return redis_own('XLEN', 'resend_confirmation');
+    my $entries = redis_own('XRANGE', 'resend_confirmation', '-', '+');
+    my %requests = map { my %f = @{ $_->[1] }; ($f{request_id} => 1) } @$entries;
+    my $duplicates = @$entries - keys %requests;
+    Test::More::diag("replayed: $duplicates duplicates (same request_id)") if $duplicates;
+    return scalar keys %requests;
 }
 
 # Every 200 of `answers` ([status, outcome, id, email]) is in the stream,
@@ -118,13 +124,11 @@ sub check_every_200_recorded {
 # the spool is replayed; duplicates only with the same request_id.
 sub check_load {
     my ($clients, $each, $sent) = @_;
-    my $len = wait_replayed($sent, 15);
+    wait_replayed($sent, 15);
     my $ids = stream_ids();
     my @missing = map { my $c = $_; grep { !$ids->{$_} } map { "load$c.$_\@example.com" } 1 .. $each }
                   1 .. $clients;
     Test::More::is(scalar @missing, 0, 'every record in the stream') or Test::More::diag("missing: @missing");
-    my $dupes = $len - keys %$ids;
-    Test::More::diag("$dupes duplicates (same request_id) of $sent") if $dupes;
     my $foreign = grep { my %s = map { $_ => 1 } @$_; keys(%s) > 1 } values %$ids;
     Test::More::is($foreign, 0, 'duplicates only with the same request_id');
 }
@@ -457,7 +461,8 @@ t::Resend::start_redis($main::Port, @main::Durable);
 Test::More::is(main::wait_replayed($spooled), $spooled, 'every 200 in the stream');
 main::check_every_200_recorded('full', @answers);
 my ($after) = main::post('after@example.com');
-Test::More::is("$after->[0] $after->[1]", '200 accepted', 'room again once replayed');
+# Recorded, or spooled if Redis was slow just then (a loaded machine): not 503.
+Test::More::like("$after->[0] $after->[1]", qr/\A200 (accepted|spooled)\z/, 'room again once replayed');
 --- request
 GET /metrics
 --- error_code: 200
@@ -488,10 +493,7 @@ SKIP: {
     Test::More::ok($spooled > 100, "spooled until the disk is full ($spooled)");
     Test::More::is($answers[-1][0], 503, '503 once full');
     t::Resend::start_redis($main::Port, @main::Durable);
-    my $deadline = time + 10;
-    sleep 0.1 while time < $deadline && main::redis_own('XLEN', 'resend_confirmation') < $spooled;
-    sleep 0.3;
-    Test::More::is(main::redis_own('XLEN', 'resend_confirmation'), $spooled, 'every 200 in the stream');
+    Test::More::is(main::wait_replayed($spooled), $spooled, 'every 200 in the stream');
     main::check_every_200_recorded('tmpfs', @answers);
 }
 --- request
