@@ -396,10 +396,6 @@ void ngx_http_resend_confirmation_recorded(ngx_http_request_t *r,
 void ngx_http_resend_confirmation_record_done(ngx_http_resend_confirmation_link_t *link, void *data,
                                               const resend::redis_reply *reply,
                                               ngx_http_resend_confirmation_fate_t fate) noexcept;
-// The command was sent again (another node, or after a new master): `entry`
-// is where it waits now.
-void ngx_http_resend_confirmation_record_resent(ngx_http_request_t *r,
-                                                ngx_http_resend_confirmation_pending_t *entry) noexcept;
 // Answers a request whose record failed (any fate but stored), per
 // resend_confirmation_redis_failure.
 ngx_int_t ngx_http_resend_confirmation_answer_unrecorded(ngx_http_request_t *r,
@@ -458,11 +454,17 @@ void ngx_http_resend_confirmation_link_destroy(ngx_http_resend_confirmation_link
 // Queues a command for `r`, which comes back through `done` (with r as its
 // data); null when the link is down (the caller answers). args[0], the
 // command's name, must be a literal: an error reply is logged with it.
+// `holder` (may be null) is where the caller keeps the entry, to detach it:
+// the link sets it, moves it with a redirect and clears it before `done`.
 ngx_http_resend_confirmation_pending_t *
 ngx_http_resend_confirmation_link_send(ngx_http_resend_confirmation_link_t *link,
                                        ngx_http_request_t *r,
                                        std::span<const std::string_view> args,
-                                       ngx_http_resend_confirmation_link_done_pt done) noexcept;
+                                       ngx_http_resend_confirmation_link_done_pt done,
+                                       ngx_http_resend_confirmation_pending_t **holder) noexcept;
+// `entry` is kept at `holder` (may be null) from now on.
+void ngx_http_resend_confirmation_link_hold(ngx_http_resend_confirmation_pending_t *entry,
+                                            ngx_http_resend_confirmation_pending_t **holder) noexcept;
 // The request went away: its reply, when it comes, is dropped.
 void ngx_http_resend_confirmation_link_detach(ngx_http_resend_confirmation_pending_t *entry) noexcept;
 // Queues a command (r's, or none's) on this very link, to be answered by
@@ -541,7 +543,8 @@ void ngx_http_resend_confirmation_cluster_redirect(ngx_http_resend_confirmation_
                                                    ngx_http_request_t *r, std::span<const std::string_view> args,
                                                    ngx_msec_t deadline, ngx_uint_t redirects,
                                                    const resend::redis_redirect &to,
-                                                   ngx_http_resend_confirmation_link_done_pt done) noexcept;
+                                                   ngx_http_resend_confirmation_link_done_pt done,
+                                                   ngx_http_resend_confirmation_pending_t **holder) noexcept;
 // Connected, past AUTH/SELECT, nothing failed since: replay may send.
 bool ngx_http_resend_confirmation_link_ready(ngx_http_resend_confirmation_link_t *link) noexcept;
 // A down link outside its hold-down starts connecting (for the replay).

@@ -146,9 +146,10 @@ bool ngx_http_resend_confirmation_record(ngx_http_request_t *r,
     std::span<const std::string_view> command{args, argc};
     ngx_http_resend_confirmation_link_done_pt done = ngx_http_resend_confirmation_record_done;
     if (!ngx_http_resend_confirmation_shared_limit_command(r, ctx, &command, &done)) return false;
-    ctx->pending = ngx_http_resend_confirmation_link_send(ngx_http_resend_confirmation_worker_link(lcf->redis), r,
-                                                          command, done);
-    if (ctx->pending == nullptr) return false;
+    if (ngx_http_resend_confirmation_link_send(ngx_http_resend_confirmation_worker_link(lcf->redis), r, command,
+                                               done, &ctx->pending) == nullptr) {
+        return false;
+    }
     ctx->redis_sent = ngx_current_msec;
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "resend_confirmation: record sent to redis %V", &lcf->redis->addr.name);
@@ -209,7 +210,6 @@ ngx_int_t ngx_http_resend_confirmation_answer_unrecorded(ngx_http_request_t *r,
 void ngx_http_resend_confirmation_recorded(ngx_http_request_t *r,
                                            ngx_http_resend_confirmation_fate_t fate) noexcept {
     auto *ctx = ngx_http_resend_confirmation_get_ctx(r);
-    ctx->pending = nullptr;
     ctx->redis_time = ngx_current_msec - ctx->redis_sent;
     ctx->redis_answered = 1;
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0, "resend_confirmation: record %s after %M ms",
@@ -236,9 +236,4 @@ void ngx_http_resend_confirmation_record_done(ngx_http_resend_confirmation_link_
                                               const resend::redis_reply *,
                                               ngx_http_resend_confirmation_fate_t fate) noexcept {
     ngx_http_resend_confirmation_recorded(static_cast<ngx_http_request_t *>(data), fate);
-}
-
-void ngx_http_resend_confirmation_record_resent(ngx_http_request_t *r,
-                                                ngx_http_resend_confirmation_pending_t *entry) noexcept {
-    ngx_http_resend_confirmation_get_ctx(r)->pending = entry;
 }

@@ -77,6 +77,10 @@ struct ngx_http_resend_confirmation_pending_s {
     ngx_uint_t redirects;   // MOVED/ASK followed so far
     ngx_http_resend_confirmation_link_done_pt done;  // its way back; null: nobody waits for it
     void *data;             // done's (a request's command: r)
+    // Where its sender keeps it (a request's ctx->pending; null: nowhere):
+    // pointed at the entry that carries the command on after a redirect,
+    // cleared when it is over or detached.
+    ngx_http_resend_confirmation_pending_t **holder;
     bool wait;              // WAIT after a batch (sentinel= with replicas)
     bool replay;            // the spool's record: treated as a request's
     resend::reply_kind held_kind;  // a stored reply held for WAIT: its kind and integer,
@@ -254,6 +258,7 @@ ngx_http_resend_confirmation_link_append(ngx_http_resend_confirmation_link_t *li
     entry->redirects = 0;
     entry->done = done;
     entry->data = data;
+    entry->holder = nullptr;
     entry->wait = false;
     entry->replay = false;
     if (r != nullptr) ++link->unwaited;
@@ -475,6 +480,10 @@ static void ngx_http_resend_confirmation_link_finish(ngx_http_resend_confirmatio
                                                      ngx_http_resend_confirmation_pending_t *entry,
                                                      const resend::redis_reply *reply,
                                                      ngx_http_resend_confirmation_fate_t fate) noexcept {
+    if (entry->holder != nullptr) {
+        *entry->holder = nullptr;
+        entry->holder = nullptr;
+    }
     if (entry->done != nullptr) entry->done(link, entry->data, reply, fate);
 }
 
@@ -710,8 +719,10 @@ static bool ngx_http_resend_confirmation_link_deliver(ngx_http_resend_confirmati
         (void) ngx_http_resend_confirmation_cluster_learn(link->cluster, link, to);
         ngx_http_resend_confirmation_link_finish(link, entry, &reply, ngx_http_resend_confirmation_fate_t::unsent);
     } else if (to.kind != resend::redis_redirect::kind_t::none) {
+        ngx_http_resend_confirmation_pending_t **holder = entry->holder;
+        entry->holder = nullptr;  // the command goes on in another entry, or is over
         ngx_http_resend_confirmation_cluster_redirect(link->cluster, link, entry->r, entry->args, entry->deadline,
-                                                      entry->redirects, to, entry->done);
+                                                      entry->redirects, to, entry->done, holder);
     } else if (!entry->handshake) {
         // A refusal Redis may not give later (LOADING, OOM, READONLY,
         // MASTERDOWN) is busy: the spool keeps the record.
@@ -1208,13 +1219,21 @@ ngx_http_resend_confirmation_pending_t *
 ngx_http_resend_confirmation_link_send(ngx_http_resend_confirmation_link_t *link,
                                        ngx_http_request_t *r,
                                        std::span<const std::string_view> args,
-                                       ngx_http_resend_confirmation_link_done_pt done) noexcept {
-    if (link->cluster != nullptr) {
-        return ngx_http_resend_confirmation_cluster_send(link->cluster, r, args,
-                                                         ngx_current_msec + link->conf->timeout, 0, done);
-    }
-    return ngx_http_resend_confirmation_link_queue(link, r, args, ngx_current_msec + link->conf->timeout,
-                                                   0, false, done, r);
+                                       ngx_http_resend_confirmation_link_done_pt done,
+                                       ngx_http_resend_confirmation_pending_t **holder) noexcept {
+    ngx_msec_t deadline = ngx_current_msec + link->conf->timeout;
+    ngx_http_resend_confirmation_pending_t *entry =
+        link->cluster != nullptr
+            ? ngx_http_resend_confirmation_cluster_send(link->cluster, r, args, deadline, 0, done)
+            : ngx_http_resend_confirmation_link_queue(link, r, args, deadline, 0, false, done, r);
+    if (entry != nullptr) ngx_http_resend_confirmation_link_hold(entry, holder);
+    return entry;
+}
+
+void ngx_http_resend_confirmation_link_hold(ngx_http_resend_confirmation_pending_t *entry,
+                                            ngx_http_resend_confirmation_pending_t **holder) noexcept {
+    entry->holder = holder;
+    if (holder != nullptr) *holder = entry;
 }
 
 ngx_http_resend_confirmation_pending_t *
@@ -1301,6 +1320,7 @@ ngx_cycle_t *ngx_http_resend_confirmation_link_cycle(ngx_http_resend_confirmatio
 void ngx_http_resend_confirmation_link_detach(ngx_http_resend_confirmation_pending_t *entry) noexcept {
     entry->r = nullptr;
     entry->done = nullptr;
+    entry->holder = nullptr;
 }
 
 bool ngx_http_resend_confirmation_link_ready(ngx_http_resend_confirmation_link_t *link) noexcept {
@@ -1318,7 +1338,8 @@ bool ngx_http_resend_confirmation_link_send_replay(ngx_http_resend_confirmation_
                                                    ngx_http_resend_confirmation_link_done_pt done,
                                                    void *data) noexcept {
     if (!ngx_http_resend_confirmation_link_ready(link)) return false;
-    ngx_http_resend_confirmation_pending_t *entry = ngx_http_resend_confirmation_link_send(link, nullptr, args, done);
+    ngx_http_resend_confirmation_pending_t *entry =
+        ngx_http_resend_confirmation_link_send(link, nullptr, args, done, nullptr);
     if (entry == nullptr) return false;
     entry->replay = true;
     entry->data = data;

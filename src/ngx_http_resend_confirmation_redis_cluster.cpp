@@ -187,7 +187,8 @@ void ngx_http_resend_confirmation_cluster_redirect(ngx_http_resend_confirmation_
                                                    ngx_http_request_t *r, std::span<const std::string_view> args,
                                                    ngx_msec_t deadline, ngx_uint_t redirects,
                                                    const resend::redis_redirect &to,
-                                                   ngx_http_resend_confirmation_link_done_pt done) noexcept {
+                                                   ngx_http_resend_confirmation_link_done_pt done,
+                                                   ngx_http_resend_confirmation_pending_t **holder) noexcept {
     bool moved = to.kind == resend::redis_redirect::kind_t::moved;
     ngx_int_t node = ngx_http_resend_confirmation_cluster_learn(cluster, from, to);
     ngx_http_resend_confirmation_pending_t *entry = nullptr;
@@ -204,9 +205,10 @@ void ngx_http_resend_confirmation_cluster_redirect(ngx_http_resend_confirmation_
                                                              deadline, redirects + 1, !moved, done);
     }
     if (entry == nullptr) {
+        if (holder != nullptr) *holder = nullptr;
         done(from, r, nullptr, ngx_http_resend_confirmation_fate_t::refused);
     } else {
-        ngx_http_resend_confirmation_record_resent(r, entry);
+        ngx_http_resend_confirmation_link_hold(entry, holder);
     }
 }
 

@@ -340,10 +340,11 @@ static void ngx_http_resend_confirmation_shared_limit_replied(ngx_http_resend_co
             call->command[0] = "EVAL";
             call->command[1] = resend::shared_limit_script();
             auto *lcf = ngx_http_resend_confirmation_loc_conf(r);
-            ctx->pending = ngx_http_resend_confirmation_link_send(
-                ngx_http_resend_confirmation_worker_link(lcf->redis), r, call->command,
-                ngx_http_resend_confirmation_shared_limit_replied);
-            if (ctx->pending != nullptr) return;
+            if (ngx_http_resend_confirmation_link_send(ngx_http_resend_confirmation_worker_link(lcf->redis), r,
+                                                       call->command, ngx_http_resend_confirmation_shared_limit_replied,
+                                                       &ctx->pending) != nullptr) {
+                return;
+            }
         }
         // NOSCRIPT ran nothing; the retry was not sent (or met NOSCRIPT too).
         ngx_http_resend_confirmation_recorded(r, ngx_http_resend_confirmation_fate_t::refused);

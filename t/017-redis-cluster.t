@@ -9,6 +9,7 @@ use t::Resend;
 use t::Cluster ();
 use File::Temp ();
 use POSIX ();
+use Time::HiRes ();
 
 our @Ports = map { $ENV{TEST_NGINX_REDIS_PORT} + $_ } 40 .. 42;
 our $Dir = File::Temp::tempdir(CLEANUP => 1);
@@ -119,6 +120,30 @@ sub late_redirect {
     kill 'CONT', $t::Cluster::Pids{$b};
     select undef, undef, undef, 0.3;  # B's link past its hold-down
     return (@x[0, 1], @y[0, 1]);
+}
+
+# TEST 15: X's slot moves from node A to node B behind nginx's back and B
+# stalls: X's command, redirected by A's MOVED, waits on B while its
+# client leaves (FIN); then B wakes and runs it.
+sub leave_during_redirect {
+    my ($a, $b) = @Ports[0, 1];
+    my $port = $ENV{TEST_NGINX_SERVER_PORT} || 1984;
+    t::Resend::post_once($port, '/x', '{"email":"warm@example.com"}') or die "warm-up of /x failed\n";
+    node($_, 'DEL', $StreamX) for $a, $b;
+    node($_, 'CLUSTER', 'SETSLOT', $SlotX, 'NODE', id_of($b)) for $b, $a, $Ports[2];
+    kill 'STOP', $t::Cluster::Pids{$b};
+    my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port) or die "connect: $!\n";
+    my $body = '{"email":"left@example.com"}';
+    print $sock "POST /x HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+              . "Content-Length: " . length($body) . "\r\n\r\n$body";
+    select undef, undef, undef, 0.3;  # MOVED from A, sent again to B: waits there
+    close $sock;
+    select undef, undef, undef, 0.3;
+    my $outcome = t::Resend::metrics()->{'resend_confirmation_requests_total{location="/x",outcome="client_closed"}'};
+    kill 'CONT', $t::Cluster::Pids{$b};
+    my $deadline = Time::HiRes::time() + 3;
+    select undef, undef, undef, 0.05 while Time::HiRes::time() < $deadline && node($b, 'EXISTS', $StreamX) == 0;
+    return ($outcome // 0, node($b, 'XLEN', $StreamX));
 }
 
 sub scrape { t::Resend::metrics() }
@@ -407,6 +432,27 @@ Test::More::is(main::gauge(main::scrape(), 'resend_confirmation_redis_commands_i
 --- request eval
 "POST /z\n" . '{"email":"after@example.com"}'
 --- error_code: 200
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 15: a client that leaves while its command, sent again by a redirect, waits on the new node: 499 at once; the command still runs there, its reply dropped (the request is gone)
+--- http_config
+    resend_confirmation_redis cluster 127.0.0.1:$TEST_NGINX_NODE_X timeout=3s;
+--- config eval
+main::stream_locations(x => $::StreamX) . "    location = /metrics { resend_confirmation_metrics; }\n"
+--- init
+my ($client_closed, $len) = main::leave_during_redirect();
+Test::More::is($client_closed, 1, 'the client that left: 499 client_closed while its command waited on B');
+Test::More::is($len, 1, 'its record ran on B once B woke');
+--- request eval
+"POST /x\n" . '{"email":"after@example.com"}'
+--- error_code: 200
+--- error_log eval
+[qr/\[info\] .*MOVED $main::SlotX 127\.0\.0\.1:$main::Ports[1]/,
+ qr/client prematurely closed connection while its record was sent to redis/]
 --- no_error_log
 [alert]
 [crit]
