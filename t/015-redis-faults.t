@@ -23,7 +23,7 @@ _EOC_
 sub endpoint {
     my ($uri, $redis, @more) = @_;
     return join "\n        ", "    location = $uri {", 'resend_confirmation;',
-        "resend_confirmation_redis $redis;", @more,
+        "resend_confirmation_redis $redis;", @more, $t::Resend::RequestTime,
         'add_header X-Outcome $resend_confirmation_outcome always;' . "\n    }\n";
 }
 
@@ -47,7 +47,8 @@ sub request_text {
 }
 
 # post_all($uri, @emails): one connection each, all sent at once; returns,
-# in order, [status, X-Outcome, seconds until the answer] for each.
+# in order, [status, X-Outcome, seconds until the answer (as nginx counts
+# them, X-Request-Time)] for each.
 sub post_all {
     my ($uri, @emails) = @_;
     my $started = time;
@@ -66,7 +67,8 @@ sub post_all {
             if ($n) { $text{$sock} .= $chunk; next }
             my ($status) = $text{$sock} =~ m{\AHTTP/1\.1 (\d+)};
             my ($outcome) = $text{$sock} =~ m{^X-Outcome: (\S+)}mi;
-            $result[$index{$sock}] = [$status // 0, $outcome // '', time - $started];
+            my ($took) = $text{$sock} =~ m{^X-Request-Time: ([\d.]+)}mi;
+            $result[$index{$sock}] = [$status // 0, $outcome // '', $took // time - $started];
             $select->remove($sock);
             close $sock;
         }
@@ -113,7 +115,7 @@ my ($accepted) = main::post_all("/accept", 'stalled3@example.com');
 Test::More::is("$accepted->[0] $accepted->[1]", "200 redis_timeout",
                "stalled, policy accept: 200, logged as redis_timeout");
 t::Resend::signal_redis("CONT", $main::Port);
-sleep 0.3;
+t::Resend::wait_for('the 3 records', 5, sub { t::Resend::redis({port => $main::Port}, 'XLEN', 'resend_confirmation') >= 3 });
 --- request eval
 "POST /r\n" . '{"email":"stalled1@example.com"}'
 --- error_code: 200
@@ -132,7 +134,7 @@ X-Outcome: silenced
 === TEST 2: one deadline: queued behind AUTH on a stalled Redis, no request waits past timeout; none of them is recorded
 --- http_config eval: $::HttpConfig
 --- config eval
-main::endpoint('/p', '127.0.0.1:$TEST_NGINX_PASS_REDIS_PORT password=secret connect_timeout=1s timeout=300ms',
+main::endpoint('/p', '127.0.0.1:$TEST_NGINX_PASS_REDIS_PORT password=secret connect_timeout=5s timeout=300ms',
                'resend_confirmation_limit zone=mail silent;')
 --- init
 t::Resend::start_redis($main::PassPort, '--requirepass', 'secret');
@@ -175,8 +177,12 @@ for my $i (1 .. 50) {
     syswrite $sock, main::request_text("/r", "gone$i\@example.com");
     if ($i % 2) { shutdown $sock, 1; push @kept, $sock } else { close $sock }
 }
-sleep 0.4;
-my @lines = main::outcome_lines();
+my @lines;
+for (1 .. 30) {  # at once, but nginx may be scheduled late (Redis stays stalled for 5 s)
+    @lines = main::outcome_lines();
+    last if @lines >= 50;
+    sleep 0.1;
+}
 Test::More::is(scalar(grep { $_ eq '499 client_closed' } @lines), 50,
                "50 clients gone: 499 client_closed while Redis is still stalled")
     or Test::More::diag(join "\n", @lines);
@@ -229,17 +235,25 @@ main::endpoint('/r', '127.0.0.1:$TEST_NGINX_OWN_REDIS_PORT timeout=5s')
 t::Resend::redis({port => $main::Port}, "FLUSHALL");
 t::Resend::redis({port => $main::Port}, "SET", "ballast", "x" x (4 << 20));
 t::Resend::redis({port => $main::Port}, "CONFIG", "SET", "maxmemory", "2mb");
+my $load_started = time;
 my ($ok, $sent) = t::Resend::load_posts(10, 20, "/r");
+my $load_seconds = time - $load_started;
 Test::More::is($ok, 0, "OOM: no request answered 200");
-sleep 1.3;  # the summary comes within a second
-my @lines = main::error_log_lines();
-my @full = grep { /resend_confirmation: redis 127\.0\.0\.1:\d+ refused XADD: OOM / } @lines;
-my @summaries = grep { /resend_confirmation: redis 127\.0\.0\.1:\d+ refused \d+ more commands in the last second, the last: OOM / } @lines;
+my (@full, @summaries, $more);
+for (1 .. 30) {  # the last summary comes within a second of the last refusal
+    my @lines = main::error_log_lines();
+    @full = grep { /resend_confirmation: redis 127\.0\.0\.1:\d+ refused XADD: OOM / } @lines;
+    @summaries = grep { /resend_confirmation: redis 127\.0\.0\.1:\d+ refused \d+ more commands in the last second, the last: OOM / } @lines;
+    $more = 0;
+    $more += $_ for map { /refused (\d+) more/ } @summaries;
+    last if @full + $more >= $sent;
+    sleep 0.1;
+}
 Test::More::is(scalar @full, 1, "OOM: the first error reply logged in full");
-Test::More::ok(@summaries >= 1 && @summaries <= 3, "OOM: 1-3 summary lines, not 200 lines")
+# One a second while refusals come (the load's seconds), and the last one.
+my $most = int($load_seconds) + 2;
+Test::More::ok(@summaries >= 1 && @summaries <= $most, "OOM: 1-$most summary lines, not $sent lines")
     or Test::More::diag(scalar(@summaries) . " summary lines");
-my $more = 0;
-$more += $_ for map { /refused (\d+) more/ } @summaries;
 Test::More::is(@full + $more, $sent, "OOM: every refusal logged or counted");
 t::Resend::redis({port => $main::Port}, "CONFIG", "SET", "maxmemory", "0");
 t::Resend::redis({port => $main::Port}, "DEL", "ballast");
@@ -266,7 +280,7 @@ for (1 .. 200) {
     if ($a->[0] == 200) { $first = time - $back; last }
     sleep 0.02;
 }
-Test::More::ok(defined $first && $first <= 0.4, "first 200 within 0.4 s of Redis being back")
+Test::More::ok(defined $first && $first <= 1, "first 200 within 1 s of Redis being back (~100 ms; not the 2 s backoff)")
     or Test::More::diag("first 200 after " . ($first // 'never'));
 Test::More::note(sprintf "first 200 %.3f s after Redis was back", $first // -1);
 print STDERR sprintf("# reconnect: first 200 %.3f s after Redis was back\n", $first // -1);

@@ -226,8 +226,10 @@ my $failover = $switched - $asked;
 my $window = @failed ? (sort { $a <=> $b } map { $_->[3] } @failed)[-1] - (sort { $a <=> $b } map { $_->[2] } @failed)[0] : 0;
 Test::More::diag(sprintf "failover (SENTINEL FAILOVER until the Sentinels name the new master): %.3f s; "
                  . "503s: %d, from the first sent to the last answered: %.3f s", $failover, scalar @failed, $window);
-Test::More::cmp_ok($window, '<=', $failover + 0.1 + 0.25, "503s last no longer than the failover plus one hold-down (and 250 ms of slack)");
-my @after = grep { $_->[2] > $switched + 0.5 } @$answers;
+# Slack for the clients' own clocks: they stamp sent and answered as a loaded
+# machine schedules them.
+Test::More::cmp_ok($window, '<=', $failover + 0.1 + 0.5, "503s last no longer than the failover plus one hold-down (and 500 ms of slack)");
+my @after = grep { $_->[2] > $switched + 1 } @$answers;
 Test::More::ok(@after && !grep({ $_->[1] ne '200' } @after), "all 200 once the new master is named")
     or Test::More::diag(scalar(@after) . " answers after the switch");
 $main::NewMaster = $new;
@@ -308,7 +310,7 @@ Test::More::diag("spooled during the failover (debug lines): $spooled") if $t::R
 === TEST 9: a request stored on the master is answered at its deadline while its WAIT is still out (the connection came up late: WAIT's own deadline is later)
 --- http_config
     resend_confirmation_redis sentinel=mymaster $TEST_NGINX_SENTINELS timeout=1s;
---- config eval: $::Endpoint
+--- config eval: $t::Resend::TimedEndpoint
 --- init
 my ($elapsed, $status) = main::slow_handshake_and_wait();
 Test::More::is($status, 503, 'stored, no replica confirmed it in time: 503');

@@ -45,6 +45,12 @@ our $Endpoint = <<'_EOC_';
     }
 _EOC_
 
+# How long nginx took over a request, in a header (timed_result() reads it):
+# for a location of a test that bounds the time, measured where the deadline
+# is kept, not by a client that a loaded machine may schedule late.
+our $RequestTime = 'add_header X-Request-Time $request_time always;';
+(our $TimedEndpoint = $Endpoint) =~ s/(\n    \})/\n        $RequestTime$1/;
+
 # resend_defaults(section => value, ...): each block gets these sections
 # unless it has its own. Every block also records into the test Redis
 # (http_config), starts with it empty (init), and checks that nginx logged no
@@ -179,7 +185,8 @@ END { kill 'KILL', $_ for values %Started }
 
 # timed_post($uri, $body): one JSON POST sent from a child process, so that
 # it can wait on nginx while the caller goes on; timed_result() waits for it
-# and returns (seconds it took, status, whole response).
+# and returns (seconds it took, status, whole response): the seconds nginx
+# says (X-Request-Time, $RequestTime) where the location adds them.
 sub timed_post {
     my ($uri, $body) = @_;
     # Not named by $$: test files run side by side in PID namespaces of
@@ -207,12 +214,26 @@ sub timed_result {
     open my $in, '<', $post->{file} or die "no answer from the timed request\n";
     my ($elapsed, $response) = do { local $/; split /\n/, <$in>, 2 };
     my ($status) = ($response // '') =~ m{\AHTTP/1\.1 (\d+)};
-    return ($elapsed, $status, $response);
+    my ($nginx) = ($response // '') =~ m{^X-Request-Time: ([\d.]+)}mi;
+    return ($nginx // $elapsed, $status, $response);
 }
 
 # The block's background request: "--- background_status" checks its answer.
 our $Background;
 sub background_post { $Background = timed_post(@_) }
+
+# The entries of a stream (the Redis on `port`, by default the stream
+# `resend_confirmation`), as [fields...] each, with each request once: a
+# replay is at least once (a reply that came too late makes the command go
+# again, and Redis may have run both), and a duplicate has its request's
+# request_id. Returns (entries as first stored, how many duplicates).
+sub stream_requests {
+    my ($port, $stream) = @_;
+    my $entries = redis({port => $port}, 'XRANGE', $stream // 'resend_confirmation', '-', '+');
+    my %seen;
+    my @once = grep { my %f = @$_; !$seen{$f{request_id}}++ } map { $_->[1] } @$entries;
+    return (\@once, @$entries - @once);
+}
 
 # The module's metrics on the block's nginx (location /metrics), as
 # {"name{labels}" => value}.
