@@ -169,6 +169,7 @@ static bool ngx_http_resend_confirmation_link_replicated(ngx_http_resend_confirm
                                                         ngx_atomic_uint_t connection) noexcept;
 static void ngx_http_resend_confirmation_link_unreplicated(ngx_http_resend_confirmation_link_t *link,
                                                           ngx_http_resend_confirmation_fate_t fate) noexcept;
+static void ngx_http_resend_confirmation_link_arm_overdue(ngx_http_resend_confirmation_link_t *link) noexcept;
 
 // --- output buffer --------------------------------------------------------------
 
@@ -365,6 +366,8 @@ static void ngx_http_resend_confirmation_link_requeue(ngx_http_resend_confirmati
         } else if (!ngx_http_resend_confirmation_link_encode(link, entry, entry->args)) {
             ngx_queue_insert_tail(&link->spare, q);
             ngx_http_resend_confirmation_link_finish(link, entry, nullptr, ngx_http_resend_confirmation_fate_t::unsent);
+        } else {
+            ++link->unwaited;  // confirmed by the next WAIT, as when it was first queued
         }
     }
 }
@@ -702,8 +705,11 @@ static bool ngx_http_resend_confirmation_link_deliver(ngx_http_resend_confirmati
     }
 
     // The overdue timer stays where it is (at or before every deadline in
-    // flight): when it fires with nothing overdue, it is set again.
-    if (ngx_queue_empty(&link->pending) && link->overdue.timer_set) ngx_del_timer(&link->overdue);
+    // flight): when it fires with nothing overdue, it is set again. With
+    // nothing in flight, it goes, unless requests wait for WAIT.
+    if (ngx_queue_empty(&link->pending) && ngx_queue_empty(&link->replicating) && link->overdue.timer_set) {
+        ngx_del_timer(&link->overdue);
+    }
     if (entry->wait) return ngx_http_resend_confirmation_link_replicated(link, reply, connection);
     if (ok && (entry->r != nullptr || entry->replay) && link->replicas > 0) {
         // Stored on the master: answered once WAIT says a replica has it.
@@ -711,6 +717,9 @@ static bool ngx_http_resend_confirmation_link_deliver(ngx_http_resend_confirmati
         entry->held_integer = reply.integer;
         ngx_queue_remove(q);
         ngx_queue_insert_tail(&link->replicating, q);
+        // Its WAIT is in flight behind it, and with it the overdue timer;
+        // should it not be, the request is still answered at its deadline.
+        if (!link->overdue.timer_set) ngx_http_resend_confirmation_link_arm_overdue(link);
         return true;
     }
     if (to.kind != resend::redis_redirect::kind_t::none && entry->replay) {

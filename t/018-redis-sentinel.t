@@ -164,6 +164,59 @@ sub slow_handshake_and_wait {
     return ($elapsed, $status);
 }
 
+# TEST 10: a Sentinel and a master of this file's own, in Perl: the
+# Sentinel always names that master; the master says it is one (ROLE, with
+# a replica), refuses XADD with READONLY on its first connection (as an old
+# master just demoted would) and takes it on the next, answering WAIT 1.
+our ($FakeSentinel, $FakeMaster) = map { $ENV{TEST_NGINX_REDIS_PORT} + $_ } 56, 57;
+$ENV{TEST_NGINX_FAKE_SENTINEL} = $FakeSentinel;
+
+sub bulk { '$' . length($_[0]) . "\r\n$_[0]\r\n" }
+
+# fake_redis($port, $answer): a server on `port` that answers each command
+# with $answer->(its connection's number, @args), one process per connection.
+sub fake_redis {
+    my ($port, $answer) = @_;
+    my $listen = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => $port, Listen => 16, ReuseAddr => 1)
+        or die "cannot listen on $port: $!\n";
+    my $pid = fork // die "fork: $!";
+    if ($pid) { close $listen; return $pid }
+    my $connections = 0;
+    while (my $client = $listen->accept) {
+        ++$connections;
+        next if fork // POSIX::_exit(1);
+        close $listen;
+        $client->autoflush(1);
+        while (defined(my $line = <$client>)) {
+            my ($count) = $line =~ /^\*(\d+)/ or last;
+            my @args;
+            for (1 .. $count) {
+                my ($size) = <$client> =~ /^\$(\d+)/;
+                read $client, my $arg, $size + 2;
+                push @args, substr($arg, 0, $size);
+            }
+            print $client $answer->($connections, @args);
+        }
+        POSIX::_exit(0);
+    }
+    POSIX::_exit(0);
+}
+
+sub fake_master_change {
+    return if $Pids{fake_master};
+    $Pids{fake_sentinel} = fake_redis($FakeSentinel, sub { "*2\r\n" . bulk('127.0.0.1') . bulk($FakeMaster) });
+    $Pids{fake_master} = fake_redis($FakeMaster, sub {
+        my ($connection, $command) = @_;
+        $command = uc $command;
+        return "*3\r\n" . bulk('master') . ":100\r\n*1\r\n*3\r\n" . bulk('127.0.0.1') . bulk('9') . bulk('100')
+            if $command eq 'ROLE';
+        return $connection == 1 ? "-READONLY You can't write against a read only replica.\r\n" : bulk("1-$connection")
+            if $command eq 'XADD';
+        return ":1\r\n" if $command eq 'WAIT';
+        return "+OK\r\n";
+    });
+}
+
 resend_defaults(more_headers => "Content-Type: application/json",
                 init => 'main::at(main::master_port(), "DEL", "resend_confirmation")');
 
@@ -319,6 +372,26 @@ Test::More::cmp_ok($elapsed, '<=', 1.15, 'answered at its deadline (1 s), not wh
 --- request eval
 "POST /r\n" . '{"email":"after-wait@example.com"}'
 --- error_code: 200
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 10: a request sent again after a master change (READONLY: the old master was demoted) is confirmed by WAIT on the new one as any other: answered within its timeout, not left waiting
+--- http_config
+    resend_confirmation_redis sentinel=mymaster 127.0.0.1:$TEST_NGINX_FAKE_SENTINEL timeout=1s;
+--- config eval: $::Endpoint
+--- init
+main::fake_master_change();
+--- request eval
+"POST /r\n" . '{"email":"kept@example.com"}'
+--- timeout: 4
+--- error_code: 200
+--- response_headers
+X-Outcome: accepted
+--- error_log eval
+qr/\[warn\] .*resend_confirmation: redis \S+ is no longer the master: READONLY/
 --- no_error_log
 [alert]
 [crit]
