@@ -630,9 +630,10 @@ void ngx_http_resend_confirmation_tls_handshake(ngx_connection_t *c,
 void ngx_http_resend_confirmation_tls_shutdown(ngx_connection_t *c) noexcept;
 // The first bytes a link read, or its end before any (n <= 0, also a failed
 // write): logs a hint when a plain link seems to talk to a TLS server, or a
-// TLS link without a client certificate to one that requires it.
+// TLS link without a client certificate to one that requires it (`name`:
+// the link's, a cluster node's or the master's address).
 void ngx_http_resend_confirmation_tls_hint(ngx_log_t *log, ngx_http_resend_confirmation_redis_conf_t *redis,
-                                           const u_char *data, ssize_t n) noexcept;
+                                           const ngx_str_t &name, const u_char *data, ssize_t n) noexcept;
 
 // ngx_http_resend_confirmation_module.cpp: this worker's parser and links.
 resend::body_parser *ngx_http_resend_confirmation_parser() noexcept;

@@ -578,7 +578,7 @@ static void ngx_http_resend_confirmation_link_write(ngx_event_t *wev) noexcept {
         if (writable == 0) break;
         ssize_t n = c->send(c, link->out + link->out_sent, writable);
         if (n == NGX_ERROR) {
-            if (link->received == 0) ngx_http_resend_confirmation_tls_hint(link->log, link->conf, nullptr, n);
+            if (link->received == 0) ngx_http_resend_confirmation_tls_hint(link->log, link->conf, link->name, nullptr, n);
             ngx_http_resend_confirmation_link_fail(link, "write failed");
             return;
         }
@@ -730,6 +730,7 @@ static bool ngx_http_resend_confirmation_link_deliver(ngx_http_resend_confirmati
     } else if (to.kind != resend::redis_redirect::kind_t::none) {
         ngx_http_resend_confirmation_pending_t **holder = entry->holder;
         entry->holder = nullptr;  // the command goes on in another entry, or is over
+        if (holder != nullptr) *holder = nullptr;  // (this one is spare now)
         ngx_http_resend_confirmation_cluster_redirect(link->cluster, link, entry->r, entry->args, entry->deadline,
                                                       entry->redirects, to, entry->done, holder);
     } else if (!entry->handshake) {
@@ -840,7 +841,7 @@ static void ngx_http_resend_confirmation_link_read(ngx_event_t *rev) noexcept {
         ssize_t n = c->recv(c, buffer, sizeof(buffer));
         if (n == NGX_AGAIN) break;
         if (link->received == 0 && !ngx_queue_empty(&link->pending)) {
-            ngx_http_resend_confirmation_tls_hint(link->log, link->conf, buffer, n);
+            ngx_http_resend_confirmation_tls_hint(link->log, link->conf, link->name, buffer, n);
         }
         if (n > 0) link->received += n;
         if (n == 0 || n == NGX_ERROR) {

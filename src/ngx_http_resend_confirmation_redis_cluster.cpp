@@ -192,10 +192,15 @@ void ngx_http_resend_confirmation_cluster_redirect(ngx_http_resend_confirmation_
     bool moved = to.kind == resend::redis_redirect::kind_t::moved;
     ngx_int_t node = ngx_http_resend_confirmation_cluster_learn(cluster, from, to);
     ngx_http_resend_confirmation_pending_t *entry = nullptr;
+    // MOVED and ASK mean the command did not run: not followed, it is
+    // unsent (the spool keeps it), unless the cluster sends it round and
+    // round, which it would do again.
+    ngx_http_resend_confirmation_fate_t fate = ngx_http_resend_confirmation_fate_t::unsent;
     if (redirects >= max_redirects) {
         ngx_log_error(NGX_LOG_ERR, cluster->cycle->log, 0,
                       "resend_confirmation: redis %V: redirected %ui times, not followed further",
                       &cluster->conf->addr.name, redirects);
+        fate = ngx_http_resend_confirmation_fate_t::refused;
     } else if (static_cast<ngx_msec_int_t>(deadline - ngx_current_msec) <= 0) {
         ngx_log_error(NGX_LOG_ERR, cluster->cycle->log, 0,
                       "resend_confirmation: redis %V: redirected past the request's timeout",
@@ -206,7 +211,7 @@ void ngx_http_resend_confirmation_cluster_redirect(ngx_http_resend_confirmation_
     }
     if (entry == nullptr) {
         if (holder != nullptr) *holder = nullptr;
-        done(from, r, nullptr, ngx_http_resend_confirmation_fate_t::refused);
+        done(from, r, nullptr, fate);
     } else {
         ngx_http_resend_confirmation_link_hold(entry, holder);
     }

@@ -323,7 +323,9 @@ void ngx_http_resend_confirmation_tls_shutdown(ngx_connection_t *c) noexcept {
 }
 
 void ngx_http_resend_confirmation_tls_hint(ngx_log_t *log, ngx_http_resend_confirmation_redis_conf_t *redis,
-                                           const u_char *data, ssize_t n) noexcept {
+                                           const ngx_str_t &name, const u_char *data, ssize_t n) noexcept {
+    // Nothing listens there: not a matter of TLS.
+    if (n == NGX_ERROR && ngx_socket_errno == NGX_ECONNREFUSED) return;
     const char *what, *hint;
     if (redis->tls != nullptr) {
         // TLS 1.3: a server that wants a client certificate says so after
@@ -340,5 +342,5 @@ void ngx_http_resend_confirmation_tls_hint(ngx_log_t *log, ngx_http_resend_confi
         hint = "if it expects TLS, add \"tls\"";
     }
     ngx_log_error(NGX_LOG_WARN, log, 0, "resend_confirmation: redis %V %s: %s to \"resend_confirmation_redis\"",
-                  &redis->addr.name, what, hint);
+                  &name, what, hint);
 }

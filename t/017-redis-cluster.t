@@ -155,6 +155,24 @@ sub leave_during_redirect {
     return ($outcome // 0, node($b, 'XLEN', $StreamX));
 }
 
+# TEST 16: X's slot moves to node C behind nginx's back (which still
+# sends X to the owner the warm-up's map names), and C announces an address
+# that cannot be reached (t/run's network namespace has no route to
+# 192.0.2.1: connecting fails at once): the owner's MOVED names it.
+sub unreachable_owner {
+    my $c = $Ports[2];
+    my $port = $ENV{TEST_NGINX_SERVER_PORT} || 1984;
+    t::Resend::post_once($port, '/x', '{"email":"warm@example.com"}') or die "warm-up of /x failed\n";
+    node($_, 'DEL', $StreamX) for @Ports;
+    node($_, 'CLUSTER', 'SETSLOT', $SlotX, 'NODE', id_of($c)) for @Ports;
+    node($c, 'CONFIG', 'SET', 'cluster-announce-ip', '192.0.2.1');
+    my $id = id_of($c);
+    for my $other (grep { $_ != $c } @Ports) {
+        t::Resend::wait_for("$other to learn C's address", 10,
+                            sub { node($other, 'CLUSTER', 'NODES') =~ /^$id 192\.0\.2\.1:/m });
+    }
+}
+
 sub scrape { t::Resend::metrics() }
 
 # TEST 14: a gauge of the cluster, named after its first node, in a scrape.
@@ -468,6 +486,28 @@ Test::More::is($len, 1, 'its record ran on B once B woke');
 --- error_log eval
 [qr/\[info\] .*MOVED $main::SlotX 127\.0\.0\.1:$main::Ports[1]/,
  qr/client prematurely closed connection while its record was sent to redis/]
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 16: a redirect to a node that cannot be reached: the command never ran; under `spool` the record is kept (200 spooled), not refused (the last test: a node stays unreachable)
+--- http_config
+    resend_confirmation_redis cluster 127.0.0.1:$TEST_NGINX_NODE_X timeout=1s;
+    resend_confirmation_spool $TEST_NGINX_SPOOL;
+--- config eval
+main::stream_locations(x => $::StreamX) =~ s/(resend_confirmation;)/$1\n        resend_confirmation_redis_failure spool;\n        add_header X-Outcome \$resend_confirmation_outcome always;/r
+--- init
+main::unreachable_owner();
+--- request eval
+"POST /x\n" . '{"email":"unreachable@example.com"}'
+--- error_code: 200
+--- response_headers
+X-Outcome: spooled
+--- error_log eval
+[qr/\[info\] .*MOVED $main::SlotX 192\.0\.2\.1:$main::Ports[2]/,
+ qr/connect\(\) to 192\.0\.2\.1:$main::Ports[2] failed/]
 --- no_error_log
 [alert]
 [crit]

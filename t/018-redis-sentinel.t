@@ -168,6 +168,8 @@ sub slow_handshake_and_wait {
 # Sentinel always names that master; the master says it is one (ROLE, with
 # a replica), refuses XADD with READONLY on its first connection (as an old
 # master just demoted would) and takes it on the next, answering WAIT 1.
+# (A real Redis closes its clients when it is demoted: the READONLY of a
+# command that crossed the demotion cannot be had from it on demand.)
 our ($FakeSentinel, $FakeMaster) = map { $ENV{TEST_NGINX_REDIS_PORT} + $_ } 56, 57;
 $ENV{TEST_NGINX_FAKE_SENTINEL} = $FakeSentinel;
 
