@@ -354,7 +354,8 @@ static void ngx_http_resend_confirmation_shared_limit_replied(ngx_http_resend_co
             ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                           "resend_confirmation: unexpected answer from the shared-limit script");
         }
-        // An error reply ran nothing that stays (the script XADDs last);
+        // An error reply ran nothing that stays (the script writes the
+        // stream before the buckets, and nothing after an error);
         // any other answer came from a script that ran: it may have recorded.
         // A refusal Redis may not give later (OOM, LOADING...) is busy:
         // the spool keeps that record.

@@ -750,3 +750,32 @@ GET /metrics
 --- error_code: 200
 --- error_log eval
 qr/\[warn\] .*resend_confirmation: spool "\d+-\d+-\d+\.seg": a (corrupt|torn) record at offset \d+, truncated there \(\d+ bytes dropped\)/
+
+
+
+=== TEST 23: a replay Redis refuses (the stream's key holds a string: WRONGTYPE) takes nothing from the fleet limits: once the key is fixed, every record is recorded, none silenced by its own earlier attempt
+--- http_config eval: $::SharedSpool
+--- config eval: main::endpoint('resend_confirmation_shared_limit $resend_confirmation_email rate=1r/h burst=0;')
+--- init
+t::Resend::start_redis($main::Port, @main::Durable);
+main::redis_own('FLUSHALL');
+main::redis_own('SET', 'resend_confirmation', 'not a stream');
+t::Resend::signal_redis('KILL', $main::Port);
+my @answers = map { [@{ main::post("wrongtype$_\@example.com") }, "wrongtype$_\@example.com"] } 1 .. 5;
+Test::More::is(scalar(grep { "$_->[0] $_->[1]" eq '200 spooled' } @answers), 5, 'every answer 200 spooled');
+t::Resend::start_redis($main::Port, @main::Durable);
+my $log = main::server_root() . '/logs/error.log';
+t::Resend::wait_for('a replay refused with WRONGTYPE', 10, sub {
+    open my $in, '<', $log or return 0;
+    return grep { /refused EVALSHA: WRONGTYPE|refused EVAL: WRONGTYPE/ } <$in>;
+});
+sleep 1.2;  # and refused again
+main::redis_own('DEL', 'resend_confirmation');
+Test::More::is(main::wait_replayed(5), 5, 'the 5 records in the stream');
+main::check_every_200_recorded('wrongtype', @answers);
+--- request
+GET /metrics
+--- error_code: 200
+--- no_error_log
+[alert]
+[emerg]

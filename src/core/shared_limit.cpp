@@ -18,7 +18,11 @@ namespace {
 // stream trimmed to one node (MAXLEN ~ 1: whole nodes dropped, cheaper
 // than exact trimming). The answer then takes about as long either way,
 // so its timing does not tell a silenced address from a fresh one.
-constexpr std::string_view script_text = R"lua(-- resend_confirmation shared limit 2
+// Recording adds to the stream first: Redis keeps what a script wrote
+// before an error, and an XADD that fails (WRONGTYPE) must leave the
+// buckets as they were, or the record, sent again, would find its own
+// token taken and be silenced: lost.
+constexpr std::string_view script_text = R"lua(-- resend_confirmation shared limit 3
 local n = #KEYS - 2
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -57,6 +61,7 @@ if over > 0 and ARGV[2] ~= '1' then
   redis.call('XADD', KEYS[n + 2], 'MAXLEN', '~', '1', '*', 'limit', over)
   return over
 end
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(ARGV, 3 * n + 3))
 for i = 1, n do
   if after[i] then
     local per = tonumber(ARGV[3 * i])
@@ -64,7 +69,6 @@ for i = 1, n do
     redis.call('SET', KEYS[i + 1], string.format('%d:%d', after[i], now), 'PX', drained_at)
   end
 end
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(ARGV, 3 * n + 3))
 if over > 0 then return -over end
 return id
 )lua";
