@@ -37,6 +37,7 @@
 #include <sys/file.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 
@@ -119,6 +120,12 @@ struct worker_state {
     ngx_queue_t waiters;      // fsync=always
     bool syncing;             // an fsync task is out
     ngx_msec_t full_logged;   // when "full" was last logged
+
+    // Replayed segments that could not be deleted: left alone for a while.
+    struct {
+        char name[name_max];
+        ngx_msec_t at;
+    } stuck[8];
 
     // The segment being replayed.
     int rfd;
@@ -449,17 +456,50 @@ void write_progress() noexcept {
     W.acks_unwritten = 0;
 }
 
-// The segment is done (every record acknowledged): deleted.
-void finish_segment() noexcept {
+// A segment that could not be deleted is looked at again after this long
+// (its records are all acknowledged: adopting it again only tries again).
+constexpr ngx_msec_t stuck_interval = 60000;
+
+bool is_stuck(const char *name) noexcept {
+    for (const auto &stuck : W.stuck) {
+        if (std::strcmp(name, stuck.name) == 0 && ngx_current_msec - stuck.at < stuck_interval) return true;
+    }
+    return false;
+}
+
+void note_stuck(const char *name) noexcept {
+    auto *oldest = &W.stuck[0];
+    for (auto &stuck : W.stuck) {
+        if (stuck.name[0] == '\0' || ngx_current_msec - stuck.at >= stuck_interval) {
+            oldest = &stuck;
+            break;
+        }
+        if (static_cast<ngx_msec_int_t>(stuck.at - oldest->at) < 0) oldest = &stuck;
+    }
+    std::memcpy(oldest->name, name, name_max);
+    oldest->at = ngx_current_msec;
+}
+
+// The segment is done (every record acknowledged): deleted. False when the
+// file stays (the directory refuses): left alone for a minute, counted in
+// the spool's bytes while it is there, logged once each time.
+bool finish_segment() noexcept {
     char path[NGX_MAX_PATH];
     path_of(path, sizeof(path), W.rname);
-    if (unlink(path) == -1 && ngx_errno != NGX_ENOENT) {
-        ngx_log_error(NGX_LOG_ALERT, W.log, ngx_errno, "resend_confirmation: spool unlink(\"%s\") failed", path);
+    bool deleted = unlink(path) == 0 || ngx_errno == NGX_ENOENT;
+    if (!deleted) {
+        ngx_log_error(NGX_LOG_ALERT, W.log, ngx_errno,
+                      "resend_confirmation: spool unlink(\"%s\") failed: its records are all in Redis; "
+                      "tried again in a minute",
+                      path);
+        note_stuck(W.rname);
     }
     close(W.rfd);
     W.rfd = -1;
+    if (!deleted) return false;
     shared_sub(&W.sh->bytes, static_cast<ngx_atomic_uint_t>(W.end));
     ngx_log_error(NGX_LOG_INFO, W.log, 0, "resend_confirmation: spool \"%s\" replayed and deleted", W.rname);
+    return true;
 }
 
 // Ends the segment at `at`, where a record does not read back whole.
@@ -476,13 +516,17 @@ void truncate_tail(off_t at, const char *why) noexcept {
 }
 
 // Takes a segment that no process holds, the oldest first; false when there
-// is none. *others: the segments found, but this worker's own.
+// is none. *others: the segments found, but this worker's own (unknown:
+// the directory could not be read).
+constexpr size_t others_unknown = SIZE_MAX;
+
 bool adopt(size_t *others) noexcept {
     *others = 0;
     DIR *dir = opendir(reinterpret_cast<const char *>(W.conf->path.data));
     if (dir == nullptr) {
         ngx_log_error(NGX_LOG_ALERT, W.log, ngx_errno, "resend_confirmation: spool opendir(\"%V\") failed",
                       &W.conf->path);
+        *others = others_unknown;  // not "none": the gauges stay as they are
         return false;
     }
     static char names[max_scanned][name_max];
@@ -492,6 +536,7 @@ bool adopt(size_t *others) noexcept {
         if (n == max_scanned) break;
         if (!is_segment_name(entry->d_name)) continue;
         if (W.fd != -1 && std::strcmp(entry->d_name, W.name) == 0) continue;  // ours, being written
+        if (is_stuck(entry->d_name)) continue;
         std::memcpy(names[n], entry->d_name, std::strlen(entry->d_name) + 1);
         order[n] = names[n];
         ++n;
@@ -542,8 +587,10 @@ bool adopt(size_t *others) noexcept {
 }
 
 // The record at W.read_at: `record`, or why there is none (`incomplete`:
-// the segment ends; `corrupt`: it cannot be read back).
-resend::spool::scan next_record(size_t *size, std::string_view *items, size_t *count) noexcept {
+// the segment ends; `corrupt`: it cannot be read back). *failed: it could
+// not be read now (a read error, no memory): nothing is known of the rest.
+resend::spool::scan next_record(size_t *size, std::string_view *items, size_t *count, bool *failed) noexcept {
+    *failed = false;
     for (int attempt = 0;; ++attempt) {
         size_t offset = static_cast<size_t>(W.read_at - W.rbuf_at);
         if (W.rbuf_len > 0 && W.read_at >= W.rbuf_at && offset < W.rbuf_len) {
@@ -557,7 +604,10 @@ resend::spool::scan next_record(size_t *size, std::string_view *items, size_t *c
             // A record larger than the buffer: room for the largest.
             size_t capacity = resend::spool::record_overhead + resend::spool::max_payload;
             auto *bigger = static_cast<u_char *>(ngx_alloc(capacity, W.log));
-            if (bigger == nullptr) return resend::spool::scan::incomplete;
+            if (bigger == nullptr) {
+                *failed = true;
+                return resend::spool::scan::incomplete;
+            }
             ngx_free(W.rbuf);
             W.rbuf = bigger;
             W.rbuf_capacity = capacity;
@@ -565,8 +615,13 @@ resend::spool::scan next_record(size_t *size, std::string_view *items, size_t *c
         size_t want = static_cast<size_t>(std::min<off_t>(W.end - W.read_at, W.rbuf_capacity));
         ssize_t got = pread(W.rfd, W.rbuf, want, W.read_at);
         if (got <= 0) {
-            ngx_log_error(NGX_LOG_ALERT, W.log, got == -1 ? ngx_errno : 0,
-                          "resend_confirmation: spool pread(\"%s\") failed", W.rname);
+            // An error: tried again later. Nothing (the file ends before
+            // where it did): the tail is torn.
+            if (got == -1) {
+                ngx_log_error(NGX_LOG_ALERT, W.log, ngx_errno, "resend_confirmation: spool pread(\"%s\") failed",
+                              W.rname);
+                *failed = true;
+            }
             W.rbuf_len = 0;
             return resend::spool::scan::incomplete;
         }
@@ -614,7 +669,12 @@ void send_more() noexcept {
     while (W.in_flight < max_in_flight && !W.failed) {
         size_t size = 0, count = 0;
         resend::spool::kept_record record;
-        auto result = next_record(&size, items, &count);
+        bool unreadable = false;
+        auto result = next_record(&size, items, &count, &unreadable);
+        if (unreadable) {
+            schedule(retry_interval);  // the records stay where they are
+            return;
+        }
         if (result == resend::spool::scan::record &&
             !resend::spool::read_items({items, count}, W.version, &record)) {
             result = resend::spool::scan::corrupt;
@@ -659,8 +719,7 @@ void send_more() noexcept {
     }
     if (W.in_flight == 0 && !W.failed && W.read_at >= W.end) {
         write_progress();
-        finish_segment();
-        schedule(0);  // the next one
+        schedule(finish_segment() ? 0 : retry_interval);  // the next one
     }
 }
 
@@ -678,11 +737,10 @@ void settle_gauges(ngx_atomic_uint_t bytes, ngx_atomic_uint_t records) noexcept 
 void tick(ngx_event_t *) noexcept {
     if (ngx_exiting || ngx_terminate || ngx_quit) return;
     if (W.rfd == -1) {
+        // The directory is looked at whatever the gauges say: segments an
+        // nginx they did not count left there (a binary upgrade's old
+        // workers) are replayed all the same.
         ngx_atomic_uint_t bytes = W.sh->bytes, records = W.sh->records;
-        if (records == 0 && bytes == 0) {
-            schedule(idle_interval);
-            return;
-        }
         size_t others = 0;
         if (!adopt(&others)) {
             if (others == 0 && (W.fd == -1 || W.size <= static_cast<off_t>(resend::spool::header_size))) {

@@ -779,3 +779,36 @@ GET /metrics
 --- no_error_log
 [alert]
 [emerg]
+
+
+
+=== TEST 24: a replayed segment the workers cannot delete (its directory made read-only; root only): its records reach Redis, the failure is logged once per worker, and the workers keep serving (no loop on it)
+--- http_config eval: "resend_confirmation_spool $::Top/readonly;"
+--- config eval: main::endpoint()
+--- post_setup_server_root
+$Test::Nginx::Util::WorkerUser = 'nobody ' . getgrgid((getpwnam 'nobody')[3]) if $> == 0;
+chmod 0755, $main::Top;
+mkdir "$main::Top/readonly", 0755;
+--- init
+$Test::Nginx::Util::WorkerUser = undef;
+SKIP: {
+    Test::More::skip('not root: the workers run as this user', 4) unless $> == 0;
+    my @answers = main::spool_while_down(map { "stuck$_\@example.com" } 1 .. 10);
+    chmod 0555, "$main::Top/readonly";
+    t::Resend::start_redis($main::Port, @main::Durable);
+    t::Resend::wait_for('the records in Redis', 10, sub { main::redis_own('XLEN', 'resend_confirmation') >= 10 });
+    sleep 2;
+    main::check_every_200_recorded('stuck', @answers);
+    open my $log, '<', main::server_root() . '/logs/error.log' or die;
+    my $alerts = grep { /resend_confirmation: spool unlink\(.*\) failed/ } <$log>;
+    my $segments = () = glob "$main::Top/readonly/*.seg";
+    Test::More::ok($alerts >= 1 && $alerts <= 2 * $segments,
+                   "each segment that stays logged once per worker ($alerts lines, $segments segments)");
+    Test::More::ok(scalar keys %{ t::Resend::metrics() }, 'the workers answer');
+    chmod 0755, "$main::Top/readonly";
+}
+--- request
+GET /metrics
+--- error_code: 200
+--- no_error_log
+[emerg]
