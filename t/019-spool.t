@@ -245,6 +245,16 @@ sub damage_tails {
 
 our @Kept;  # answers of one block checked in a later one
 
+# In a block's post_setup_server_root (just before its config is written):
+# its workers run as nobody (when root; the block's init sets
+# $Test::Nginx::Util::WorkerUser back to undef), with the spool in $Top/$dir.
+sub workers_as_nobody {
+    my ($dir) = @_;
+    $Test::Nginx::Util::WorkerUser = 'nobody ' . getgrgid((getpwnam 'nobody')[3]) if $> == 0;
+    chmod 0755, $Top;
+    mkdir "$Top/$dir", 0755;
+}
+
 no_shuffle();
 run_tests();
 
@@ -707,10 +717,7 @@ GET /metrics
 --- http_config eval: "resend_confirmation_spool $::Top/owned;"
 --- config eval: main::endpoint()
 --- post_setup_server_root
-# Run just before this block's config is written: its workers run as nobody.
-$Test::Nginx::Util::WorkerUser = 'nobody ' . getgrgid((getpwnam 'nobody')[3]) if $> == 0;
-chmod 0755, $main::Top;
-mkdir "$main::Top/owned", 0755;
+main::workers_as_nobody('owned');
 --- init
 $Test::Nginx::Util::WorkerUser = undef;
 SKIP: {
@@ -786,9 +793,7 @@ GET /metrics
 --- http_config eval: "resend_confirmation_spool $::Top/readonly;"
 --- config eval: main::endpoint()
 --- post_setup_server_root
-$Test::Nginx::Util::WorkerUser = 'nobody ' . getgrgid((getpwnam 'nobody')[3]) if $> == 0;
-chmod 0755, $main::Top;
-mkdir "$main::Top/readonly", 0755;
+main::workers_as_nobody('readonly');
 --- init
 $Test::Nginx::Util::WorkerUser = undef;
 SKIP: {
