@@ -81,10 +81,12 @@ struct shared_state {
     ngx_atomic_t corrupt;   // tails truncated
 };
 
-// One fsync in the thread pool: of `fd`, closed afterwards when `close_fd`.
+// One fsync in the thread pool: of `fd`, closed afterwards when `close_fd`,
+// and of the directory (`dir`, null: not) when a segment was begun since.
 struct sync_job {
     int fd;
     bool close_fd;
+    const char *dir;
     bool failed;
     ngx_uint_t generation;  // appends up to this one are on disk when it is done
 };
@@ -116,9 +118,15 @@ struct worker_state {
     ngx_uint_t generation;    // appends so far
     ngx_uint_t synced;        // appends known to be on disk
     bool dirty;
+    bool dir_dirty;           // a segment was named since PATH was last synced
     ngx_event_t fsync_timer;  // fsync=TIME
     ngx_queue_t waiters;      // fsync=always
     bool syncing;             // an fsync task is out
+    bool sync_failed;         // the last fsync done on the event loop failed
+    // A segment sealed with unsynced appends while an fsync was out: synced
+    // (then closed) next, up to its last append.
+    int sealed_fd;
+    ngx_uint_t sealed_generation;
     ngx_msec_t full_logged;   // when "full" was last logged
 
     // Replayed segments that could not be deleted: left alone for a while.
@@ -188,27 +196,51 @@ void schedule(ngx_msec_t delay) noexcept {
 
 void sync_done(ngx_event_t *ev) noexcept;
 
-// Syncs `fd` off the event loop (in nginx's thread pool; on it where nginx
-// has no threads), then closes it when `close_fd`.
-void sync_start(int fd, bool close_fd) noexcept {
+// fdatasync() of `fd`, then of the directory `dir` (unless null): a
+// segment's name is on disk only once its directory is synced.
+bool sync_files(int fd, const char *dir, ngx_log_t *log) noexcept {
+    if (fdatasync(fd) == -1) {
+        ngx_log_error(NGX_LOG_ALERT, log, ngx_errno, "resend_confirmation: spool fdatasync() failed");
+        return false;
+    }
+    if (dir == nullptr) return true;
+    int dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dir_fd == -1 || fsync(dir_fd) == -1) {
+        ngx_log_error(NGX_LOG_ALERT, log, ngx_errno, "resend_confirmation: spool fsync(\"%s\") failed", dir);
+        if (dir_fd != -1) close(dir_fd);
+        return false;
+    }
+    close(dir_fd);
+    return true;
+}
+
+// Syncs `fd`, its appends up to `generation`, off the event loop (in
+// nginx's thread pool; on it where nginx has no threads), then closes it
+// when `close_fd`.
+void sync_start(int fd, bool close_fd, ngx_uint_t generation) noexcept {
     W.syncing = true;
+    const char *dir = W.dir_dirty ? reinterpret_cast<const char *>(W.conf->path.data) : nullptr;
+    W.dir_dirty = false;
 #if (NGX_THREADS)
     if (W.conf->thread_pool != nullptr && W.task != nullptr) {
         auto *job = static_cast<sync_job *>(W.task->ctx);
         job->fd = fd;
         job->close_fd = close_fd;
+        job->dir = dir;
         job->failed = false;
-        job->generation = W.generation;
+        job->generation = generation;
         if (ngx_thread_task_post(W.conf->thread_pool, W.task) == NGX_OK) return;
     }
 #endif
-    bool failed = fdatasync(fd) == -1;
-    if (failed) {
-        ngx_log_error(NGX_LOG_ALERT, W.log, ngx_errno, "resend_confirmation: spool fdatasync() failed");
-    }
+    bool failed = !sync_files(fd, dir, W.log);
     if (close_fd) close(fd);
     W.syncing = false;
-    if (!failed) W.synced = W.generation;
+    if (failed) {
+        W.dir_dirty = W.dir_dirty || dir != nullptr;
+    } else {
+        W.synced = generation;
+    }
+    W.sync_failed = failed;
     ngx_event_t done;  // finish as a task would
     ngx_memzero(&done, sizeof(done));
     done.data = nullptr;
@@ -218,10 +250,7 @@ void sync_start(int fd, bool close_fd) noexcept {
 #if (NGX_THREADS)
 void sync_in_thread(void *data, ngx_log_t *log) noexcept {
     auto *job = static_cast<sync_job *>(data);
-    if (fdatasync(job->fd) == -1) {
-        job->failed = true;
-        ngx_log_error(NGX_LOG_ALERT, log, ngx_errno, "resend_confirmation: spool fdatasync() failed");
-    }
+    job->failed = !sync_files(job->fd, job->dir, log);
     if (job->close_fd) close(job->fd);
 }
 #endif
@@ -247,27 +276,39 @@ void wake_waiters(bool failed) noexcept {
 }
 
 void sync_done(ngx_event_t *ev) noexcept {
-    bool failed = false;
+    bool failed = W.sync_failed;  // done on the event loop
 #if (NGX_THREADS)
     if (ev->data != nullptr) {
         auto *job = static_cast<sync_job *>(static_cast<ngx_thread_task_t *>(ev->data)->ctx);
         W.syncing = false;
         failed = job->failed;
-        if (!failed) W.synced = job->generation;
+        if (failed) {
+            W.dir_dirty = W.dir_dirty || job->dir != nullptr;
+        } else {
+            W.synced = job->generation;
+        }
     }
 #else
     (void) ev;
 #endif
+    W.sync_failed = false;
     wake_waiters(failed);
-    // Appends that came while it ran wait for the next one.
-    if (!ngx_queue_empty(&W.waiters) && !W.syncing && W.fd != -1) {
+    if (W.syncing) return;
+    // A segment sealed meanwhile first, then appends that came while it ran.
+    if (W.sealed_fd != -1) {
+        int fd = W.sealed_fd;
+        W.sealed_fd = -1;
+        sync_start(fd, true, W.sealed_generation);
+        return;
+    }
+    if (!ngx_queue_empty(&W.waiters) && W.fd != -1) {
         int fd = dup(W.fd);
         if (fd == -1) {
             wake_waiters(true);
             return;
         }
         W.dirty = false;
-        sync_start(fd, true);
+        sync_start(fd, true, W.generation);
     }
 }
 
@@ -276,7 +317,7 @@ void fsync_tick(ngx_event_t *) noexcept {
         int fd = dup(W.fd);
         if (fd != -1) {
             W.dirty = false;
-            sync_start(fd, true);
+            sync_start(fd, true, W.generation);
         }
     }
     if (W.fd != -1) ngx_add_timer(&W.fsync_timer, W.conf->fsync_interval);
@@ -291,13 +332,29 @@ void seal() noexcept {
     int fd = W.fd;
     W.fd = -1;
     if (W.fsync_timer.timer_set) ngx_del_timer(&W.fsync_timer);
-    if (W.conf->fsync != fsync_mode::off && W.dirty && !W.syncing) {
+    if (W.conf->fsync != fsync_mode::off && W.dirty) {
         W.dirty = false;
-        sync_start(fd, true);
+        if (!W.syncing) {
+            sync_start(fd, true, W.generation);
+            return;
+        }
+        if (W.sealed_fd == -1) {
+            // Its turn comes when the sync out ends (fsync=always: requests
+            // wait for it, and must not be woken by another segment's).
+            W.sealed_fd = fd;
+            W.sealed_generation = W.generation;
+            return;
+        }
+        // Sealed twice within one fsync (a torn write right after a full
+        // segment): the earlier one is synced here, on the event loop; if
+        // that fails, every waiting request is told so (503).
+        if (!sync_files(W.sealed_fd, nullptr, W.log)) wake_waiters(true);
+        close(W.sealed_fd);
+        W.sealed_fd = fd;
+        W.sealed_generation = W.generation;
         return;
     }
-    // fsync=off, or a sync is out: at worst this segment's last appends wait
-    // for the kernel's own writeback.
+    // fsync=off: the kernel writes it back in its own time.
     close(fd);
 }
 
@@ -340,6 +397,7 @@ bool open_segment() noexcept {
     }
     W.fd = fd;
     W.size = sizeof(header);
+    W.dir_dirty = true;
     std::memcpy(W.name, name, sizeof(name));
     (void) ngx_atomic_fetch_add(&W.sh->bytes, sizeof(header));
     if (W.conf->fsync == fsync_mode::every) ngx_add_timer(&W.fsync_timer, W.conf->fsync_interval);
@@ -435,7 +493,7 @@ ngx_int_t ngx_http_resend_confirmation_spool_append(ngx_http_request_t *r,
             return NGX_DECLINED;
         }
         W.dirty = false;
-        sync_start(fd, true);
+        sync_start(fd, true, W.generation);
     }
     return NGX_AGAIN;
 }
@@ -835,7 +893,7 @@ void replayed(ngx_http_resend_confirmation_link_t *, void *data, const resend::r
 
 ngx_int_t ngx_http_resend_confirmation_spool_worker_start(ngx_cycle_t *cycle) noexcept {
     ngx_memzero(&W, sizeof(W));
-    W.fd = W.rfd = -1;
+    W.fd = W.rfd = W.sealed_fd = -1;
     auto *mcf = static_cast<ngx_http_resend_confirmation_main_conf_t *>(
         ngx_http_cycle_get_module_main_conf(cycle, ngx_http_resend_confirmation_module));
     if (mcf == nullptr || mcf->spool == nullptr) return NGX_OK;
@@ -877,6 +935,11 @@ void ngx_http_resend_confirmation_spool_worker_exit() noexcept {
         write_progress();
         close(W.rfd);
         W.rfd = -1;
+    }
+    if (W.sealed_fd != -1) {
+        (void) fdatasync(W.sealed_fd);  // exit only
+        close(W.sealed_fd);
+        W.sealed_fd = -1;
     }
     if (W.fd != -1) {
         // The last appends reach the disk before the lock goes (exit only).
