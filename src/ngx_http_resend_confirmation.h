@@ -456,12 +456,14 @@ void ngx_http_resend_confirmation_link_destroy(ngx_http_resend_confirmation_link
 // command's name, must be a literal: an error reply is logged with it.
 // `holder` (may be null) is where the caller keeps the entry, to detach it:
 // the link sets it, moves it with a redirect and clears it before `done`.
+// The reply is due `timeout` after `since` (when the request began to wait
+// for Redis: a command sent again keeps the first one's deadline).
 ngx_http_resend_confirmation_pending_t *
 ngx_http_resend_confirmation_link_send(ngx_http_resend_confirmation_link_t *link,
                                        ngx_http_request_t *r,
                                        std::span<const std::string_view> args,
                                        ngx_http_resend_confirmation_link_done_pt done,
-                                       ngx_http_resend_confirmation_pending_t **holder) noexcept;
+                                       ngx_http_resend_confirmation_pending_t **holder, ngx_msec_t since) noexcept;
 // `entry` is kept at `holder` (may be null) from now on.
 void ngx_http_resend_confirmation_link_hold(ngx_http_resend_confirmation_pending_t *entry,
                                             ngx_http_resend_confirmation_pending_t **holder) noexcept;

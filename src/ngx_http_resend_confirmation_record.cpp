@@ -146,11 +146,11 @@ bool ngx_http_resend_confirmation_record(ngx_http_request_t *r,
     std::span<const std::string_view> command{args, argc};
     ngx_http_resend_confirmation_link_done_pt done = ngx_http_resend_confirmation_record_done;
     if (!ngx_http_resend_confirmation_shared_limit_command(r, ctx, &command, &done)) return false;
+    ctx->redis_sent = ngx_current_msec;
     if (ngx_http_resend_confirmation_link_send(ngx_http_resend_confirmation_worker_link(lcf->redis), r, command,
-                                               done, &ctx->pending) == nullptr) {
+                                               done, &ctx->pending, ctx->redis_sent) == nullptr) {
         return false;
     }
-    ctx->redis_sent = ngx_current_msec;
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "resend_confirmation: record sent to redis %V", &lcf->redis->addr.name);
 

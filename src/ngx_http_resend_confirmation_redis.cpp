@@ -1230,8 +1230,8 @@ ngx_http_resend_confirmation_link_send(ngx_http_resend_confirmation_link_t *link
                                        ngx_http_request_t *r,
                                        std::span<const std::string_view> args,
                                        ngx_http_resend_confirmation_link_done_pt done,
-                                       ngx_http_resend_confirmation_pending_t **holder) noexcept {
-    ngx_msec_t deadline = ngx_current_msec + link->conf->timeout;
+                                       ngx_http_resend_confirmation_pending_t **holder, ngx_msec_t since) noexcept {
+    ngx_msec_t deadline = since + link->conf->timeout;
     ngx_http_resend_confirmation_pending_t *entry =
         link->cluster != nullptr
             ? ngx_http_resend_confirmation_cluster_send(link->cluster, r, args, deadline, 0, done)
@@ -1349,7 +1349,7 @@ bool ngx_http_resend_confirmation_link_send_replay(ngx_http_resend_confirmation_
                                                    void *data) noexcept {
     if (!ngx_http_resend_confirmation_link_ready(link)) return false;
     ngx_http_resend_confirmation_pending_t *entry =
-        ngx_http_resend_confirmation_link_send(link, nullptr, args, done, nullptr);
+        ngx_http_resend_confirmation_link_send(link, nullptr, args, done, nullptr, ngx_current_msec);
     if (entry == nullptr) return false;
     entry->replay = true;
     entry->data = data;

@@ -335,18 +335,24 @@ static void ngx_http_resend_confirmation_shared_limit_replied(ngx_http_resend_co
         // This Redis does not have the script (restarted, SCRIPT FLUSH, a
         // failover): once more with the script itself, which EVAL also
         // caches for the EVALSHAs that follow.
+        // It runs within the request's one timeout, counted from the first.
         if (!call->retried) {
             call->retried = true;
             call->command[0] = "EVAL";
             call->command[1] = resend::shared_limit_script();
             auto *lcf = ngx_http_resend_confirmation_loc_conf(r);
-            if (ngx_http_resend_confirmation_link_send(ngx_http_resend_confirmation_worker_link(lcf->redis), r,
+            if (ngx_current_msec - ctx->redis_sent < lcf->redis->timeout &&
+                ngx_http_resend_confirmation_link_send(ngx_http_resend_confirmation_worker_link(lcf->redis), r,
                                                        call->command, ngx_http_resend_confirmation_shared_limit_replied,
-                                                       &ctx->pending) != nullptr) {
+                                                       &ctx->pending, ctx->redis_sent) != nullptr) {
                 return;
             }
+            // Not sent (the timeout has passed, the link is down): NOSCRIPT
+            // ran nothing, the spool may keep it.
+            ngx_http_resend_confirmation_recorded(r, ngx_http_resend_confirmation_fate_t::unsent);
+            return;
         }
-        // NOSCRIPT ran nothing; the retry was not sent (or met NOSCRIPT too).
+        // NOSCRIPT after EVAL: this Redis cannot run the script.
         ngx_http_resend_confirmation_recorded(r, ngx_http_resend_confirmation_fate_t::refused);
         return;
     case resend::shared_limit_answer::failed:

@@ -55,6 +55,22 @@ sub locations {
 _EOC_
 }
 
+# TEST 17: a Redis (in Perl: a real one cannot be made to answer late at
+# a given step) that answers EVALSHA with NOSCRIPT after 0.7 s, and EVAL
+# after 0.7 s more (anything else at once: the link's SCRIPT LOAD).
+$ENV{TEST_NGINX_SLOW_REDIS} = $ENV{TEST_NGINX_REDIS_PORT} + 6;
+our $SlowRedis;
+sub slow_noscript {
+    $SlowRedis //= t::Resend::fake_redis($ENV{TEST_NGINX_SLOW_REDIS}, sub {
+        my ($connection, $command) = @_;
+        $command = uc $command;
+        return t::Resend::bulk('0' x 40) unless $command eq 'EVALSHA' || $command eq 'EVAL';
+        select undef, undef, undef, 0.7;
+        return $command eq 'EVALSHA' ? "-NOSCRIPT No matching script. Please use EVAL.\r\n" : t::Resend::bulk('1-1');
+    });
+}
+END { kill 'KILL', $SlowRedis if $SlowRedis }
+
 our $Email = 'resend_confirmation_shared_limit $resend_confirmation_email rate=3r/h burst=2;';
 our $Mailbox = 'resend_confirmation_shared_limit $resend_confirmation_mailbox rate=3r/h burst=2;';
 
@@ -397,3 +413,26 @@ X-Outcome: silenced
 --- no_error_log
 [error] resend_confirmation: redis
 CROSSSLOT
+
+
+
+=== TEST 17: NOSCRIPT late in the request's timeout: the EVAL sent then keeps the request's deadline (answered at 1 s, not 1 s after the NOSCRIPT)
+--- config
+    location = /r {
+        resend_confirmation;
+        resend_confirmation_redis 127.0.0.1:$TEST_NGINX_SLOW_REDIS timeout=1s;
+        resend_confirmation_shared_limit $resend_confirmation_email rate=3r/h burst=2;
+        add_header X-Outcome $resend_confirmation_outcome always;
+        add_header X-Request-Time $request_time always;
+    }
+--- init
+main::slow_noscript();
+--- request eval
+"POST /r\n" . '{"email":"late@example.com"}'
+--- error_code: 503
+--- response_headers_like
+X-Outcome: redis_timeout
+X-Request-Time: (0\.9[5-9]\d|1\.[01]\d\d)
+--- no_error_log
+[alert]
+[crit]

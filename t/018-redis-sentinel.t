@@ -173,46 +173,17 @@ sub slow_handshake_and_wait {
 our ($FakeSentinel, $FakeMaster) = map { $ENV{TEST_NGINX_REDIS_PORT} + $_ } 56, 57;
 $ENV{TEST_NGINX_FAKE_SENTINEL} = $FakeSentinel;
 
-sub bulk { '$' . length($_[0]) . "\r\n$_[0]\r\n" }
-
-# fake_redis($port, $answer): a server on `port` that answers each command
-# with $answer->(its connection's number, @args), one process per connection.
-sub fake_redis {
-    my ($port, $answer) = @_;
-    my $listen = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => $port, Listen => 16, ReuseAddr => 1)
-        or die "cannot listen on $port: $!\n";
-    my $pid = fork // die "fork: $!";
-    if ($pid) { close $listen; return $pid }
-    my $connections = 0;
-    while (my $client = $listen->accept) {
-        ++$connections;
-        next if fork // POSIX::_exit(1);
-        close $listen;
-        $client->autoflush(1);
-        while (defined(my $line = <$client>)) {
-            my ($count) = $line =~ /^\*(\d+)/ or last;
-            my @args;
-            for (1 .. $count) {
-                my ($size) = <$client> =~ /^\$(\d+)/;
-                read $client, my $arg, $size + 2;
-                push @args, substr($arg, 0, $size);
-            }
-            print $client $answer->($connections, @args);
-        }
-        POSIX::_exit(0);
-    }
-    POSIX::_exit(0);
-}
-
 sub fake_master_change {
     return if $Pids{fake_master};
-    $Pids{fake_sentinel} = fake_redis($FakeSentinel, sub { "*2\r\n" . bulk('127.0.0.1') . bulk($FakeMaster) });
-    $Pids{fake_master} = fake_redis($FakeMaster, sub {
+    my $bulk = \&t::Resend::bulk;
+    $Pids{fake_sentinel} = t::Resend::fake_redis($FakeSentinel,
+                                                 sub { "*2\r\n" . $bulk->('127.0.0.1') . $bulk->($FakeMaster) });
+    $Pids{fake_master} = t::Resend::fake_redis($FakeMaster, sub {
         my ($connection, $command) = @_;
         $command = uc $command;
-        return "*3\r\n" . bulk('master') . ":100\r\n*1\r\n*3\r\n" . bulk('127.0.0.1') . bulk('9') . bulk('100')
+        return "*3\r\n" . $bulk->('master') . ":100\r\n*1\r\n*3\r\n" . join '', map { $bulk->($_) } '127.0.0.1', 9, 100
             if $command eq 'ROLE';
-        return $connection == 1 ? "-READONLY You can't write against a read only replica.\r\n" : bulk("1-$connection")
+        return $connection == 1 ? "-READONLY You can't write against a read only replica.\r\n" : $bulk->("1-$connection")
             if $command eq 'XADD';
         return ":1\r\n" if $command eq 'WAIT';
         return "+OK\r\n";

@@ -222,6 +222,41 @@ sub timed_result {
 our $Background;
 sub background_post { $Background = timed_post(@_) }
 
+# A RESP bulk string.
+sub bulk { '$' . length($_[0]) . "\r\n$_[0]\r\n" }
+
+# fake_redis($port, $answer): a server on `port` that answers each command
+# with $answer->(its connection's number, @args), one process per
+# connection; returns its pid (kill it when done). For what a real Redis
+# cannot be made to do on demand (a reply that crosses a demotion, or comes
+# late at a given step), never in place of one that can.
+sub fake_redis {
+    my ($port, $answer) = @_;
+    my $listen = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => $port, Listen => 16, ReuseAddr => 1)
+        or die "cannot listen on $port: $!\n";
+    my $pid = fork // die "fork: $!";
+    if ($pid) { close $listen; return $pid }
+    my $connections = 0;
+    while (my $client = $listen->accept) {
+        ++$connections;
+        next if fork // POSIX::_exit(1);
+        close $listen;
+        $client->autoflush(1);
+        while (defined(my $line = <$client>)) {
+            my ($count) = $line =~ /^\*(\d+)/ or last;
+            my @args;
+            for (1 .. $count) {
+                my ($size) = <$client> =~ /^\$(\d+)/;
+                read $client, my $arg, $size + 2;
+                push @args, substr($arg, 0, $size);
+            }
+            print $client $answer->($connections, @args);
+        }
+        POSIX::_exit(0);
+    }
+    POSIX::_exit(0);
+}
+
 # The entries of a stream (the Redis on `port`, by default the stream
 # `resend_confirmation`), as [fields...] each, with each request once: a
 # replay is at least once (a reply that came too late makes the command go
