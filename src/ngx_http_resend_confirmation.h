@@ -51,6 +51,9 @@ struct ngx_http_resend_confirmation_cluster_conf_t {
 struct ngx_http_resend_confirmation_redis_conf_t {
     ngx_addr_t addr;  // addr.name is the address as configured, for logs
     ngx_str_t db_text;  // SELECT argument; empty for db 0
+    // What a spooled record keeps of where it goes (its replay finds the
+    // directive by it): addr.name, with " db=N" for another database.
+    ngx_str_t spool_name;
     ngx_str_t user;     // ACL user for AUTH; empty: AUTH with the password alone
     ngx_str_t password; // empty: no AUTH
     ngx_msec_t connect_timeout;
@@ -558,8 +561,8 @@ bool ngx_http_resend_confirmation_link_send_replay(ngx_http_resend_confirmation_
                                                    std::span<const std::string_view> args,
                                                    ngx_http_resend_confirmation_link_done_pt done,
                                                    void *data) noexcept;
-// The link of the `resend_confirmation_redis` named `name` (as configured);
-// null when there is none.
+// The link of the `resend_confirmation_redis` whose spool_name is `name`
+// (its address as configured, and " db=N"); null when there is none.
 ngx_http_resend_confirmation_link_t *ngx_http_resend_confirmation_worker_link_named(std::string_view name) noexcept;
 
 // spool.cpp: records kept on local disk while Redis cannot take them.

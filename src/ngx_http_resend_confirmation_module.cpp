@@ -171,7 +171,7 @@ ngx_http_resend_confirmation_link_t *ngx_http_resend_confirmation_worker_link_na
     if (mcf == nullptr) return nullptr;
     auto **redis = static_cast<ngx_http_resend_confirmation_redis_conf_t **>(mcf->redis.elts);
     for (ngx_uint_t i = 0; i < worker_links_count; ++i) {
-        if (std::string_view(reinterpret_cast<const char *>(redis[i]->addr.name.data), redis[i]->addr.name.len) ==
+        if (std::string_view(reinterpret_cast<const char *>(redis[i]->spool_name.data), redis[i]->spool_name.len) ==
             name) {
             return worker_links[i];
         }
@@ -321,6 +321,14 @@ static char *ngx_http_resend_confirmation_redis(ngx_conf_t *cf, ngx_command_t *,
         return ngx_http_resend_confirmation_conf_error();
     }
 
+    redis->spool_name = redis->addr.name;
+    if (redis->db_text.len != 0) {
+        size_t len = redis->addr.name.len + sizeof(" db=") - 1 + redis->db_text.len;
+        auto *name = static_cast<u_char *>(ngx_pnalloc(cf->pool, len));
+        if (name == nullptr) return ngx_http_resend_confirmation_conf_error();
+        ngx_sprintf(name, "%V db=%V", &redis->addr.name, &redis->db_text);
+        redis->spool_name = {len, name};
+    }
     redis->metrics = ngx_http_resend_confirmation_metrics_ref(cf, redis->addr.name, false);
     auto *mcf = ngx_http_resend_confirmation_conf_main_conf(cf);
     auto **slot = static_cast<ngx_http_resend_confirmation_redis_conf_t **>(ngx_array_push(&mcf->redis));

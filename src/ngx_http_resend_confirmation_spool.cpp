@@ -128,6 +128,7 @@ struct worker_state {
     int sealed_fd;
     ngx_uint_t sealed_generation;
     ngx_msec_t full_logged;   // when "full" was last logged
+    ngx_msec_t progress_logged;  // when "progress not written" was
 
     // Replayed segments that could not be deleted: left alone for a while.
     struct {
@@ -190,6 +191,14 @@ void schedule(ngx_msec_t delay) noexcept {
         return;
     }
     if (!W.tick.posted) ngx_add_timer(&W.tick, delay);
+}
+
+// A log line that could come with every request or record: true when the
+// last one (at *last) is a second old or more.
+bool once_a_second(ngx_msec_t *last) noexcept {
+    if (*last != 0 && ngx_current_msec - *last < 1000) return false;
+    *last = ngx_current_msec;
+    return true;
 }
 
 // --- fsync -------------------------------------------------------------------------
@@ -361,8 +370,7 @@ void seal() noexcept {
 // The spool cannot keep a record (full, or the disk refuses): the request
 // is answered 503. Once a second at most: it would otherwise log every request.
 void log_full(const char *why, ngx_err_t err) noexcept {
-    if (W.full_logged != 0 && ngx_current_msec - W.full_logged < 1000) return;
-    W.full_logged = ngx_current_msec;
+    if (!once_a_second(&W.full_logged)) return;
     ngx_log_error(NGX_LOG_ERR, W.log, err,
                   "resend_confirmation: spool \"%V\" %s: requests are answered 503 until it can keep "
                   "records again",
@@ -432,7 +440,7 @@ ngx_int_t ngx_http_resend_confirmation_spool_append(ngx_http_request_t *r,
     auto *items = static_cast<std::string_view *>(ngx_palloc(r->pool, count * sizeof(std::string_view)));
     if (items == nullptr) return NGX_DECLINED;
     size_t at = 0;
-    items[at++] = view(lcf->redis->addr.name);
+    items[at++] = view(lcf->redis->spool_name);
     items[at++] = view(lcf->stream);
     items[at++] = view(lcf->maxlen_text);
     items[at++] = {reinterpret_cast<const char *>(nlimits),
@@ -507,7 +515,10 @@ void write_progress() noexcept {
     if (W.rfd == -1 || W.acks_unwritten == 0) return;
     char header[resend::spool::header_size];
     resend::spool::write_header(header, static_cast<std::uint64_t>(W.acked));
-    if (pwrite(W.rfd, header, sizeof(header), 0) != static_cast<ssize_t>(sizeof(header))) {
+    if (pwrite(W.rfd, header, sizeof(header), 0) != static_cast<ssize_t>(sizeof(header)) &&
+        once_a_second(&W.progress_logged)) {
+        // The records acknowledged since the last write are sent again after
+        // a restart (at least once).
         ngx_log_error(NGX_LOG_ALERT, W.log, ngx_errno,
                       "resend_confirmation: spool \"%s\": progress not written", W.rname);
     }
@@ -607,7 +618,16 @@ bool adopt(size_t *others) noexcept {
         char path[NGX_MAX_PATH];
         path_of(path, sizeof(path), order[i]);
         int fd = open(path, O_RDWR | O_CLOEXEC);
-        if (fd == -1) continue;
+        if (fd == -1) {
+            if (ngx_errno != NGX_ENOENT) {  // not just replayed and deleted by another worker
+                // Another owner's, say (an earlier `user`): told, and left
+                // alone for a minute.
+                ngx_log_error(NGX_LOG_ALERT, W.log, ngx_errno,
+                              "resend_confirmation: spool \"%s\" cannot be opened: not replayed", path);
+                note_stuck(order[i]);
+            }
+            continue;
+        }
         struct stat st;
         if (flock(fd, LOCK_EX | LOCK_NB) == -1 || fstat(fd, &st) == -1 || st.st_nlink == 0) {
             close(fd);  // held by its writer or another replayer, or just deleted
@@ -622,9 +642,12 @@ bool adopt(size_t *others) noexcept {
             ngx_log_error(NGX_LOG_WARN, W.log, 0,
                           "resend_confirmation: spool \"%s\" has no valid header: deleted (%O bytes)", path,
                           st.st_size);
-            unlink(path);
+            if (unlink(path) == 0) {
+                shared_sub(&W.sh->bytes, static_cast<ngx_atomic_uint_t>(st.st_size));
+            } else {
+                note_stuck(order[i]);  // counted while it stays; not looked at again for a minute
+            }
             close(fd);
-            shared_sub(&W.sh->bytes, static_cast<ngx_atomic_uint_t>(st.st_size));
             continue;
         }
         W.rfd = fd;
@@ -781,6 +804,25 @@ void send_more() noexcept {
     }
 }
 
+// Whether a Redis can take records now (its records may be for any of
+// them); those that cannot are woken (they connect when they may).
+bool any_link_ready() noexcept {
+    auto *mcf = static_cast<ngx_http_resend_confirmation_main_conf_t *>(
+        ngx_http_cycle_get_module_main_conf(ngx_cycle, ngx_http_resend_confirmation_module));
+    auto **redis = static_cast<ngx_http_resend_confirmation_redis_conf_t **>(mcf->redis.elts);
+    bool ready = false;
+    for (ngx_uint_t i = 0; i < mcf->redis.nelts; ++i) {
+        ngx_http_resend_confirmation_link_t *link = ngx_http_resend_confirmation_worker_link(redis[i]);
+        if (link == nullptr) continue;
+        if (ngx_http_resend_confirmation_link_ready(link)) {
+            ready = true;
+        } else {
+            ngx_http_resend_confirmation_link_wake(link);
+        }
+    }
+    return ready;
+}
+
 // No segment is left on disk but this worker's, which holds no record:
 // the gauges say so, whatever they missed (a tail dropped as corrupt held
 // records they counted; a file cut short outside nginx held bytes). Not
@@ -811,12 +853,10 @@ void tick(ngx_event_t *) noexcept {
                 schedule(idle_interval);
                 return;
             }
-            ngx_http_resend_confirmation_link_t *link = link_for({});
-            if (link != nullptr && ngx_http_resend_confirmation_link_ready(link)) {
+            if (any_link_ready()) {
                 seal();
                 schedule(retry_interval / 10);
             } else {
-                if (link != nullptr) ngx_http_resend_confirmation_link_wake(link);
                 schedule(retry_interval);
             }
             return;

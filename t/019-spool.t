@@ -817,3 +817,72 @@ GET /metrics
 --- error_code: 200
 --- no_error_log
 [emerg]
+
+
+
+=== TEST 25: two directives for one Redis address, two databases: each record is replayed into its own database
+--- http_config eval: $::Spool
+--- config
+    location = /r {
+        resend_confirmation;
+        resend_confirmation_redis 127.0.0.1:$TEST_NGINX_OWN_REDIS_PORT db=1 connect_timeout=200ms timeout=300ms;
+        resend_confirmation_redis_failure spool;
+        add_header X-Outcome $resend_confirmation_outcome always;
+        add_header X-Request-Id $request_id always;
+    }
+    location = /r2 {
+        resend_confirmation;
+        resend_confirmation_redis 127.0.0.1:$TEST_NGINX_OWN_REDIS_PORT db=2 connect_timeout=200ms timeout=300ms;
+        resend_confirmation_redis_failure spool;
+        add_header X-Outcome $resend_confirmation_outcome always;
+        add_header X-Request-Id $request_id always;
+    }
+    location = /metrics { resend_confirmation_metrics; }
+--- init
+main::redis_down();
+my @one = map { [@{ main::post("db1.$_\@example.com") }, "db1.$_\@example.com"] } 1 .. 5;
+my @two = map { [@{ main::post("db2.$_\@example.com", '/r2') }, "db2.$_\@example.com"] } 1 .. 5;
+Test::More::is(scalar(grep { "$_->[0] $_->[1]" eq '200 spooled' } @one, @two), 10, 'every answer 200 spooled');
+t::Resend::start_redis($main::Port, @main::Durable);
+my $in = sub { t::Resend::redis({port => $main::Port, db => $_[0]}, 'XLEN', 'resend_confirmation') };
+t::Resend::wait_for('the replay', 10, sub { !main::segments() && $in->(1) + $in->(2) >= 10 });
+Test::More::is($in->(1), 5, 'db 1: its 5 records');
+Test::More::is($in->(2), 5, 'db 2: its 5 records');
+--- request
+GET /metrics
+--- error_code: 200
+--- no_error_log
+[alert]
+[emerg]
+
+
+
+=== TEST 26: records for the second Redis wait in a worker's own segment while the first Redis stays down: replayed once the second is back
+--- http_config eval: $::Spool
+--- config eval
+main::endpoint() . q{
+    location = /r2 {
+        resend_confirmation;
+        resend_confirmation_redis 127.0.0.1:$TEST_NGINX_OWN_REDIS_PORT2 connect_timeout=200ms timeout=300ms;
+        resend_confirmation_redis_failure spool;
+        add_header X-Outcome $resend_confirmation_outcome always;
+        add_header X-Request-Id $request_id always;
+    }
+}
+--- init
+main::redis_down();
+t::Resend::start_redis($main::Port2, @main::Durable, '--appendfilename', "$main::Port2.aof");
+t::Resend::redis({port => $main::Port2}, 'FLUSHALL');
+t::Resend::signal_redis('KILL', $main::Port2);
+my @answers = map { [@{ main::post("second$_\@example.com", '/r2') }, "second$_\@example.com"] } 1 .. 5;
+Test::More::is(scalar(grep { "$_->[0] $_->[1]" eq '200 spooled' } @answers), 5, 'every answer 200 spooled');
+t::Resend::start_redis($main::Port2, @main::Durable, '--appendfilename', "$main::Port2.aof");
+my $len = sub { t::Resend::redis({port => $main::Port2}, 'XLEN', 'resend_confirmation') };
+eval { t::Resend::wait_for('the replay into the second Redis', 6, sub { $len->() >= 5 }) };
+Test::More::is($len->(), 5, 'its 5 records in the second Redis, the first one still down');
+t::Resend::signal_redis('KILL', $main::Port2);
+--- request
+GET /metrics
+--- error_code: 200
+--- no_error_log
+[emerg]

@@ -8,7 +8,7 @@
 //   payload := count:u16le (size:u32le bytes){count}
 //
 // The items of a payload are the record as the spool keeps it: the Redis
-// address, the stream, its maxlen, the number n of its shared limits, the
+// address (as configured, with " db=N" for a database other than 0), the stream, its maxlen, the number n of its shared limits, the
 // dry-run flag, n x (key in Redis, per, period, burst) as the script takes
 // them, then the fields as sent (name, value)... Segments of version 1
 // ("RCSPOOL1", written before shared limits were kept) have the fields
