@@ -27,15 +27,24 @@ $ENV{TEST_NGINX_SPOOL_FILE} = "$Top/a-file";
 open my $touch, '>', "$Top/a-file";
 close $touch;
 
-sub endpoint {
-    my @more = @_;
-    return join "\n        ", '    location = /r {', 'resend_confirmation;',
-        'resend_confirmation_redis 127.0.0.1:$TEST_NGINX_OWN_REDIS_PORT connect_timeout=200ms timeout=300ms;',
+# location_for($uri, $redis, @more): a location of the module at $uri,
+# spooling what `$redis` (an address and its parameters) cannot take in time.
+sub location_for {
+    my ($uri, $redis, @more) = @_;
+    return join "\n        ", "    location = $uri {", 'resend_confirmation;',
+        "resend_confirmation_redis $redis connect_timeout=200ms timeout=300ms;",
         'resend_confirmation_redis_failure spool;', @more,
         'add_header X-Outcome $resend_confirmation_outcome always;',
-        'add_header X-Request-Id $request_id always;' . "\n    }\n"
-        . "    location = /metrics { resend_confirmation_metrics; }\n";
+        'add_header X-Request-Id $request_id always;' . "\n    }\n";
 }
+
+our $Metrics = "    location = /metrics { resend_confirmation_metrics; }\n";
+
+# The endpoint at /r on this file's own Redis, and the metrics.
+sub endpoint { location_for('/r', '127.0.0.1:$TEST_NGINX_OWN_REDIS_PORT', @_) . $Metrics }
+
+# The same at /r2, on the second Redis.
+sub second_endpoint { location_for('/r2', '127.0.0.1:$TEST_NGINX_OWN_REDIS_PORT2') }
 
 our $Spool = 'resend_confirmation_spool $TEST_NGINX_SPOOL;';
 
@@ -663,15 +672,7 @@ resend_confirmation_spool_replayed_total 3
 === TEST 20: records for two Redis in one segment, one of them stalled then gone: replies come out of order; each record is acknowledged only by its own reply, nothing lost
 --- http_config eval: $::Spool
 --- config eval
-main::endpoint() . q{
-    location = /r2 {
-        resend_confirmation;
-        resend_confirmation_redis 127.0.0.1:$TEST_NGINX_OWN_REDIS_PORT2 connect_timeout=200ms timeout=300ms;
-        resend_confirmation_redis_failure spool;
-        add_header X-Outcome $resend_confirmation_outcome always;
-        add_header X-Request-Id $request_id always;
-    }
-}
+main::endpoint() . main::second_endpoint()
 --- init
 for my $port ($main::Port, $main::Port2) {
     t::Resend::start_redis($port, @main::Durable, '--appendfilename', "$port.aof");
@@ -822,22 +823,9 @@ GET /metrics
 
 === TEST 25: two directives for one Redis address, two databases: each record is replayed into its own database
 --- http_config eval: $::Spool
---- config
-    location = /r {
-        resend_confirmation;
-        resend_confirmation_redis 127.0.0.1:$TEST_NGINX_OWN_REDIS_PORT db=1 connect_timeout=200ms timeout=300ms;
-        resend_confirmation_redis_failure spool;
-        add_header X-Outcome $resend_confirmation_outcome always;
-        add_header X-Request-Id $request_id always;
-    }
-    location = /r2 {
-        resend_confirmation;
-        resend_confirmation_redis 127.0.0.1:$TEST_NGINX_OWN_REDIS_PORT db=2 connect_timeout=200ms timeout=300ms;
-        resend_confirmation_redis_failure spool;
-        add_header X-Outcome $resend_confirmation_outcome always;
-        add_header X-Request-Id $request_id always;
-    }
-    location = /metrics { resend_confirmation_metrics; }
+--- config eval
+main::location_for('/r', '127.0.0.1:$TEST_NGINX_OWN_REDIS_PORT db=1')
+. main::location_for('/r2', '127.0.0.1:$TEST_NGINX_OWN_REDIS_PORT db=2') . $::Metrics
 --- init
 main::redis_down();
 my @one = map { [@{ main::post("db1.$_\@example.com") }, "db1.$_\@example.com"] } 1 .. 5;
@@ -860,15 +848,7 @@ GET /metrics
 === TEST 26: records for the second Redis wait in a worker's own segment while the first Redis stays down: replayed once the second is back
 --- http_config eval: $::Spool
 --- config eval
-main::endpoint() . q{
-    location = /r2 {
-        resend_confirmation;
-        resend_confirmation_redis 127.0.0.1:$TEST_NGINX_OWN_REDIS_PORT2 connect_timeout=200ms timeout=300ms;
-        resend_confirmation_redis_failure spool;
-        add_header X-Outcome $resend_confirmation_outcome always;
-        add_header X-Request-Id $request_id always;
-    }
-}
+main::endpoint() . main::second_endpoint()
 --- init
 main::redis_down();
 t::Resend::start_redis($main::Port2, @main::Durable, '--appendfilename', "$main::Port2.aof");
