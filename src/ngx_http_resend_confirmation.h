@@ -569,8 +569,9 @@ ngx_http_resend_confirmation_link_t *ngx_http_resend_confirmation_worker_link_na
 char *ngx_http_resend_confirmation_spool_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf) noexcept;
 // Appends the request's record (ctx->fields) to this worker's segment:
 // NGX_OK kept (answer now), NGX_AGAIN kept once an fsync ends (fsync=always:
-// the request is answered by the spool), NGX_DECLINED not kept (full, or
-// the disk failed).
+// the request is answered by the spool), NGX_BUSY written but its fsync
+// cannot be waited for (fsync=always, out of memory or descriptors: it may
+// still be replayed), NGX_DECLINED not kept (full, or the disk failed).
 ngx_int_t ngx_http_resend_confirmation_spool_append(ngx_http_request_t *r,
                                                    ngx_http_resend_confirmation_ctx_t *ctx) noexcept;
 ngx_int_t ngx_http_resend_confirmation_spool_worker_start(ngx_cycle_t *cycle) noexcept;

@@ -186,6 +186,9 @@ ngx_int_t ngx_http_resend_confirmation_answer_unrecorded(ngx_http_request_t *r,
         ngx_int_t rc = ngx_http_resend_confirmation_spool_append(r, ctx);
         if (rc == NGX_OK) return ngx_http_resend_confirmation_answer(r, ctx, resend::outcome::spooled);
         if (rc == NGX_AGAIN) return NGX_DONE;  // answered once the fsync is over
+        // In the file, not known to be on disk: as a failed fsync (the
+        // email limits keep their count; it may still be replayed).
+        if (rc == NGX_BUSY) return ngx_http_resend_confirmation_answer(r, ctx, resend::outcome::redis_timeout);
         // Not kept (the spool is full, or its disk failed): as `reject`.
     }
     if (static_cast<ngx_http_resend_confirmation_redis_failure_t>(lcf->redis_failure) ==

@@ -485,7 +485,7 @@ ngx_int_t ngx_http_resend_confirmation_spool_append(ngx_http_request_t *r,
     if (W.conf->fsync != fsync_mode::always) return NGX_OK;
     auto *w = static_cast<waiter *>(ngx_palloc(r->pool, sizeof(waiter)));
     ngx_pool_cleanup_t *cleanup = ngx_pool_cleanup_add(r->pool, 0);
-    if (w == nullptr || cleanup == nullptr) return NGX_DECLINED;
+    if (w == nullptr || cleanup == nullptr) return NGX_BUSY;
     w->r = r;
     w->generation = W.generation;
     ngx_queue_insert_tail(&W.waiters, &w->queue);
@@ -498,7 +498,7 @@ ngx_int_t ngx_http_resend_confirmation_spool_append(ngx_http_request_t *r,
             ngx_queue_remove(&w->queue);
             ngx_queue_init(&w->queue);
             r->main->count--;
-            return NGX_DECLINED;
+            return NGX_BUSY;
         }
         W.dirty = false;
         sync_start(fd, true, W.generation);
