@@ -866,3 +866,34 @@ GET /metrics
 --- error_code: 200
 --- no_error_log
 [emerg]
+
+
+
+=== TEST 27: segments the spool's counts do not know of (moved into PATH from elsewhere while nginx runs): replayed all the same (1): records spooled in another PATH
+--- http_config eval: "resend_confirmation_spool $::Top/elsewhere;"
+--- config eval: main::endpoint()
+--- post_setup_server_root
+mkdir "$main::Top/elsewhere";
+--- init
+@main::Kept = main::spool_while_down(map { "moved$_\@example.com" } 1 .. 5);
+--- request
+GET /metrics
+--- error_code: 200
+
+
+
+=== TEST 28: (2) the next nginx, on an empty PATH, finds them once they are moved in and replays them
+--- http_config eval: $::Spool
+--- config eval: main::endpoint('# the next nginx')
+--- init
+Test::More::is(main::spool_metrics()->{bytes}, 0, 'the spool counts nothing');
+system("mv $main::Top/elsewhere/*.seg $main::Top/spool/") == 0 or die "mv failed\n";
+t::Resend::start_redis($main::Port, @main::Durable);
+Test::More::is(main::wait_replayed(5), 5, 'the 5 records in the stream');
+main::check_every_200_recorded('moved', @main::Kept);
+--- request
+GET /metrics
+--- error_code: 200
+--- no_error_log
+[alert]
+[emerg]
