@@ -552,6 +552,8 @@ void ngx_http_resend_confirmation_cluster_redirect(ngx_http_resend_confirmation_
                                                    ngx_http_resend_confirmation_pending_t **holder) noexcept;
 // Connected, past AUTH/SELECT, nothing failed since: replay may send.
 bool ngx_http_resend_confirmation_link_ready(ngx_http_resend_confirmation_link_t *link) noexcept;
+// On its way up (resolving, connecting, TLS, handshake).
+bool ngx_http_resend_confirmation_link_connecting(ngx_http_resend_confirmation_link_t *link) noexcept;
 // A down link outside its hold-down starts connecting (for the replay).
 void ngx_http_resend_confirmation_link_wake(ngx_http_resend_confirmation_link_t *link) noexcept;
 // Queues a replay command of the spool: a record without a request, which

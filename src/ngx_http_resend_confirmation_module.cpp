@@ -170,11 +170,13 @@ ngx_http_resend_confirmation_link_t *ngx_http_resend_confirmation_worker_link_na
         ngx_http_cycle_get_module_main_conf(ngx_cycle, ngx_http_resend_confirmation_module));
     if (mcf == nullptr) return nullptr;
     auto **redis = static_cast<ngx_http_resend_confirmation_redis_conf_t **>(mcf->redis.elts);
+    auto view = [](const ngx_str_t &s) { return std::string_view(reinterpret_cast<const char *>(s.data), s.len); };
     for (ngx_uint_t i = 0; i < worker_links_count; ++i) {
-        if (std::string_view(reinterpret_cast<const char *>(redis[i]->spool_name.data), redis[i]->spool_name.len) ==
-            name) {
-            return worker_links[i];
-        }
+        if (view(redis[i]->spool_name) == name) return worker_links[i];
+    }
+    // Records kept before " db=N" was: the address alone, the first with it.
+    for (ngx_uint_t i = 0; i < worker_links_count; ++i) {
+        if (view(redis[i]->addr.name) == name) return worker_links[i];
     }
     return nullptr;
 }

@@ -971,7 +971,8 @@ static bool ngx_http_resend_confirmation_link_overdue_step(ngx_http_resend_confi
             continue;
         }
         if (!due) continue;
-        if (entry->redirects == 0) {
+        if (static_cast<ngx_msec_int_t>(entry->deadline - entry->queued) >=
+            static_cast<ngx_msec_int_t>(link->conf->timeout)) {
             // Written with the link's whole timeout, or a handshake
             // command: Redis is stalled.
             ngx_http_resend_confirmation_metrics_link(link->conf->metrics,
@@ -979,16 +980,20 @@ static bool ngx_http_resend_confirmation_link_overdue_step(ngx_http_resend_confi
             ngx_http_resend_confirmation_link_fail(link, "no reply in time");
             return false;
         }
-        // Sent again here (MOVED, ASK) with what was left of its request's
-        // time: the request is answered alone, and this node, which may be
-        // healthy, has the whole timeout to reply before it counts as stalled.
+        // Sent again (here by MOVED or ASK, or the script in full after
+        // NOSCRIPT) with what was left of its request's time: the request
+        // is answered alone, and this Redis, which may be healthy, has the
+        // whole timeout to reply before it counts as stalled.
         if (entry->r != nullptr) {  // else the client had gone (or it is the ASKING before one)
             ngx_log_error(NGX_LOG_ERR, link->log, 0,
-                          "resend_confirmation: redis %V: no reply in time to a command sent here by %s",
-                          &link->name, entry->redirects > 1 ? "redirects" : "a redirect");
+                          "resend_confirmation: redis %V: no reply in time to a command sent %s", &link->name,
+                          entry->redirects > 1   ? "here by redirects"
+                          : entry->redirects > 0 ? "here by a redirect"
+                                                 : "again with what was left of its request's time");
         }
         entry->redirects = 0;
         entry->deadline = ngx_current_msec + link->conf->timeout;
+        entry->queued = ngx_current_msec;
         ngx_http_resend_confirmation_link_answer_alone(link, entry);
         return true;
     }
@@ -1335,6 +1340,10 @@ void ngx_http_resend_confirmation_link_detach(ngx_http_resend_confirmation_pendi
 
 bool ngx_http_resend_confirmation_link_ready(ngx_http_resend_confirmation_link_t *link) noexcept {
     return link->state == link_state::up && !link->hold_down.timer_set;
+}
+
+bool ngx_http_resend_confirmation_link_connecting(ngx_http_resend_confirmation_link_t *link) noexcept {
+    return link->state != link_state::down && link->state != link_state::up;
 }
 
 void ngx_http_resend_confirmation_link_wake(ngx_http_resend_confirmation_link_t *link) noexcept {

@@ -192,9 +192,10 @@ void ngx_http_resend_confirmation_cluster_redirect(ngx_http_resend_confirmation_
     bool moved = to.kind == resend::redis_redirect::kind_t::moved;
     ngx_int_t node = ngx_http_resend_confirmation_cluster_learn(cluster, from, to);
     ngx_http_resend_confirmation_pending_t *entry = nullptr;
-    // MOVED and ASK mean the command did not run: not followed, it is
-    // unsent (the spool keeps it), unless the cluster sends it round and
-    // round, which it would do again.
+    // MOVED and ASK mean the command did not run: not followed for now
+    // (the node cannot be reached, its time is up), it is unsent (the spool
+    // keeps it); not followed ever (round and round, a node that cannot be
+    // added), refused.
     ngx_http_resend_confirmation_fate_t fate = ngx_http_resend_confirmation_fate_t::unsent;
     if (redirects >= max_redirects) {
         ngx_log_error(NGX_LOG_ERR, cluster->cycle->log, 0,
@@ -205,7 +206,9 @@ void ngx_http_resend_confirmation_cluster_redirect(ngx_http_resend_confirmation_
         ngx_log_error(NGX_LOG_ERR, cluster->cycle->log, 0,
                       "resend_confirmation: redis %V: redirected past the request's timeout",
                       &cluster->conf->addr.name);
-    } else if (node >= 0) {
+    } else if (node < 0) {
+        fate = ngx_http_resend_confirmation_fate_t::refused;
+    } else {
         entry = ngx_http_resend_confirmation_cluster_send_to(cluster, static_cast<ngx_uint_t>(node), r, args,
                                                              deadline, redirects + 1, !moved, done);
     }

@@ -130,11 +130,14 @@ struct worker_state {
     ngx_msec_t full_logged;   // when "full" was last logged
     ngx_msec_t progress_logged;  // when "progress not written" was
 
-    // Replayed segments that could not be deleted: left alone for a while.
+    // Segments that could not be deleted (replayed) or opened: left alone
+    // for a while, still counted.
     struct {
         char name[name_max];
         ngx_msec_t at;
-    } stuck[8];
+    } stuck[32];
+    ngx_msec_t stuck_logged;    // when a segment that found no room there was last logged
+    ngx_msec_t opendir_logged;  // when PATH could not be read
 
     // The segment being replayed.
     int rfd;
@@ -193,13 +196,15 @@ void schedule(ngx_msec_t delay) noexcept {
     if (!W.tick.posted) ngx_add_timer(&W.tick, delay);
 }
 
-// A log line that could come with every request or record: true when the
-// last one (at *last) is a second old or more.
-bool once_a_second(ngx_msec_t *last) noexcept {
-    if (*last != 0 && ngx_current_msec - *last < 1000) return false;
+// A log line that could come with every request, record or tick: true
+// when the last one (at *last) is `interval` old or more.
+bool once_every(ngx_msec_t *last, ngx_msec_t interval) noexcept {
+    if (*last != 0 && ngx_current_msec - *last < interval) return false;
     *last = ngx_current_msec;
     return true;
 }
+
+bool once_a_second(ngx_msec_t *last) noexcept { return once_every(last, 1000); }
 
 // --- fsync -------------------------------------------------------------------------
 
@@ -536,17 +541,17 @@ bool is_stuck(const char *name) noexcept {
     return false;
 }
 
-void note_stuck(const char *name) noexcept {
-    auto *oldest = &W.stuck[0];
+// Notes `name` as stuck; true when it is worth a log line: a new entry,
+// or (no room left) once a minute for all that find none.
+bool note_stuck(const char *name) noexcept {
     for (auto &stuck : W.stuck) {
         if (stuck.name[0] == '\0' || ngx_current_msec - stuck.at >= stuck_interval) {
-            oldest = &stuck;
-            break;
+            std::memcpy(stuck.name, name, name_max);
+            stuck.at = ngx_current_msec;
+            return true;
         }
-        if (static_cast<ngx_msec_int_t>(stuck.at - oldest->at) < 0) oldest = &stuck;
     }
-    std::memcpy(oldest->name, name, name_max);
-    oldest->at = ngx_current_msec;
+    return once_every(&W.stuck_logged, stuck_interval);
 }
 
 // The segment is done (every record acknowledged): deleted. False when the
@@ -557,11 +562,13 @@ bool finish_segment() noexcept {
     path_of(path, sizeof(path), W.rname);
     bool deleted = unlink(path) == 0 || ngx_errno == NGX_ENOENT;
     if (!deleted) {
-        ngx_log_error(NGX_LOG_ALERT, W.log, ngx_errno,
-                      "resend_confirmation: spool unlink(\"%s\") failed: its records are all in Redis; "
-                      "tried again in a minute",
-                      path);
-        note_stuck(W.rname);
+        ngx_err_t err = ngx_errno;
+        if (note_stuck(W.rname)) {
+            ngx_log_error(NGX_LOG_ALERT, W.log, err,
+                          "resend_confirmation: spool unlink(\"%s\") failed: its records are all in Redis; "
+                          "tried again in a minute",
+                          path);
+        }
     }
     close(W.rfd);
     W.rfd = -1;
@@ -593,25 +600,30 @@ bool adopt(size_t *others) noexcept {
     *others = 0;
     DIR *dir = opendir(reinterpret_cast<const char *>(W.conf->path.data));
     if (dir == nullptr) {
-        ngx_log_error(NGX_LOG_ALERT, W.log, ngx_errno, "resend_confirmation: spool opendir(\"%V\") failed",
-                      &W.conf->path);
+        if (once_every(&W.opendir_logged, stuck_interval)) {  // looked at every second
+            ngx_log_error(NGX_LOG_ALERT, W.log, ngx_errno, "resend_confirmation: spool opendir(\"%V\") failed",
+                          &W.conf->path);
+        }
         *others = others_unknown;  // not "none": the gauges stay as they are
         return false;
     }
     static char names[max_scanned][name_max];
     static char *order[max_scanned];
-    size_t n = 0;
+    size_t n = 0, stuck = 0;
     while (struct dirent *entry = readdir(dir)) {
         if (n == max_scanned) break;
         if (!is_segment_name(entry->d_name)) continue;
         if (W.fd != -1 && std::strcmp(entry->d_name, W.name) == 0) continue;  // ours, being written
-        if (is_stuck(entry->d_name)) continue;
+        if (is_stuck(entry->d_name)) {
+            ++stuck;  // still there, still counted: not adopted for now
+            continue;
+        }
         std::memcpy(names[n], entry->d_name, std::strlen(entry->d_name) + 1);
         order[n] = names[n];
         ++n;
     }
     closedir(dir);
-    *others = n;
+    *others = n + stuck;
     std::sort(order, order + n, [](const char *a, const char *b) { return std::strcmp(a, b) < 0; });
 
     for (size_t i = 0; i < n; ++i) {
@@ -619,12 +631,12 @@ bool adopt(size_t *others) noexcept {
         path_of(path, sizeof(path), order[i]);
         int fd = open(path, O_RDWR | O_CLOEXEC);
         if (fd == -1) {
-            if (ngx_errno != NGX_ENOENT) {  // not just replayed and deleted by another worker
-                // Another owner's, say (an earlier `user`): told, and left
-                // alone for a minute.
-                ngx_log_error(NGX_LOG_ALERT, W.log, ngx_errno,
+            // Another owner's, say (an earlier `user`): told, and left alone
+            // for a minute. (ENOENT: just replayed and deleted by another worker.)
+            ngx_err_t err = ngx_errno;
+            if (err != NGX_ENOENT && note_stuck(order[i])) {
+                ngx_log_error(NGX_LOG_ALERT, W.log, err,
                               "resend_confirmation: spool \"%s\" cannot be opened: not replayed", path);
-                note_stuck(order[i]);
             }
             continue;
         }
@@ -639,13 +651,14 @@ bool adopt(size_t *others) noexcept {
         ssize_t got = pread(fd, header, sizeof(header), 0);
         if (!resend::spool::read_header(header, got > 0 ? static_cast<size_t>(got) : 0, &acked, &version)) {
             // A segment whose header never made it to disk holds nothing.
-            ngx_log_error(NGX_LOG_WARN, W.log, 0,
-                          "resend_confirmation: spool \"%s\" has no valid header: deleted (%O bytes)", path,
-                          st.st_size);
             if (unlink(path) == 0) {
+                ngx_log_error(NGX_LOG_WARN, W.log, 0,
+                              "resend_confirmation: spool \"%s\" has no valid header: deleted (%O bytes)", path,
+                              st.st_size);
                 shared_sub(&W.sh->bytes, static_cast<ngx_atomic_uint_t>(st.st_size));
-            } else {
-                note_stuck(order[i]);  // counted while it stays; not looked at again for a minute
+            } else if (note_stuck(order[i])) {  // counted while it stays; looked at again in a minute
+                ngx_log_error(NGX_LOG_ALERT, W.log, ngx_errno,
+                              "resend_confirmation: spool \"%s\" has no valid header and cannot be deleted", path);
             }
             close(fd);
             continue;
@@ -770,8 +783,12 @@ void send_more() noexcept {
         ngx_http_resend_confirmation_link_t *link = link_for(record.address);
         if (link == nullptr) return;
         if (!ngx_http_resend_confirmation_link_ready(link)) {
-            ngx_http_resend_confirmation_link_wake(link);
-            schedule(W.in_flight == 0 ? retry_interval / 10 : retry_interval);
+            // On its way up: looked at again soon. Down: woken, and looked
+            // at again in a second (not ten connection attempts a second to
+            // a Redis that is down while another one is up).
+            bool connecting = ngx_http_resend_confirmation_link_connecting(link);
+            if (!connecting) ngx_http_resend_confirmation_link_wake(link);
+            schedule(connecting && W.in_flight == 0 ? retry_interval / 10 : retry_interval);
             return;
         }
         // The command a live request sends: the script with its limits, else XADD.

@@ -798,7 +798,7 @@ main::workers_as_nobody('readonly');
 --- init
 $Test::Nginx::Util::WorkerUser = undef;
 SKIP: {
-    Test::More::skip('not root: the workers run as this user', 4) unless $> == 0;
+    Test::More::skip('not root: the workers run as this user', 6) unless $> == 0;
     my @answers = main::spool_while_down(map { "stuck$_\@example.com" } 1 .. 10);
     chmod 0555, "$main::Top/readonly";
     t::Resend::start_redis($main::Port, @main::Durable);
@@ -811,6 +811,7 @@ SKIP: {
     Test::More::ok($alerts >= 1 && $alerts <= 2 * $segments,
                    "each segment that stays logged once per worker ($alerts lines, $segments segments)");
     Test::More::ok(scalar keys %{ t::Resend::metrics() }, 'the workers answer');
+    Test::More::ok(main::spool_metrics()->{bytes} > 0, 'the segments that stay are counted in bytes');
     chmod 0755, "$main::Top/readonly";
 }
 --- request
