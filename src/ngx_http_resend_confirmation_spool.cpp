@@ -123,10 +123,13 @@ struct worker_state {
     ngx_queue_t waiters;      // fsync=always
     bool syncing;             // an fsync task is out
     bool sync_failed;         // the last fsync done on the event loop failed
-    // A segment sealed with unsynced appends while an fsync was out: synced
-    // (then closed) next, up to its last append.
-    int sealed_fd;
-    ngx_uint_t sealed_generation;
+    // Segments sealed with unsynced appends while an fsync was out, oldest
+    // first: each synced (then closed) in turn, up to its last append.
+    struct {
+        int fd;
+        ngx_uint_t generation;
+    } sealed[4];
+    ngx_uint_t nsealed;
     ngx_msec_t full_logged;   // when "full" was last logged
     ngx_msec_t progress_logged;  // when "progress not written" was
 
@@ -308,11 +311,11 @@ void sync_done(ngx_event_t *ev) noexcept {
     W.sync_failed = false;
     wake_waiters(failed);
     if (W.syncing) return;
-    // A segment sealed meanwhile first, then appends that came while it ran.
-    if (W.sealed_fd != -1) {
-        int fd = W.sealed_fd;
-        W.sealed_fd = -1;
-        sync_start(fd, true, W.sealed_generation);
+    // Segments sealed meanwhile first, then appends that came while it ran.
+    if (W.nsealed > 0) {
+        auto next = W.sealed[0];
+        std::memmove(&W.sealed[0], &W.sealed[1], --W.nsealed * sizeof(W.sealed[0]));
+        sync_start(next.fd, true, next.generation);
         return;
     }
     if (!ngx_queue_empty(&W.waiters) && W.fd != -1) {
@@ -352,20 +355,17 @@ void seal() noexcept {
             sync_start(fd, true, W.generation);
             return;
         }
-        if (W.sealed_fd == -1) {
-            // Its turn comes when the sync out ends (fsync=always: requests
-            // wait for it, and must not be woken by another segment's).
-            W.sealed_fd = fd;
-            W.sealed_generation = W.generation;
-            return;
+        // Its turn comes when the syncs before it end (fsync=always:
+        // requests wait for it, and must not be woken by another file's).
+        if (W.nsealed == sizeof(W.sealed) / sizeof(W.sealed[0])) {
+            // Sealed five times within one fsync (4 MB segments): the oldest
+            // is synced here, on the event loop; if that fails, every
+            // waiting request is told so (503).
+            if (!sync_files(W.sealed[0].fd, nullptr, W.log)) wake_waiters(true);
+            close(W.sealed[0].fd);
+            std::memmove(&W.sealed[0], &W.sealed[1], --W.nsealed * sizeof(W.sealed[0]));
         }
-        // Sealed twice within one fsync (a torn write right after a full
-        // segment): the earlier one is synced here, on the event loop; if
-        // that fails, every waiting request is told so (503).
-        if (!sync_files(W.sealed_fd, nullptr, W.log)) wake_waiters(true);
-        close(W.sealed_fd);
-        W.sealed_fd = fd;
-        W.sealed_generation = W.generation;
+        W.sealed[W.nsealed++] = {fd, W.generation};
         return;
     }
     // fsync=off: the kernel writes it back in its own time.
@@ -950,7 +950,7 @@ void replayed(ngx_http_resend_confirmation_link_t *, void *data, const resend::r
 
 ngx_int_t ngx_http_resend_confirmation_spool_worker_start(ngx_cycle_t *cycle) noexcept {
     ngx_memzero(&W, sizeof(W));
-    W.fd = W.rfd = W.sealed_fd = -1;
+    W.fd = W.rfd = -1;
     auto *mcf = static_cast<ngx_http_resend_confirmation_main_conf_t *>(
         ngx_http_cycle_get_module_main_conf(cycle, ngx_http_resend_confirmation_module));
     if (mcf == nullptr || mcf->spool == nullptr) return NGX_OK;
@@ -993,11 +993,11 @@ void ngx_http_resend_confirmation_spool_worker_exit() noexcept {
         close(W.rfd);
         W.rfd = -1;
     }
-    if (W.sealed_fd != -1) {
-        (void) fdatasync(W.sealed_fd);  // exit only
-        close(W.sealed_fd);
-        W.sealed_fd = -1;
+    for (ngx_uint_t i = 0; i < W.nsealed; ++i) {
+        (void) fdatasync(W.sealed[i].fd);  // exit only
+        close(W.sealed[i].fd);
     }
+    W.nsealed = 0;
     if (W.fd != -1) {
         // The last appends reach the disk before the lock goes (exit only).
         if (W.conf->fsync != fsync_mode::off && W.dirty) (void) fdatasync(W.fd);
