@@ -533,7 +533,8 @@ ngx_http_resend_confirmation_cluster_send(ngx_http_resend_confirmation_cluster_t
                                           std::span<const std::string_view> args, ngx_msec_t deadline,
                                           ngx_uint_t redirects, ngx_http_resend_confirmation_link_done_pt done) noexcept;
 // `from` answered MOVED or ASK (`to`) for r's command: sent again there,
-// or the request answered.
+// or the request answered (the caller has cleared *holder; it is set again
+// to the entry that carries the command on).
 namespace resend {
 struct redis_redirect;
 }

@@ -213,8 +213,7 @@ void ngx_http_resend_confirmation_cluster_redirect(ngx_http_resend_confirmation_
                                                              deadline, redirects + 1, !moved, done);
     }
     if (entry == nullptr) {
-        if (holder != nullptr) *holder = nullptr;
-        done(from, r, nullptr, fate);
+        done(from, r, nullptr, fate);  // (*holder was cleared by the caller)
     } else {
         ngx_http_resend_confirmation_link_hold(entry, holder);
     }

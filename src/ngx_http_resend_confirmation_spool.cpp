@@ -122,7 +122,7 @@ struct worker_state {
     ngx_event_t fsync_timer;  // fsync=TIME
     ngx_queue_t waiters;      // fsync=always
     bool syncing;             // an fsync task is out
-    bool sync_failed;         // the last fsync done on the event loop failed
+    sync_job loop_job;        // an fsync done on the event loop (no thread pool)
     // Segments sealed with unsynced appends while an fsync was out, oldest
     // first: each synced (then closed) in turn, up to its last append.
     struct {
@@ -211,7 +211,6 @@ bool once_a_second(ngx_msec_t *last) noexcept { return once_every(last, 1000); }
 
 // --- fsync -------------------------------------------------------------------------
 
-void sync_done(ngx_event_t *ev) noexcept;
 
 // fdatasync() of `fd`, then of the directory `dir` (unless null): a
 // segment's name is on disk only once its directory is synced.
@@ -231,44 +230,42 @@ bool sync_files(int fd, const char *dir, ngx_log_t *log) noexcept {
     return true;
 }
 
+void sync_finished(sync_job *job) noexcept;
+
+// The job's fsync(s), then its fd closed when it says so: in a thread of
+// the pool, or on the event loop.
+void run_sync_job(sync_job *job, ngx_log_t *log) noexcept {
+    job->failed = !sync_files(job->fd, job->dir, log);
+    if (job->close_fd) close(job->fd);
+}
+
 // Syncs `fd`, its appends up to `generation`, off the event loop (in
 // nginx's thread pool; on it where nginx has no threads), then closes it
 // when `close_fd`.
 void sync_start(int fd, bool close_fd, ngx_uint_t generation) noexcept {
     W.syncing = true;
-    const char *dir = W.dir_dirty ? reinterpret_cast<const char *>(W.conf->path.data) : nullptr;
+    sync_job *job = &W.loop_job;
+#if (NGX_THREADS)
+    if (W.conf->thread_pool != nullptr && W.task != nullptr) job = static_cast<sync_job *>(W.task->ctx);
+#endif
+    job->fd = fd;
+    job->close_fd = close_fd;
+    job->dir = W.dir_dirty ? reinterpret_cast<const char *>(W.conf->path.data) : nullptr;
+    job->failed = false;
+    job->generation = generation;
     W.dir_dirty = false;
 #if (NGX_THREADS)
-    if (W.conf->thread_pool != nullptr && W.task != nullptr) {
-        auto *job = static_cast<sync_job *>(W.task->ctx);
-        job->fd = fd;
-        job->close_fd = close_fd;
-        job->dir = dir;
-        job->failed = false;
-        job->generation = generation;
-        if (ngx_thread_task_post(W.conf->thread_pool, W.task) == NGX_OK) return;
-    }
+    if (job != &W.loop_job && ngx_thread_task_post(W.conf->thread_pool, W.task) == NGX_OK) return;
 #endif
-    bool failed = !sync_files(fd, dir, W.log);
-    if (close_fd) close(fd);
-    W.syncing = false;
-    if (failed) {
-        W.dir_dirty = W.dir_dirty || dir != nullptr;
-    } else {
-        W.synced = generation;
-    }
-    W.sync_failed = failed;
-    ngx_event_t done;  // finish as a task would
-    ngx_memzero(&done, sizeof(done));
-    done.data = nullptr;
-    sync_done(&done);
+    run_sync_job(job, W.log);
+    sync_finished(job);
 }
 
 #if (NGX_THREADS)
-void sync_in_thread(void *data, ngx_log_t *log) noexcept {
-    auto *job = static_cast<sync_job *>(data);
-    job->failed = !sync_files(job->fd, job->dir, log);
-    if (job->close_fd) close(job->fd);
+void sync_in_thread(void *data, ngx_log_t *log) noexcept { run_sync_job(static_cast<sync_job *>(data), log); }
+
+void sync_done(ngx_event_t *ev) noexcept {
+    sync_finished(static_cast<sync_job *>(static_cast<ngx_thread_task_t *>(ev->data)->ctx));
 }
 #endif
 
@@ -292,29 +289,25 @@ void wake_waiters(bool failed) noexcept {
     }
 }
 
-void sync_done(ngx_event_t *ev) noexcept {
-    bool failed = W.sync_failed;  // done on the event loop
-#if (NGX_THREADS)
-    if (ev->data != nullptr) {
-        auto *job = static_cast<sync_job *>(static_cast<ngx_thread_task_t *>(ev->data)->ctx);
-        W.syncing = false;
-        failed = job->failed;
-        if (failed) {
-            W.dir_dirty = W.dir_dirty || job->dir != nullptr;
-        } else {
-            W.synced = job->generation;
-        }
+// The oldest segment sealed while a sync was out, out of the queue.
+auto pop_sealed() noexcept {
+    auto oldest = W.sealed[0];
+    std::memmove(&W.sealed[0], &W.sealed[1], --W.nsealed * sizeof(W.sealed[0]));
+    return oldest;
+}
+
+void sync_finished(sync_job *job) noexcept {
+    W.syncing = false;
+    if (job->failed) {
+        W.dir_dirty = W.dir_dirty || job->dir != nullptr;  // synced with the next one
+    } else {
+        W.synced = job->generation;
     }
-#else
-    (void) ev;
-#endif
-    W.sync_failed = false;
-    wake_waiters(failed);
+    wake_waiters(job->failed);
     if (W.syncing) return;
     // Segments sealed meanwhile first, then appends that came while it ran.
     if (W.nsealed > 0) {
-        auto next = W.sealed[0];
-        std::memmove(&W.sealed[0], &W.sealed[1], --W.nsealed * sizeof(W.sealed[0]));
+        auto next = pop_sealed();
         sync_start(next.fd, true, next.generation);
         return;
     }
@@ -361,9 +354,9 @@ void seal() noexcept {
             // Sealed five times within one fsync (4 MB segments): the oldest
             // is synced here, on the event loop; if that fails, every
             // waiting request is told so (503).
-            if (!sync_files(W.sealed[0].fd, nullptr, W.log)) wake_waiters(true);
-            close(W.sealed[0].fd);
-            std::memmove(&W.sealed[0], &W.sealed[1], --W.nsealed * sizeof(W.sealed[0]));
+            auto oldest = pop_sealed();
+            if (!sync_files(oldest.fd, nullptr, W.log)) wake_waiters(true);
+            close(oldest.fd);
         }
         W.sealed[W.nsealed++] = {fd, W.generation};
         return;
