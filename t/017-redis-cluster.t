@@ -122,13 +122,25 @@ sub late_redirect {
     return (@x[0, 1], @y[0, 1]);
 }
 
+# TEST 15, 16 come after TEST 13 moved X's slot behind nginx's back: the
+# warm-up waits until every node names the same owner (gossip may still be
+# settling the move), else its request is sent round between them.
+sub warm_up_x {
+    my $port = $ENV{TEST_NGINX_SERVER_PORT} || 1984;
+    t::Resend::wait_for("the nodes to agree on slot $SlotX", 10, sub {
+        my %owners = map { (t::Cluster::owner($_, $SlotX) => 1) } @Ports;
+        keys %owners == 1;
+    });
+    t::Resend::post_once($port, '/x', '{"email":"warm@example.com"}') or die "warm-up of /x failed\n";
+}
+
 # TEST 15: X's slot moves from node A to node B behind nginx's back and B
 # stalls: X's command, redirected by A's MOVED, waits on B while its
 # client leaves (FIN); then B wakes and runs it.
 sub leave_during_redirect {
     my ($a, $b) = @Ports[0, 1];
     my $port = $ENV{TEST_NGINX_SERVER_PORT} || 1984;
-    t::Resend::post_once($port, '/x', '{"email":"warm@example.com"}') or die "warm-up of /x failed\n";
+    warm_up_x();
     node($_, 'DEL', $StreamX) for $a, $b;
     node($_, 'CLUSTER', 'SETSLOT', $SlotX, 'NODE', id_of($b)) for $b, $a, $Ports[2];
     kill 'STOP', $t::Cluster::Pids{$b};
@@ -161,8 +173,7 @@ sub leave_during_redirect {
 # 192.0.2.1: connecting fails at once): the owner's MOVED names it.
 sub unreachable_owner {
     my $c = $Ports[2];
-    my $port = $ENV{TEST_NGINX_SERVER_PORT} || 1984;
-    t::Resend::post_once($port, '/x', '{"email":"warm@example.com"}') or die "warm-up of /x failed\n";
+    warm_up_x();
     node($_, 'DEL', $StreamX) for @Ports;
     node($_, 'CLUSTER', 'SETSLOT', $SlotX, 'NODE', id_of($c)) for @Ports;
     node($c, 'CONFIG', 'SET', 'cluster-announce-ip', '192.0.2.1');
