@@ -26,51 +26,8 @@ struct ngx_http_resend_confirmation_metrics_ref_s;
 // A location's or a Redis address's counters in the metrics zone (metrics.cpp).
 typedef struct ngx_http_resend_confirmation_metrics_ref_s ngx_http_resend_confirmation_metrics_ref_t;
 
-// The TLS parameters of a `resend_confirmation_redis` (redis_tls.cpp).
-struct ngx_http_resend_confirmation_tls_conf_s;
-typedef struct ngx_http_resend_confirmation_tls_conf_s ngx_http_resend_confirmation_tls_conf_t;
-
+// One `resend_confirmation_redis` directive (redis/).
 struct ngx_http_resend_confirmation_redis_conf_t;
-
-// `sentinel=MASTER HOST:PORT...`: the master's name, and one configuration
-// per Sentinel (its address, sentinel_password=, the directive's TLS and
-// timeouts).
-struct ngx_http_resend_confirmation_sentinel_conf_t {
-    ngx_str_t master;
-    ngx_array_t sentinels;  // of ngx_http_resend_confirmation_redis_conf_t *
-};
-
-// `cluster HOST:PORT...`: the nodes to learn the slot map from.
-struct ngx_http_resend_confirmation_cluster_conf_t {
-    ngx_array_t seeds;  // of ngx_addr_t (name: as configured)
-};
-
-// One `resend_confirmation_redis` directive: where and how to connect.
-// Each gets its own connection in every worker (with `cluster`, one per
-// master node).
-struct ngx_http_resend_confirmation_redis_conf_t {
-    ngx_addr_t addr;  // addr.name is the address as configured, for logs
-    ngx_str_t db_text;  // SELECT argument; empty for db 0
-    // What a spooled record keeps of where it goes (its replay finds the
-    // directive by it): addr.name, with " db=N" for another database.
-    ngx_str_t spool_name;
-    ngx_str_t user;     // ACL user for AUTH; empty: AUTH with the password alone
-    ngx_str_t password; // empty: no AUTH
-    ngx_msec_t connect_timeout;
-    ngx_msec_t timeout;  // the longest wait for one command's reply
-    ngx_uint_t index;    // in the worker's links
-    ngx_str_t script;    // a Lua script to SCRIPT LOAD on every connect; empty: none
-    ngx_http_resend_confirmation_metrics_ref_t *metrics;  // the link's counters
-    ngx_str_t host;      // a name to re-resolve on reconnect; empty for an IP address or unix:
-    in_port_t port;      // with `host`
-    ngx_http_core_loc_conf_t *core;  // where the directive is: its `resolver`
-    u_char *unresolved_file;  // a name the system did not resolve at start: the directive's
-    ngx_uint_t unresolved_line;  // place, until a resolver is known to be there (postconfiguration)
-    ngx_http_resend_confirmation_tls_conf_t *tls;  // null: plain TCP
-    ngx_http_resend_confirmation_sentinel_conf_t *sentinel;  // the master is asked of Sentinels
-    ngx_http_resend_confirmation_cluster_conf_t *cluster;    // commands go to their slot's node
-    bool is_sentinel;  // a Sentinel's own configuration (made for `sentinel=`)
-};
 
 // `resend_confirmation_field NAME VALUE;`: one extra field of the record.
 struct ngx_http_resend_confirmation_field_t {
@@ -188,15 +145,14 @@ struct ngx_http_resend_confirmation_zone_t {
     resend::keyed_hash hash;  // keyed with the configured or the zone's secret, at zone init
 };
 
+struct ngx_http_resend_confirmation_shared_call_s;
+// A request's EVALSHA of its shared limits, kept for a NOSCRIPT retry (shared_limit.cpp).
+typedef struct ngx_http_resend_confirmation_shared_call_s ngx_http_resend_confirmation_shared_call_t;
+// The Redis link and its pending commands (redis/), and a command's fate.
 struct ngx_http_resend_confirmation_pending_s;
 typedef struct ngx_http_resend_confirmation_pending_s ngx_http_resend_confirmation_pending_t;
 struct ngx_http_resend_confirmation_link_s;
 typedef struct ngx_http_resend_confirmation_link_s ngx_http_resend_confirmation_link_t;
-struct ngx_http_resend_confirmation_cluster_s;
-typedef struct ngx_http_resend_confirmation_cluster_s ngx_http_resend_confirmation_cluster_t;
-struct ngx_http_resend_confirmation_shared_call_s;
-// A request's EVALSHA of its shared limits, kept for a NOSCRIPT retry (shared_limit.cpp).
-typedef struct ngx_http_resend_confirmation_shared_call_s ngx_http_resend_confirmation_shared_call_t;
 enum class ngx_http_resend_confirmation_fate_t : unsigned char;
 // The one way a command comes back from the link: its reply (null when
 // there is none: the link failed first, or it was answered at its
@@ -246,7 +202,6 @@ enum class ngx_http_resend_confirmation_too_large_t : unsigned char {
 
 // Everything that lives in an nginx pool or shared zone is never destroyed,
 // only freed with its memory: it must not need a destructor.
-static_assert(std::is_trivially_destructible_v<ngx_http_resend_confirmation_redis_conf_t>);
 static_assert(std::is_trivially_destructible_v<ngx_http_resend_confirmation_field_t>);
 static_assert(std::is_trivially_destructible_v<ngx_http_resend_confirmation_main_conf_t>);
 static_assert(std::is_trivially_destructible_v<ngx_http_resend_confirmation_limit_t>);
@@ -368,16 +323,6 @@ bool ngx_http_resend_confirmation_limit_stats(ngx_shm_zone_t *shm_zone,
 // Gives back what the email limits took (the request was refused after all).
 void ngx_http_resend_confirmation_limit_refund(ngx_http_resend_confirmation_ctx_t *ctx) noexcept;
 
-// What the link knows of a command's fate.
-enum class ngx_http_resend_confirmation_fate_t : unsigned char {
-    stored,   // Redis replied, not with an error
-    refused,  // Redis replied with an error: not stored
-    unsent,   // never (completely) written: not stored
-    unknown,  // written, no reply in time: it may be stored
-    busy,     // Redis replied that it cannot take writes now (LOADING, OOM, READONLY,
-              // MASTERDOWN): not stored, worth keeping for later
-};
-
 // record.cpp: the request's record in Redis.
 // The command that records `fields` (name, value, ...) in `stream`, into
 // `args` (room for record_command_args(fields.size())); returns its length.
@@ -446,128 +391,6 @@ bool ngx_http_resend_confirmation_shared_limit_command(ngx_http_request_t *r,
 // unless the request already has one); null when out of memory.
 ngx_http_variable_value_t *ngx_http_resend_confirmation_request_id(ngx_http_request_t *r) noexcept;
 
-// redis.cpp: the per-worker link to one Redis.
-// `at`: a cluster node's address (default: the directive's); `cluster`: the
-// cluster it is a node of (a cluster directive's own link makes one).
-ngx_http_resend_confirmation_link_t *
-ngx_http_resend_confirmation_link_create(ngx_http_resend_confirmation_redis_conf_t *conf,
-                                         ngx_cycle_t *cycle, const ngx_addr_t *at = nullptr,
-                                         ngx_http_resend_confirmation_cluster_t *cluster = nullptr) noexcept;
-void ngx_http_resend_confirmation_link_destroy(ngx_http_resend_confirmation_link_t *link) noexcept;
-// Queues a command for `r`, which comes back through `done` (with r as its
-// data); null when the link is down (the caller answers). args[0], the
-// command's name, must be a literal: an error reply is logged with it.
-// `holder` (may be null) is where the caller keeps the entry, to detach it:
-// the link sets it, moves it with a redirect and clears it before `done`.
-// The reply is due `timeout` after `since` (when the request began to wait
-// for Redis: a command sent again keeps the first one's deadline).
-ngx_http_resend_confirmation_pending_t *
-ngx_http_resend_confirmation_link_send(ngx_http_resend_confirmation_link_t *link,
-                                       ngx_http_request_t *r,
-                                       std::span<const std::string_view> args,
-                                       ngx_http_resend_confirmation_link_done_pt done,
-                                       ngx_http_resend_confirmation_pending_t **holder, ngx_msec_t since) noexcept;
-// `entry` is kept at `holder` (may be null) from now on.
-void ngx_http_resend_confirmation_link_hold(ngx_http_resend_confirmation_pending_t *entry,
-                                            ngx_http_resend_confirmation_pending_t **holder) noexcept;
-// The request went away: its reply, when it comes, is dropped.
-void ngx_http_resend_confirmation_link_detach(ngx_http_resend_confirmation_pending_t *entry) noexcept;
-// Queues a command (r's, or none's) on this very link, to be answered by
-// `deadline` (a command sent again keeps its request's); `asking`: after
-// ASKING. Null when the link is down.
-ngx_http_resend_confirmation_pending_t *
-ngx_http_resend_confirmation_link_queue(ngx_http_resend_confirmation_link_t *link, ngx_http_request_t *r,
-                                        std::span<const std::string_view> args, ngx_msec_t deadline,
-                                        ngx_uint_t redirects, bool asking,
-                                        ngx_http_resend_confirmation_link_done_pt done, void *data) noexcept;
-// A command without a request (CLUSTER SLOTS, SENTINEL ...): `done` gets
-// its reply and fate. False when the link is down (`done` is not called).
-// `args` need only live until this returns.
-bool ngx_http_resend_confirmation_link_command(ngx_http_resend_confirmation_link_t *link,
-                                               std::span<const std::string_view> args,
-                                               ngx_http_resend_confirmation_link_done_pt done,
-                                               void *data) noexcept;
-// The master's address Sentinel gave (`at`), or the failure that none did:
-// the link connects there, or fails.
-void ngx_http_resend_confirmation_link_found(ngx_http_resend_confirmation_link_t *link, const ngx_addr_t *at,
-                                             const char *failure) noexcept;
-namespace resend {
-struct redis_endpoint;
-}
-// An address Sentinel or a cluster names (an IP address: neither names
-// hosts unless configured to) as a socket address; false for a name.
-bool ngx_http_resend_confirmation_endpoint_sockaddr(const resend::redis_endpoint &at, ngx_sockaddr_t *out,
-                                                    socklen_t *len) noexcept;
-ngx_str_t ngx_http_resend_confirmation_link_name(ngx_http_resend_confirmation_link_t *link) noexcept;
-ngx_cycle_t *ngx_http_resend_confirmation_link_cycle(ngx_http_resend_confirmation_link_t *link) noexcept;
-
-// redis_sentinel.cpp: the master's address, asked of the Sentinels in turn
-// on a link of their own each; ends in ngx_http_resend_confirmation_link_found().
-// `state` is the link's slot for the Sentinels' state.
-void ngx_http_resend_confirmation_sentinel_discover(ngx_http_resend_confirmation_link_t *link,
-                                                    ngx_http_resend_confirmation_redis_conf_t *conf,
-                                                    void **state) noexcept;
-void ngx_http_resend_confirmation_sentinel_destroy(void *state) noexcept;
-// `sentinel=` of resend_confirmation_redis (module.cpp): `addresses`, of
-// ngx_addr_t, the Sentinels'.
-char *ngx_http_resend_confirmation_sentinel_configure(ngx_conf_t *cf,
-                                                      ngx_http_resend_confirmation_redis_conf_t *redis,
-                                                      ngx_array_t *addresses, ngx_str_t *master,
-                                                      ngx_str_t *password) noexcept;
-
-// redis_cluster.cpp: the slot map and a link per master node.
-// `cluster` of resend_confirmation_redis (module.cpp): `addresses`, of
-// ngx_addr_t, the nodes named.
-char *ngx_http_resend_confirmation_cluster_configure(ngx_conf_t *cf,
-                                                     ngx_http_resend_confirmation_redis_conf_t *redis,
-                                                     ngx_array_t *addresses) noexcept;
-ngx_http_resend_confirmation_cluster_t *
-ngx_http_resend_confirmation_cluster_create(ngx_http_resend_confirmation_redis_conf_t *conf, ngx_cycle_t *cycle,
-                                            ngx_http_resend_confirmation_link_t *head) noexcept;
-void ngx_http_resend_confirmation_cluster_destroy(ngx_http_resend_confirmation_cluster_t *cluster) noexcept;
-ngx_http_resend_confirmation_link_t *
-ngx_http_resend_confirmation_cluster_head(ngx_http_resend_confirmation_cluster_t *cluster) noexcept;
-// Sends a request's command to the node that serves its first key's slot.
-ngx_http_resend_confirmation_pending_t *
-ngx_http_resend_confirmation_cluster_send(ngx_http_resend_confirmation_cluster_t *cluster, ngx_http_request_t *r,
-                                          std::span<const std::string_view> args, ngx_msec_t deadline,
-                                          ngx_uint_t redirects, ngx_http_resend_confirmation_link_done_pt done) noexcept;
-// `from` answered MOVED or ASK (`to`) for r's command: sent again there,
-// or the request answered (the caller has cleared *holder; it is set again
-// to the entry that carries the command on).
-namespace resend {
-struct redis_redirect;
-}
-// What `from`'s MOVED or ASK (`to`) teaches: the node named (added if new;
-// -1 when there is no room), which after MOVED owns the slot (and the map
-// is asked for again).
-ngx_int_t ngx_http_resend_confirmation_cluster_learn(ngx_http_resend_confirmation_cluster_t *cluster,
-                                                     ngx_http_resend_confirmation_link_t *from,
-                                                     const resend::redis_redirect &to) noexcept;
-void ngx_http_resend_confirmation_cluster_redirect(ngx_http_resend_confirmation_cluster_t *cluster,
-                                                   ngx_http_resend_confirmation_link_t *from,
-                                                   ngx_http_request_t *r, std::span<const std::string_view> args,
-                                                   ngx_msec_t deadline, ngx_uint_t redirects,
-                                                   const resend::redis_redirect &to,
-                                                   ngx_http_resend_confirmation_link_done_pt done,
-                                                   ngx_http_resend_confirmation_pending_t **holder) noexcept;
-// Connected, past AUTH/SELECT, nothing failed since: replay may send.
-bool ngx_http_resend_confirmation_link_ready(ngx_http_resend_confirmation_link_t *link) noexcept;
-// On its way up (resolving, connecting, TLS, handshake).
-bool ngx_http_resend_confirmation_link_connecting(ngx_http_resend_confirmation_link_t *link) noexcept;
-// A down link outside its hold-down starts connecting (for the replay).
-void ngx_http_resend_confirmation_link_wake(ngx_http_resend_confirmation_link_t *link) noexcept;
-// Queues a replay command of the spool: a record without a request, which
-// the link treats as a request's (WAIT, a new master, the slot map) and
-// whose reply and fate go to `done`. False when it cannot.
-bool ngx_http_resend_confirmation_link_send_replay(ngx_http_resend_confirmation_link_t *link,
-                                                   std::span<const std::string_view> args,
-                                                   ngx_http_resend_confirmation_link_done_pt done,
-                                                   void *data) noexcept;
-// The link of the `resend_confirmation_redis` whose spool_name is `name`
-// (its address as configured, and " db=N"); null when there is none.
-ngx_http_resend_confirmation_link_t *ngx_http_resend_confirmation_worker_link_named(std::string_view name) noexcept;
-
 // spool.cpp: records kept on local disk while Redis cannot take them.
 char *ngx_http_resend_confirmation_spool_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf) noexcept;
 // Appends the request's record (ctx->fields) to this worker's segment:
@@ -616,35 +439,5 @@ void ngx_http_resend_confirmation_metrics_shared_limit(ngx_uint_t result) noexce
 void ngx_http_resend_confirmation_metrics_refusal(ngx_http_resend_confirmation_metrics_ref_t *ref,
                                                   std::string_view error) noexcept;
 
-// Called by redis_tls.cpp when the TLS handshake of the link's connection
-// `c` is over: `failure` is null when it succeeded (and was verified).
-void ngx_http_resend_confirmation_link_secured(ngx_connection_t *c, const char *failure) noexcept;
-
-// redis_tls.cpp: TLS to Redis.
-// A `tls` or `tls_*=` parameter of resend_confirmation_redis: NGX_OK taken,
-// NGX_ERROR invalid, NGX_DECLINED not one of them.
-ngx_int_t ngx_http_resend_confirmation_tls_parameter(ngx_conf_t *cf,
-                                                     ngx_http_resend_confirmation_redis_conf_t *redis,
-                                                     ngx_str_t *value) noexcept;
-// After the parameters: checks them and creates the TLS context (nginx -t errors).
-char *ngx_http_resend_confirmation_tls_configure(ngx_conf_t *cf,
-                                                 ngx_http_resend_confirmation_redis_conf_t *redis,
-                                                 ngx_url_t *url) noexcept;
-// Starts the TLS handshake on the link's connected `c`, within `timeout`;
-// ends in ngx_http_resend_confirmation_link_secured().
-void ngx_http_resend_confirmation_tls_handshake(ngx_connection_t *c,
-                                                ngx_http_resend_confirmation_redis_conf_t *redis,
-                                                ngx_msec_t timeout) noexcept;
-// Ends TLS on `c` (no close_notify wait) before it is closed.
-void ngx_http_resend_confirmation_tls_shutdown(ngx_connection_t *c) noexcept;
-// The first bytes a link read, or its end before any (n <= 0, also a failed
-// write): logs a hint when a plain link seems to talk to a TLS server, or a
-// TLS link without a client certificate to one that requires it (`name`:
-// the link's, a cluster node's or the master's address).
-void ngx_http_resend_confirmation_tls_hint(ngx_log_t *log, ngx_http_resend_confirmation_redis_conf_t *redis,
-                                           const ngx_str_t &name, const u_char *data, ssize_t n) noexcept;
-
-// ngx_http_resend_confirmation_module.cpp: this worker's parser and links.
+// ngx_http_resend_confirmation_module.cpp: this worker's parser.
 resend::body_parser *ngx_http_resend_confirmation_parser() noexcept;
-ngx_http_resend_confirmation_link_t *
-ngx_http_resend_confirmation_worker_link(ngx_http_resend_confirmation_redis_conf_t *conf) noexcept;

@@ -8,6 +8,7 @@
 // ngx_http_resend_confirmation_too_large().
 
 #include "ngx_http_resend_confirmation.h"
+#include "redis/ngx_http_resend_confirmation_redis.h"
 
 #include "core/media_type.hpp"
 

@@ -15,6 +15,7 @@
 // mix their numbers.
 
 #include "ngx_http_resend_confirmation.h"
+#include "redis/ngx_http_resend_confirmation_redis.h"
 
 #include <atomic>
 #include <cerrno>

@@ -7,6 +7,7 @@
 // Redis links. The request flow starts in ngx_http_resend_confirmation_handler.cpp.
 
 #include "ngx_http_resend_confirmation.h"
+#include "redis/ngx_http_resend_confirmation_redis.h"
 
 #include <new>
 
@@ -14,8 +15,6 @@
 // sized for the largest limit in use, so the bound keeps that memory small.
 static const size_t max_body_size_ceiling = 1024 * 1024;
 static const size_t max_body_size_default = 4096;
-static const ngx_msec_t redis_connect_timeout_default = 1000;
-static const ngx_msec_t redis_timeout_default = 1000;
 static ngx_str_t stream_default = ngx_string("resend_confirmation");
 static ngx_str_t maxlen_default = ngx_string("1000000");
 
@@ -23,18 +22,8 @@ static char *ngx_http_resend_confirmation_enable(ngx_conf_t *cf, ngx_command_t *
                                                  void *conf) noexcept;
 static char *ngx_http_resend_confirmation_check_body_size(ngx_conf_t *cf, void *post,
                                                           void *data) noexcept;
-static char *ngx_http_resend_confirmation_redis(ngx_conf_t *cf, ngx_command_t *cmd,
-                                                void *conf) noexcept;
 static char *ngx_http_resend_confirmation_stream(ngx_conf_t *cf, ngx_command_t *cmd,
                                                  void *conf) noexcept;
-static void ngx_http_resend_confirmation_redis_name(ngx_conf_t *cf,
-                                                    ngx_http_resend_confirmation_redis_conf_t *redis,
-                                                    ngx_url_t *url) noexcept;
-static bool ngx_http_resend_confirmation_redis_unresolved(ngx_conf_t *cf,
-                                                          ngx_http_resend_confirmation_redis_conf_t *redis,
-                                                          ngx_url_t *url) noexcept;
-static ngx_int_t ngx_http_resend_confirmation_redis_check_unresolved(
-    ngx_conf_t *cf, ngx_http_resend_confirmation_main_conf_t *mcf) noexcept;
 static char *ngx_http_resend_confirmation_field(ngx_conf_t *cf, ngx_command_t *cmd,
                                                 void *conf) noexcept;
 static ngx_int_t ngx_http_resend_confirmation_preconfiguration(ngx_conf_t *cf) noexcept;
@@ -86,7 +75,7 @@ static ngx_command_t ngx_http_resend_confirmation_commands[] = {
      offsetof(ngx_http_resend_confirmation_loc_conf_t, max_body_size),
      &ngx_http_resend_confirmation_body_size_post},
     {ngx_string("resend_confirmation_redis"), RESEND_ANY_LEVEL | NGX_CONF_1MORE,
-     ngx_http_resend_confirmation_redis, NGX_HTTP_LOC_CONF_OFFSET, 0, nullptr},
+     ngx_http_resend_confirmation_redis_directive, NGX_HTTP_LOC_CONF_OFFSET, 0, nullptr},
     {ngx_string("resend_confirmation_stream"), RESEND_ANY_LEVEL | NGX_CONF_TAKE12,
      ngx_http_resend_confirmation_stream, NGX_HTTP_LOC_CONF_OFFSET, 0, nullptr},
     {ngx_string("resend_confirmation_field"), RESEND_ANY_LEVEL | NGX_CONF_TAKE2,
@@ -152,35 +141,10 @@ ngx_module_t ngx_http_resend_confirmation_module = {
     NGX_MODULE_V1_PADDING};
 }
 
-// One parser per worker process, and one Redis link per
-// `resend_confirmation_redis` directive; workers are single-threaded.
+// One parser per worker process; workers are single-threaded.
 static resend::body_parser *worker_parser;
-static ngx_http_resend_confirmation_link_t **worker_links;
-static ngx_uint_t worker_links_count;
 
 resend::body_parser *ngx_http_resend_confirmation_parser() noexcept { return worker_parser; }
-
-ngx_http_resend_confirmation_link_t *
-ngx_http_resend_confirmation_worker_link(ngx_http_resend_confirmation_redis_conf_t *conf) noexcept {
-    return worker_links[conf->index];
-}
-
-ngx_http_resend_confirmation_link_t *ngx_http_resend_confirmation_worker_link_named(std::string_view name) noexcept {
-    auto *mcf = static_cast<ngx_http_resend_confirmation_main_conf_t *>(
-        ngx_http_cycle_get_module_main_conf(ngx_cycle, ngx_http_resend_confirmation_module));
-    if (mcf == nullptr) return nullptr;
-    auto **redis = static_cast<ngx_http_resend_confirmation_redis_conf_t **>(mcf->redis.elts);
-    auto view = [](const ngx_str_t &s) { return std::string_view(reinterpret_cast<const char *>(s.data), s.len); };
-    for (ngx_uint_t i = 0; i < worker_links_count; ++i) {
-        if (view(redis[i]->spool_name) == name) return worker_links[i];
-    }
-    // Records kept before " db=N" was: the address alone, the first with it.
-    for (ngx_uint_t i = 0; i < worker_links_count; ++i) {
-        if (view(redis[i]->addr.name) == name) return worker_links[i];
-    }
-    return nullptr;
-}
-
 
 static char *ngx_http_resend_confirmation_enable(ngx_conf_t *cf, ngx_command_t *, void *conf) noexcept {
     auto *lcf = static_cast<ngx_http_resend_confirmation_loc_conf_t *>(conf);
@@ -204,194 +168,6 @@ static char *ngx_http_resend_confirmation_check_body_size(ngx_conf_t *cf, void *
         return ngx_http_resend_confirmation_conf_error();
     }
     return NGX_CONF_OK;
-}
-
-// resend_confirmation_redis ADDRESS [db=N] [user=NAME] [password=SECRET]
-//                           [connect_timeout=TIME] [timeout=TIME]
-//                           [tls [tls_verify=on|off] [tls_ca=FILE] [tls_cert=FILE tls_key=FILE]
-//                                [tls_name=NAME]];
-// resend_confirmation_redis sentinel=MASTER HOST:PORT... [sentinel_password=SECRET] [...as above];
-// resend_confirmation_redis cluster HOST:PORT... [...as above but db=];
-static char *ngx_http_resend_confirmation_redis(ngx_conf_t *cf, ngx_command_t *, void *conf) noexcept {
-    auto *lcf = static_cast<ngx_http_resend_confirmation_loc_conf_t *>(conf);
-    if (lcf->redis != NGX_CONF_UNSET_PTR) return const_cast<char *>("is duplicate");
-    auto *value = static_cast<ngx_str_t *>(cf->args->elts);
-
-    auto *redis = static_cast<ngx_http_resend_confirmation_redis_conf_t *>(
-        ngx_pcalloc(cf->pool, sizeof(ngx_http_resend_confirmation_redis_conf_t)));
-    if (redis == nullptr) return ngx_http_resend_confirmation_conf_error();
-
-    // sentinel= and cluster: the addresses that follow, up to the first
-    // NAME=VALUE parameter or "tls".
-    ngx_str_t master = ngx_null_string, sentinel_password = ngx_null_string;
-    bool sentinel = ngx_http_resend_confirmation_has_prefix(value[1], "sentinel=", &master);
-    bool cluster = ngx_http_resend_confirmation_is(value[1], "cluster");
-    ngx_array_t *addresses = nullptr;
-    ngx_uint_t first = 2;
-    if (sentinel || cluster) {
-        if (sentinel && master.len == 0) return ngx_http_resend_confirmation_invalid_parameter(cf, &value[1]);
-        // Resolved at start, each (names are not followed: Sentinel and
-        // the cluster name their nodes by address).
-        addresses = ngx_array_create(cf->pool, 4, sizeof(ngx_addr_t));
-        if (addresses == nullptr) return ngx_http_resend_confirmation_conf_error();
-        for (; first < cf->args->nelts && ngx_strlchr(value[first].data, value[first].data + value[first].len, '=') == nullptr &&
-               !ngx_http_resend_confirmation_is(value[first], "tls");
-             ++first) {
-            ngx_url_t node;
-            ngx_memzero(&node, sizeof(ngx_url_t));
-            node.url = value[first];
-            node.default_port = sentinel ? 26379 : 6379;
-            auto *address = static_cast<ngx_addr_t *>(ngx_array_push(addresses));
-            if (address == nullptr) return ngx_http_resend_confirmation_conf_error();
-            if (ngx_parse_url(cf->pool, &node) != NGX_OK || node.naddrs == 0 || node.family == AF_UNIX) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid %s address \"%V\": %s",
-                                   sentinel ? "Sentinel" : "cluster node", &value[first],
-                                   node.err != nullptr ? node.err : node.naddrs == 0 ? "host not found" : "not HOST:PORT");
-                return ngx_http_resend_confirmation_conf_error();
-            }
-            *address = node.addrs[0];
-            address->name = value[first];
-        }
-        if (addresses->nelts == 0) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "\"%V\" needs at least one %s address (HOST:PORT)",
-                               &value[1], sentinel ? "Sentinel" : "node");
-            return ngx_http_resend_confirmation_conf_error();
-        }
-    }
-
-    ngx_url_t url;
-    ngx_memzero(&url, sizeof(ngx_url_t));
-    url.url = addresses != nullptr ? static_cast<ngx_addr_t *>(addresses->elts)[0].name : value[1];
-    url.default_port = sentinel ? 26379 : 6379;
-    if (ngx_parse_url(cf->pool, &url) == NGX_OK && url.naddrs != 0) {
-        redis->addr = url.addrs[0];
-    } else if (addresses != nullptr || !ngx_http_resend_confirmation_redis_unresolved(cf, redis, &url)) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid redis address \"%V\": %s", &url.url,
-                           url.err != nullptr ? url.err : "host not found");
-        return ngx_http_resend_confirmation_conf_error();
-    }
-    // Logs and metrics name a cluster by its first node.
-    redis->addr.name = cluster ? url.url : value[1];
-    redis->connect_timeout = redis_connect_timeout_default;
-    redis->timeout = redis_timeout_default;
-
-    for (ngx_uint_t i = first; i < cf->args->nelts; ++i) {
-        ngx_str_t arg;
-        if (ngx_http_resend_confirmation_has_prefix(value[i], "db=", &arg)) {
-            if (ngx_atoi(arg.data, arg.len) == NGX_ERROR) goto invalid;
-            if (cluster) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "\"db=\" is not possible with \"cluster\": a cluster has database 0 only");
-                return ngx_http_resend_confirmation_conf_error();
-            }
-            if (ngx_atoi(arg.data, arg.len) != 0) redis->db_text = arg;
-        } else if (ngx_http_resend_confirmation_has_prefix(value[i], "user=", &arg) && arg.len > 0) {
-            redis->user = arg;
-        } else if (ngx_http_resend_confirmation_has_prefix(value[i], "password=", &arg) && arg.len > 0) {
-            redis->password = arg;
-        } else if (sentinel && ngx_http_resend_confirmation_has_prefix(value[i], "sentinel_password=", &arg) &&
-                   arg.len > 0) {
-            sentinel_password = arg;
-        } else if (ngx_http_resend_confirmation_has_prefix(value[i], "connect_timeout=", &arg)) {
-            redis->connect_timeout = ngx_parse_time(&arg, 0);
-            if (redis->connect_timeout == (ngx_msec_t) NGX_ERROR || redis->connect_timeout == 0) goto invalid;
-        } else if (ngx_http_resend_confirmation_has_prefix(value[i], "timeout=", &arg)) {
-            redis->timeout = ngx_parse_time(&arg, 0);
-            if (redis->timeout == (ngx_msec_t) NGX_ERROR || redis->timeout == 0) goto invalid;
-        } else if (ngx_int_t rc = ngx_http_resend_confirmation_tls_parameter(cf, redis, &value[i]);
-                   rc != NGX_OK) {
-            if (rc == NGX_DECLINED) goto invalid;
-            if (redis->tls == nullptr) return ngx_http_resend_confirmation_conf_error();
-            goto invalid;
-        }
-        continue;
-    invalid:
-        return ngx_http_resend_confirmation_invalid_parameter(cf, &value[i]);
-    }
-    if (redis->user.len != 0 && redis->password.len == 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "\"user=\" needs \"password=\"");
-        return ngx_http_resend_confirmation_conf_error();
-    }
-    if (ngx_http_resend_confirmation_tls_configure(cf, redis, &url) != NGX_CONF_OK) {
-        return ngx_http_resend_confirmation_conf_error();
-    }
-    ngx_http_resend_confirmation_redis_name(cf, redis, addresses == nullptr ? &url : nullptr);
-    if (sentinel && ngx_http_resend_confirmation_sentinel_configure(cf, redis, addresses, &master,
-                                                                    &sentinel_password) != NGX_CONF_OK) {
-        return ngx_http_resend_confirmation_conf_error();
-    }
-    if (cluster && ngx_http_resend_confirmation_cluster_configure(cf, redis, addresses) != NGX_CONF_OK) {
-        return ngx_http_resend_confirmation_conf_error();
-    }
-
-    redis->spool_name = redis->addr.name;
-    if (redis->db_text.len != 0) {
-        size_t len = redis->addr.name.len + sizeof(" db=") - 1 + redis->db_text.len;
-        auto *name = static_cast<u_char *>(ngx_pnalloc(cf->pool, len));
-        if (name == nullptr) return ngx_http_resend_confirmation_conf_error();
-        ngx_sprintf(name, "%V db=%V", &redis->addr.name, &redis->db_text);
-        redis->spool_name = {len, name};
-    }
-    redis->metrics = ngx_http_resend_confirmation_metrics_ref(cf, redis->addr.name, false);
-    auto *mcf = ngx_http_resend_confirmation_conf_main_conf(cf);
-    auto **slot = static_cast<ngx_http_resend_confirmation_redis_conf_t **>(ngx_array_push(&mcf->redis));
-    if (redis->metrics == nullptr || slot == nullptr) return ngx_http_resend_confirmation_conf_error();
-    redis->index = mcf->redis.nelts - 1;
-    *slot = redis;
-    lcf->redis = redis;
-    return NGX_CONF_OK;
-}
-
-// An address given by name is resolved again on each connect when the
-// directive's level has a `resolver` (looked at when connecting: the
-// resolver is inherited only once the configuration is merged).
-static void ngx_http_resend_confirmation_redis_name(ngx_conf_t *cf,
-                                                    ngx_http_resend_confirmation_redis_conf_t *redis,
-                                                    ngx_url_t *url) noexcept {
-    redis->core = static_cast<ngx_http_core_loc_conf_t *>(
-        ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module));
-    if (url == nullptr) return;  // sentinel= and cluster: addresses resolved at start
-    if (url->family == AF_UNIX || url->host.len == 0 || url->host.data[0] == '[') return;
-    if (ngx_inet_addr(url->host.data, url->host.len) != INADDR_NONE) return;
-    redis->host = url->host;
-    redis->port = url->port;
-}
-
-// A name the system does not resolve at start may still be resolved by
-// nginx's resolver when the link connects: the address is kept when it is
-// otherwise valid, and postconfiguration, once the resolvers are inherited,
-// refuses it where there is none.
-static bool ngx_http_resend_confirmation_redis_unresolved(ngx_conf_t *cf,
-                                                          ngx_http_resend_confirmation_redis_conf_t *redis,
-                                                          ngx_url_t *url) noexcept {
-    ngx_url_t name;
-    ngx_memzero(&name, sizeof(ngx_url_t));
-    name.url = url->url;
-    name.default_port = url->default_port;
-    name.no_resolve = 1;
-    if (ngx_parse_url(cf->pool, &name) != NGX_OK || name.family == AF_UNIX || name.host.len == 0 ||
-        name.host.data[0] == '[' || ngx_inet_addr(name.host.data, name.host.len) != INADDR_NONE) {
-        return false;
-    }
-    redis->unresolved_file = cf->conf_file->file.name.data;
-    redis->unresolved_line = cf->conf_file->line;
-    *url = name;
-    return true;
-}
-
-static ngx_int_t ngx_http_resend_confirmation_redis_check_unresolved(
-    ngx_conf_t *cf, ngx_http_resend_confirmation_main_conf_t *mcf) noexcept {
-    auto **redis = static_cast<ngx_http_resend_confirmation_redis_conf_t **>(mcf->redis.elts);
-    for (ngx_uint_t i = 0; i < mcf->redis.nelts; ++i) {
-        if (redis[i]->unresolved_file == nullptr) continue;
-        ngx_resolver_t *resolver = redis[i]->core->resolver;
-        if (resolver != nullptr && resolver->connections.nelts != 0) continue;
-        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                      "invalid redis address \"%V\": host not found, and no \"resolver\" to find it "
-                      "when connecting in %s:%ui",
-                      &redis[i]->addr.name, redis[i]->unresolved_file, redis[i]->unresolved_line);
-        return NGX_ERROR;
-    }
-    return NGX_OK;
 }
 
 // resend_confirmation_stream KEY [maxlen=N];
@@ -556,17 +332,7 @@ static ngx_int_t ngx_http_resend_confirmation_init_process(ngx_cycle_t *cycle) n
         ngx_http_cycle_get_module_main_conf(cycle, ngx_http_resend_confirmation_module));
     if (mcf == nullptr) return NGX_OK;  // no http block
 
-    worker_links_count = 0;
-    worker_links = static_cast<ngx_http_resend_confirmation_link_t **>(
-        ngx_pcalloc(cycle->pool, (mcf->redis.nelts + 1) * sizeof(ngx_http_resend_confirmation_link_t *)));
-    if (worker_links == nullptr) return NGX_ERROR;
-    auto **redis = static_cast<ngx_http_resend_confirmation_redis_conf_t **>(mcf->redis.elts);
-    for (ngx_uint_t i = 0; i < mcf->redis.nelts; ++i) {
-        worker_links[i] = ngx_http_resend_confirmation_link_create(redis[i], cycle);
-        if (worker_links[i] == nullptr) return NGX_ERROR;
-        worker_links_count = i + 1;
-    }
-
+    if (ngx_http_resend_confirmation_redis_worker_start(cycle, mcf) != NGX_OK) return NGX_ERROR;
     ngx_http_resend_confirmation_metrics_worker_start(cycle);
     if (ngx_http_resend_confirmation_spool_worker_start(cycle) != NGX_OK) return NGX_ERROR;
     worker_parser = new (std::nothrow) resend::body_parser();
@@ -584,10 +350,7 @@ static void ngx_http_resend_confirmation_exit_process(ngx_cycle_t *) noexcept {
     // leaves open at exit as [alert]. The spool first: its progress is
     // written and its segments' locks let go.
     ngx_http_resend_confirmation_spool_worker_exit();
-    for (ngx_uint_t i = 0; i < worker_links_count; ++i) {
-        ngx_http_resend_confirmation_link_destroy(worker_links[i]);
-    }
-    worker_links_count = 0;
+    ngx_http_resend_confirmation_redis_worker_exit();
     ngx_http_resend_confirmation_metrics_worker_exit();
     delete worker_parser;
     worker_parser = nullptr;

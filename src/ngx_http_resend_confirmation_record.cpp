@@ -10,6 +10,7 @@
 // request instead.
 
 #include "ngx_http_resend_confirmation.h"
+#include "redis/ngx_http_resend_confirmation_redis.h"
 
 #include <charconv>
 

@@ -9,6 +9,7 @@
 // script is sent once more in full with EVAL, which also loads it).
 
 #include "ngx_http_resend_confirmation.h"
+#include "redis/ngx_http_resend_confirmation_redis.h"
 
 #include "core/shared_limit.hpp"
 

@@ -29,6 +29,7 @@
 //   (ENOSPC), is not kept and the request is answered 503.
 
 #include "ngx_http_resend_confirmation.h"
+#include "redis/ngx_http_resend_confirmation_redis.h"
 
 #include "core/shared_limit.hpp"
 #include "core/spool_format.hpp"

@@ -1,4 +1,6 @@
-# Redis Sentinel: a master, a replica and three Sentinels started here.
+# Redis Sentinel: a master, two replicas and three Sentinels started here
+# (two: the master a failover promotes has a replica at once, the other
+# one, so that records, which need one (replicas=1), are taken again soon).
 # The link asks the Sentinels for the master (in turn: a dead one is
 # skipped), checks ROLE on it, and after SENTINEL FAILOVER under load finds
 # the new master by itself: every 200 has its entry on the new master, no
@@ -14,6 +16,8 @@ use Time::HiRes ();
 
 our $Master = $ENV{TEST_NGINX_REDIS_PORT} + 50;
 our $Replica = $ENV{TEST_NGINX_REDIS_PORT} + 51;
+our $Replica2 = $ENV{TEST_NGINX_REDIS_PORT} + 58;
+our @Nodes = ($Master, $Replica, $Replica2);
 our @Sentinels = map { $ENV{TEST_NGINX_REDIS_PORT} + $_ } 52 .. 54;
 our $Dead = $ENV{TEST_NGINX_REDIS_PORT} + 55;  # nothing listens there
 $ENV{TEST_NGINX_SENTINELS} = join ' ', map { "127.0.0.1:$_" } @Sentinels;
@@ -34,12 +38,15 @@ sub spawn {
 sub wait_for { t::Resend::wait_for(@_) }
 
 sub start_all {
-    for my $port ($Master, $Replica) {
+    for my $port (@Nodes) {
         spawn($port, 'redis-server', '--port', $port, '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
-              '--logfile', '/dev/null', '--dir', $Dir,
-              $port == $Replica ? ('--replicaof', '127.0.0.1', $Master) : ());
+              '--logfile', '/dev/null', '--dir', $Dir, '--dbfilename', "dump-$port.rdb",
+              '--repl-diskless-sync-delay', '0',
+              $port != $Master ? ('--replicaof', '127.0.0.1', $Master) : ());
     }
-    wait_for('the replica', 10, sub { at($Replica, 'INFO', 'replication') =~ /master_link_status:up/ });
+    for my $port ($Replica, $Replica2) {
+        wait_for("the replica $port", 10, sub { at($port, 'INFO', 'replication') =~ /master_link_status:up/ });
+    }
     for my $port (@Sentinels) {
         open my $out, '>', "$Dir/sentinel-$port.conf" or die;
         print $out "port $port\nbind 127.0.0.1\ndir $Dir\nlogfile \"\"\n",
@@ -50,11 +57,11 @@ sub start_all {
         close $out;
         spawn("s$port", 'sh', '-c', "exec redis-sentinel $Dir/sentinel-$port.conf >/dev/null 2>&1");
     }
-    # Each Sentinel knows the replica and the two others (hello messages
-    # every 2 s): only then can SENTINEL FAILOVER pick the replica.
+    # Each Sentinel knows the replicas and the two others (hello messages
+    # every 2 s): only then can SENTINEL FAILOVER pick a replica.
     for my $port (@Sentinels) {
         wait_for("Sentinel $port", 20, sub {
-            @{ at($port, 'SENTINEL', 'replicas', 'mymaster') } == 1
+            @{ at($port, 'SENTINEL', 'replicas', 'mymaster') } == 2
                 && @{ at($port, 'SENTINEL', 'sentinels', 'mymaster') } == 2
         });
     }
@@ -133,34 +140,39 @@ sub check_every_200_on {
         or Test::More::diag("not there: " . join(' ', map { $_->[0] } @lost[0 .. ($#lost < 9 ? $#lost : 9)]));
 }
 
-# After a failover: the master the Sentinels name, and its replica once it
-# has caught up and every Sentinel knows it as one.
+# After a failover: the master the Sentinels name, and its replicas once
+# they have caught up and every Sentinel knows them as such.
 sub settled {
     my $master = master_port();
-    my ($replica) = grep { $_ != $master } $Master, $Replica;
-    wait_for('the replica', 20, sub { at($replica, 'INFO', 'replication') =~ /master_link_status:up/ });
-    for my $port (@Sentinels) {
-        wait_for("Sentinel $port", 20, sub {
-            my ($r) = @{ at($port, 'SENTINEL', 'replicas', 'mymaster') };
-            $r && { @$r }->{flags} eq 'slave' && { @$r }->{port} == $replica
+    my @replicas = grep { $_ != $master } @Nodes;
+    for my $replica (@replicas) {
+        wait_for("the replica $replica", 20, sub {
+            my $info = at($replica, 'INFO', 'replication');
+            $info =~ /master_link_status:up/ && $info =~ /master_port:$master\b/
         });
     }
-    return ($master, $replica);
+    for my $port (@Sentinels) {
+        wait_for("Sentinel $port", 20, sub {
+            my @known = grep { { @$_ }->{flags} eq 'slave' } @{ at($port, 'SENTINEL', 'replicas', 'mymaster') };
+            join(' ', sort map { { @$_ }->{port} } @known) eq join(' ', sort @replicas)
+        });
+    }
+    return ($master, @replicas);
 }
 
 # TEST 9: the master stalls while the link's handshake is in flight (the
-# request waits unwritten), and its replica stalls (WAIT takes its whole
+# request waits unwritten), and its replicas stall (WAIT takes its whole
 # 500 ms). Returns the request's (elapsed, status).
 sub slow_handshake_and_wait {
-    my ($master, $replica) = settled();
-    kill 'STOP', $Pids{$replica};
+    my ($master, @replicas) = settled();
+    kill 'STOP', $Pids{$_} for @replicas;
     kill 'STOP', $Pids{$master};
     my $post = t::Resend::timed_post('/r', '{"email":"late-wait@example.com"}');
     Time::HiRes::sleep(0.7);  # under down-after-milliseconds: no failover
     kill 'CONT', $Pids{$master};
     my ($elapsed, $status) = t::Resend::timed_result($post);
-    kill 'CONT', $Pids{$replica};
-    Time::HiRes::sleep(0.2);  # the replica answers again
+    kill 'CONT', $Pids{$_} for @replicas;
+    Time::HiRes::sleep(0.2);  # the replicas answer again
     return ($elapsed, $status);
 }
 
@@ -319,7 +331,9 @@ my ($old) = main::settled();
 main::at($old, 'DEL', 'resend_confirmation');
 my ($answers, $asked, $switched, $new, $status) = main::failover_checked();
 Test::More::is(join(' ', sort keys %$status), '200', "every answer 200");
-main::wait_for('the spool to be replayed', 20, sub { !glob("$main::Dir/spool/*.seg") });
+# (glob in list context: in scalar context it iterates, and is false every
+# second call whatever is there)
+main::wait_for('the spool to be replayed', 20, sub { !(() = glob("$main::Dir/spool/*.seg")) });
 main::check_every_200_on($new, $answers);
 open my $log, '<', main::server_root() . '/logs/error.log' or die;
 my $spooled = grep { /resend_confirmation: record spooled|answer 200 spooled/ } <$log>;

@@ -83,8 +83,12 @@ POST /r
 my $old = main::master_tls();
 Test::More::is(main::at($main::Sentinel, 'SENTINEL', 'FAILOVER', 'mymaster'), 'OK', 'SENTINEL FAILOVER');
 main::wait_for('the new master', 20, sub { main::master_tls() != $old });
-main::wait_for('the new master to take writes', 20,
-               sub { main::at(main::master_plain(), 'ROLE')->[0] eq 'master' });
+# A record needs a replica (replicas=1): the old master, once the Sentinel
+# has made it one (it looks at it every 10 s).
+main::wait_for('the new master to take records', 30, sub {
+    my $role = main::at(main::master_plain(), 'ROLE');
+    $role->[0] eq 'master' && @{ $role->[2] } == 1
+});
 Test::More::is(main::master_plain(), $main::Replica, 'the Sentinel names the former replica');
 main::at($main::Replica, 'DEL', 'resend_confirmation');
 --- pipelined_requests eval

@@ -133,7 +133,7 @@ bool parse_cluster_slots(std::span<const reply_element> reply, std::span<slot_ra
         // "?" or empty: an endpoint the node does not know; the host we asked.
         std::string_view at = host.text == "?" ? std::string_view() : host.text;
         out[count++] = {static_cast<unsigned>(first.integer), static_cast<unsigned>(last.integer),
-                        {at, static_cast<unsigned>(port.integer)}};
+                        {at, static_cast<unsigned>(port.integer)}, reply[i].count - 3};
         i = end;
     }
     return true;
@@ -163,6 +163,51 @@ bool parse_role(std::span<const reply_element> reply, redis_role &out) noexcept 
         out.replicas = reply[3].count;
     }
     return true;
+}
+
+namespace {
+
+// The n-th space-separated word of `text` (empty past the last).
+std::string_view word(std::string_view text, std::size_t n) noexcept {
+    for (;;) {
+        std::size_t space = text.find(' ');
+        if (n == 0) return text.substr(0, space);
+        if (space == std::string_view::npos) return {};
+        text.remove_prefix(space + 1);
+        --n;
+    }
+}
+
+}  // namespace
+
+sentinel_event parse_sentinel_event(std::span<const reply_element> reply) noexcept {
+    sentinel_event event{sentinel_event::kind_t::none, {}, {}};
+    if (reply.size() != 5 || reply[0].kind != reply_kind::array || reply[0].count != 4 || !is_string(reply[1]) ||
+        reply[1].text != "pmessage" || !is_string(reply[3]) || !is_string(reply[4])) {
+        return event;
+    }
+    std::string_view channel = reply[3].text, payload = reply[4].text;
+    if (channel == "+switch-master") {
+        // "<master> <old ip> <old port> <new ip> <new port>"
+        unsigned long long port = 0;
+        if (!parse_number(word(payload, 4), port) || !valid_port(static_cast<long long>(port)) ||
+            word(payload, 3).empty()) {
+            return event;
+        }
+        event = {sentinel_event::kind_t::switched, word(payload, 0), {word(payload, 3), static_cast<unsigned>(port)}};
+        return event;
+    }
+    // "master <master> <ip> <port>": the master's own events.
+    if (word(payload, 0) != "master") return event;
+    if (channel == "+try-failover") {
+        event.kind = sentinel_event::kind_t::started;
+    } else if (channel == "+failover-end" || channel.starts_with("-failover-abort")) {
+        event.kind = sentinel_event::kind_t::ended;
+    } else {
+        return event;
+    }
+    event.master = word(payload, 1);
+    return event;
 }
 
 }  // namespace resend

@@ -48,10 +48,12 @@ redis_redirect parse_redirect(std::string_view error) noexcept;
 // takes writes, so that the command was not executed: READONLY, MASTERDOWN.
 bool is_not_master(std::string_view error) noexcept;
 
-// One range of CLUSTER SLOTS: slots first..last served by the master at `at`.
+// One range of CLUSTER SLOTS: slots first..last served by the master at
+// `at`, with `replicas` replicas listed.
 struct slot_range {
     unsigned first, last;
     redis_endpoint at;
+    std::size_t replicas;
 };
 // Reads a CLUSTER SLOTS reply into `out`; `count` is how many ranges it
 // holds. False when the reply is not one, or has more ranges than `out`.
@@ -69,5 +71,17 @@ struct redis_role {
     std::size_t replicas;
 };
 bool parse_role(std::span<const reply_element> reply, redis_role &out) noexcept;
+
+// A Sentinel's event, as PSUBSCRIBE delivers it (["pmessage", pattern,
+// channel, payload]), as far as a client of one master needs it: a failover
+// of `master` began (+try-failover), ended without a new master
+// (+failover-end, -failover-abort-...), or gave it a new address `to`
+// (+switch-master). `none` for any other message.
+struct sentinel_event {
+    enum class kind_t : unsigned char { none, started, ended, switched } kind;
+    std::string_view master;
+    redis_endpoint to;
+};
+sentinel_event parse_sentinel_event(std::span<const reply_element> reply) noexcept;
 
 }  // namespace resend

@@ -113,9 +113,11 @@ void test_cluster_slots(void **) {
     check_eq(ranges[0].last, 5460);
     check_bytes_eq(ranges[0].at.host, "127.0.0.1");
     check_eq(ranges[0].at.port, 7001);
+    check_eq(ranges[0].replicas, 0);
     check_eq(ranges[1].first, 5461);
     check_eq(ranges[1].last, 10922);
     check_eq(ranges[1].at.port, 7002);  // the master, not its replica
+    check_eq(ranges[1].replicas, 1);
     check_eq(ranges[2].first, 10923);
     check_eq(ranges[2].last, 16383);
     check_bytes_eq(ranges[2].at.host, "");  // "?": the node asked
@@ -168,6 +170,43 @@ void test_role(void **) {
     check(!resend::parse_role(read_one(reader, "*1\r\n:1\r\n").elements, role));
 }
 
+// A Sentinel's events (PSUBSCRIBE *): the three that move a client.
+std::string pmessage(std::string_view channel, std::string_view payload) {
+    auto bulk = [](std::string_view s) { return "$" + std::to_string(s.size()) + "\r\n" + std::string(s) + "\r\n"; };
+    return "*4\r\n" + bulk("pmessage") + bulk("*") + bulk(channel) + bulk(payload);
+}
+
+void test_sentinel_events(void **) {
+    using kind = resend::sentinel_event::kind_t;
+    reply_reader reader;
+    auto event = resend::parse_sentinel_event(
+        read_one(reader, pmessage("+switch-master", "mymaster 127.0.0.1 6379 10.0.0.2 6380")).elements);
+    check(event.kind == kind::switched);
+    check_bytes_eq(event.master, "mymaster");
+    check_bytes_eq(event.to.host, "10.0.0.2");
+    check_eq(event.to.port, 6380);
+    event = resend::parse_sentinel_event(read_one(reader, pmessage("+try-failover", "master mymaster 127.0.0.1 6379")).elements);
+    check(event.kind == kind::started);
+    check_bytes_eq(event.master, "mymaster");
+    event = resend::parse_sentinel_event(read_one(reader, pmessage("+failover-end", "master other 127.0.0.1 6379")).elements);
+    check(event.kind == kind::ended);
+    check_bytes_eq(event.master, "other");
+    event = resend::parse_sentinel_event(
+        read_one(reader, pmessage("-failover-abort-no-good-slave", "master mymaster 127.0.0.1 6379")).elements);
+    check(event.kind == kind::ended);
+    // Not theirs, or not whole: nothing.
+    check(resend::parse_sentinel_event(read_one(reader, pmessage("+sdown", "master mymaster 127.0.0.1 6379")).elements).kind ==
+          kind::none);
+    check(resend::parse_sentinel_event(read_one(reader, pmessage("+try-failover", "slave 1.2.3.4:5 1.2.3.4 5 @ m 1 2")).elements)
+              .kind == kind::none);
+    check(resend::parse_sentinel_event(read_one(reader, pmessage("+switch-master", "mymaster 1 2 3")).elements).kind ==
+          kind::none);
+    check(resend::parse_sentinel_event(read_one(reader, pmessage("+switch-master", "mymaster 1 2 h 0")).elements).kind ==
+          kind::none);
+    check(resend::parse_sentinel_event(read_one(reader, "*3\r\n$10\r\npsubscribe\r\n$1\r\n*\r\n:1\r\n").elements).kind ==
+          kind::none);
+}
+
 // The elements a reader keeps: pre-order with depths, bounded; a large
 // reply is marked truncated instead of growing anything.
 void test_elements_are_bounded(void **) {
@@ -210,6 +249,7 @@ int main(void) {
         guarded_test(test_cluster_slots),
         guarded_test(test_master_address),
         guarded_test(test_role),
+        guarded_test(test_sentinel_events),
         guarded_test(test_elements_are_bounded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -13,7 +13,7 @@
 // - a hint in the log when a plain link seems to talk to a TLS port, or a
 //   TLS link without a client certificate to a Redis that requires one.
 
-#include "ngx_http_resend_confirmation.h"
+#include "redis/ngx_http_resend_confirmation_link.h"
 
 struct ngx_http_resend_confirmation_tls_conf_s {
     bool enabled;          // `tls`
