@@ -10,6 +10,27 @@ our $NginxDebug = `$Test::Nginx::Util::NginxBinary -V 2>&1` =~ /--with-debug/
                   && ($ENV{TEST_NGINX_LOG_LEVEL} || 'debug') eq 'debug';
 $ENV{TEST_NGINX_HTML_DIR} ||= html_dir();
 
+# The nginx core's version as our harness reads it from `nginx -V` of
+# nginx, OpenResty, freenginx and Angie builds (upstream parses it its own
+# way and has no parse_nginx_version: nothing to check there).
+if (defined &Test::Nginx::Util::parse_nginx_version) {
+    my @cases = (
+        ["nginx version: nginx/1.22.1\nbuilt with OpenSSL 3.0.11 19 Sep 2023\n"
+         . "configure arguments: --with-cc-opt='-ffile-prefix-map=/build/nginx-1.22.1=.'\n", '1.022001'],
+        ["nginx version: nginx/1.24.0 (Ubuntu)\nbuilt by gcc 13.2.0\n", '1.024000'],
+        ["nginx version: openresty/1.25.3.1\nbuilt by gcc 12.2.0\n", '1.025003'],
+        ["nginx version: freenginx/1.27.4\n", '1.027004'],
+        ["Angie version: Angie/1.13.0\nnginx version: nginx/1.31.2\nbuilt by gcc 14.2.0\n", '1.031002'],
+        ["Angie version: Angie/1.13.0\n", undef],
+    );
+    for my $case (@cases) {
+        my ($text, $want) = @$case;
+        my ($first) = $text =~ /\A([^\n]*)/;
+        Test::More::is(Test::Nginx::Util::parse_nginx_version($text), $want,
+                       "nginx -V starting \"$first\": core version " . ($want // 'none'));
+    }
+}
+
 no_shuffle();
 run_tests();
 

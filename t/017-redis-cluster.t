@@ -14,6 +14,7 @@ use Time::HiRes ();
 our @Ports = map { $ENV{TEST_NGINX_REDIS_PORT} + $_ } 40 .. 42;
 our $Dir = File::Temp::tempdir(CLEANUP => 1);
 our $Key = 'resend_confirmation';
+our $Sent;  # TEST 10: how many records the load sent
 
 sub node { t::Cluster::node(@_) }
 
@@ -53,29 +54,50 @@ sub end_migration {
     node($_, 'CLUSTER', 'SETSLOT', $Slot, 'NODE', id_of($Other)) for $Other, $Owner, $Third;
 }
 
+# How many ASK and MOVED replies for the stream's slot nginx has followed
+# (its [info] lines) in this block's error log.
+sub redirects_seen {
+    open my $log, '<', main::server_root() . '/logs/error.log' or die "no error log\n";
+    my %seen = (ASK => 0, MOVED => 0);
+    /: (ASK|MOVED) $Slot / and $seen{$1}++ while <$log>;
+    return \%seen;
+}
+
 # The slot moves from $from to $to (both sides marked, the key migrated,
-# the slot given) while 4 clients post 500 records each; returns how many
-# were answered 200 and how many were sent.
+# the slot given) while 4 clients post records. Each step waits for what
+# it must cause, not for a fixed time: the load is under way before the
+# slot is marked, the slot is given once nginx has followed an ASK, and
+# the load stops once it has followed a MOVED (or after 60 s in all, and
+# then the block's check of both fails). Returns how many were answered
+# 200 and how many were sent.
 sub migrate_under_load {
     my ($from, $to) = @_;
     my $result = "$Dir/load-result";
-    unlink $result;
+    my $stop = "$Dir/load-stop";
+    unlink $result, $stop;
     my $pid = fork // die "fork: $!";
     if ($pid == 0) {
-        my ($ok, $sent) = t::Resend::load_posts(4, 500, '/r');
+        my ($ok, $sent) = t::Resend::load_posts(4, sub { !-e $stop }, '/r');
         open my $out, '>', $result;
         print $out "$ok $sent";
         close $out;
         POSIX::_exit(0);
     }
-    select undef, undef, undef, 0.1;
+    my $until = Time::HiRes::time() + 60;
+    my $until_seen = sub {
+        my ($what, $check) = @_;
+        eval { t::Resend::wait_for($what, $until - Time::HiRes::time(), $check) };
+    };
+    $until_seen->('the load', sub { node($from, 'XLEN', $Key) > 1 });
     node($to, 'CLUSTER', 'SETSLOT', $Slot, 'IMPORTING', id_of($from));
     node($from, 'CLUSTER', 'SETSLOT', $Slot, 'MIGRATING', id_of($to));
-    select undef, undef, undef, 0.1;
     my $r = node($from, 'MIGRATE', '127.0.0.1', $to, '', 0, 5000, 'KEYS', $Key);
     die "MIGRATE: $r\n" unless $r eq 'OK' || $r eq 'NOKEY';
-    select undef, undef, undef, 0.3;
+    $until_seen->('an ASK followed', sub { redirects_seen()->{ASK} });
     node($_, 'CLUSTER', 'SETSLOT', $Slot, 'NODE', id_of($to)) for $to, $from, grep { $_ != $to && $_ != $from } @Ports;
+    $until_seen->('a MOVED followed', sub { redirects_seen()->{MOVED} });
+    open my $flag, '>', $stop or die "$stop: $!\n";
+    close $flag;
     waitpid $pid, 0;
     open my $in, '<', $result or die "no load result\n";
     return split ' ', <$in>;
@@ -342,19 +364,17 @@ qr/\[emerg\] .*invalid cluster node address "unix:\/tmp\/x\.sock": not HOST:PORT
 --- init
 main::node($_, "FLUSHALL") for @main::Ports;
 t::Resend::redis({port => $main::Other}, 'XADD', $main::Key, '*', 'seed', '1');
-my ($ok, $sent) = main::migrate_under_load($main::Other, $main::Owner);
-Test::More::is($ok, $sent, "every request under migration answered 200 ($sent sent)");
-Test::More::is(t::Resend::redis({port => $main::Owner}, 'XLEN', $main::Key), $sent + 1,
+(my $ok, $main::Sent) = main::migrate_under_load($main::Other, $main::Owner);
+Test::More::is($ok, $main::Sent, "every request under migration answered 200 ($main::Sent sent)");
+Test::More::is(t::Resend::redis({port => $main::Owner}, 'XLEN', $main::Key), $main::Sent + 1,
                "every record on the slot's new owner");
-open my $log, '<', main::server_root() . '/logs/error.log' or die;
-my %seen;
-/: (ASK|MOVED) $main::Slot / and $seen{$1}++ while <$log>;
-Test::More::ok($seen{ASK} && $seen{MOVED}, "ASK and MOVED were followed under load")
-    or Test::More::diag("ASK: " . ($seen{ASK} // 0) . ", MOVED: " . ($seen{MOVED} // 0));
+my $seen = main::redirects_seen();
+Test::More::ok($seen->{ASK} && $seen->{MOVED}, "ASK and MOVED were followed under load")
+    or Test::More::diag("ASK: $seen->{ASK}, MOVED: $seen->{MOVED}");
 --- request eval: main::posts(1)->[0]
 --- error_code: 200
 --- stream_port eval: $main::Owner
---- stream_len eval: 4 * 500 + 2
+--- stream_len eval: sub { $main::Sent + 2 }
 
 
 

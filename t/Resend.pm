@@ -302,7 +302,9 @@ sub read_reply {
 }
 
 # in_parallel($procs, $work): runs $work->($p) for $p = 0 .. $procs - 1 in
-# as many processes at once; returns the sum of the counts they return.
+# as many processes at once; returns the sums of the counts they return
+# (each returns one count, or a list of them summed position by position;
+# in scalar context the first sum).
 sub in_parallel {
     my ($procs, $work) = @_;
     my $dir = File::Temp::tempdir(CLEANUP => 1);
@@ -310,21 +312,22 @@ sub in_parallel {
     for my $p (0 .. $procs - 1) {
         my $pid = fork // die "fork: $!";
         if ($pid) { push @pids, $pid; next }
-        my $count = $work->($p);
+        my @counts = $work->($p);
         open my $out, '>', "$dir/$p";
-        print $out $count;
+        print $out "@counts";
         close $out;
         POSIX::_exit(0);
     }
     waitpid $_, 0 for @pids;
-    my $sum = 0;
+    my @sums = (0);
     for my $p (0 .. $procs - 1) {
         open my $in, '<', "$dir/$p" or next;
-        $sum += <$in>;
+        my @counts = split ' ', <$in> // '';
+        $sums[$_] += $counts[$_] for 0 .. $#counts;
         unlink "$dir/$p";
     }
     rmdir $dir;
-    return $sum;
+    return wantarray ? @sums : $sums[0];
 }
 
 # post_once($port, $uri, $body [, $headers]): one JSON POST on a new
@@ -343,18 +346,23 @@ sub post_once {
 # load_posts($clients, $each, $uri [, $email]): $clients processes at once,
 # each posting $each distinct valid emails (or all the same $email) on new
 # connections; returns how many were answered 200 and how many were sent.
+# $each may be a sub instead: each process posts for as long as it returns
+# true (asked before every post, given the post's number), so that a test can drive load until what
+# it waits for has happened, however fast the machine.
 sub load_posts {
     my ($clients, $each, $uri, $email) = @_;
-    my $ok = in_parallel($clients, sub {
+    my $more = ref $each eq 'CODE' ? $each : sub { $_[0] <= $each };
+    my ($ok, $sent) = in_parallel($clients, sub {
         my $client = shift() + 1;
-        my $ok = 0;
-        for my $n (1 .. $each) {
+        my ($ok, $n) = (0, 0);
+        while ($more->($n + 1)) {
+            $n++;
             $ok += post_once($ENV{TEST_NGINX_SERVER_PORT} || 1984, $uri,
                              '{"email":"' . ($email // "load$client.$n\@example.com") . '"}');
         }
-        return $ok;
+        return ($ok, $n);
     });
-    return ($ok, $clients * $each);
+    return ($ok, ref $each ? $sent // 0 : $clients * $each);
 }
 
 # "--- stream_db": the stream is in that database; "--- stream_port": of

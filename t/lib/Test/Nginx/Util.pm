@@ -246,13 +246,25 @@ sub use_http2 ($) {
 
 sub canon_version { sprintf "%d.%03d%03d", @_ }
 
+# The version of the nginx core in the output of `nginx -V`, canonical, or
+# undef: its line "nginx version: NAME/X.Y.Z..." names it in nginx
+# ("nginx/1.22.1", "nginx/1.22.1 (Debian)"), freenginx and OpenResty
+# ("openresty/1.25.3.1": the core's numbers are the first three). Angie and
+# Tengine print their own version first ("Angie version: Angie/1.13.0") and
+# the core's on that line: the core's is what a block's skip_nginx compares,
+# as in upstream Test::Nginx.
+sub parse_nginx_version ($) {
+    my $text = shift;
+    return $text =~ m{^nginx version: [^/\s]+/(\d+)\.(\d+)\.(\d+)}m ? canon_version($1, $2, $3) : undef;
+}
+
 sub get_nginx_version () {
     $NginxV //= `$NginxBinary -V 2>&1`;
     if ($? != 0 || !defined $NginxV) {
         bail_out("Failed to run \"$NginxBinary -V\": " . ($NginxV // ''));
     }
-    return canon_version($1, $2, $3) if $NginxV =~ m{\w+/(\d+)\.(\d+)\.(\d+)};
-    bail_out("Failed to parse the output of \"nginx -V\": $NginxV");
+    return parse_nginx_version($NginxV)
+        // bail_out("Failed to parse the output of \"nginx -V\": $NginxV");
 }
 
 sub read_log_from {
