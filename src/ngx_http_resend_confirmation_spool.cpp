@@ -671,6 +671,13 @@ void damage_ends(off_t to) noexcept {
     W.end = from;
 }
 
+// Damage at W.read_at, unless damage before it is being stepped over.
+void damage_begins(bool torn) noexcept {
+    if (W.damaged_at != -1) return;
+    W.damaged_at = W.read_at;
+    W.damage_torn = torn;
+}
+
 // The record at W.read_at does not read back whole (`torn`: it ends past
 // what could be read): W.read_at moves on to the next offset where one may
 // begin, the segment's end when none does.
@@ -682,10 +689,7 @@ void skip_damage(bool torn) noexcept {
         W.read_at = W.acked = resend::spool::header_size;
         return;
     }
-    if (W.damaged_at == -1) {
-        W.damaged_at = W.read_at;
-        W.damage_torn = torn;
-    }
+    damage_begins(torn);
     size_t offset = static_cast<size_t>(W.read_at - W.rbuf_at);
     if (W.rbuf_len == 0 || W.read_at < W.rbuf_at || offset >= W.rbuf_len) {
         W.read_at = W.end;  // nothing could be read there: the file ends sooner
@@ -902,10 +906,7 @@ void send_more() noexcept {
                                    : resend::spool::read_items({items, count}, 2, &record) ||
                                          resend::spool::read_items({items, count}, 1, &record);
         if (!kept) {
-            if (W.damaged_at == -1) {
-                W.damaged_at = W.read_at;
-                W.damage_torn = false;
-            }
+            damage_begins(false);
             W.read_at += static_cast<off_t>(size);
             continue;
         }
