@@ -363,7 +363,7 @@ void write_spool_metrics(resend::prometheus_text &out,
     one("resend_confirmation_spool_replayed_total", "counter", "Spooled records acknowledged by Redis on replay.",
         spool.replayed);
     one("resend_confirmation_spool_corrupt_total", "counter",
-        "Spool segments truncated at a corrupt or torn record.", spool.corrupt);
+        "Damaged stretches of spool segments skipped or cut off, and damaged headers.", spool.corrupt);
 }
 
 // The rate-limit zones of the running configuration, from their own

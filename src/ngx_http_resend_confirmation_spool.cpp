@@ -22,8 +22,14 @@
 //   over the records answered without a gap, and is written back to the
 //   header as they come: a reload or restart goes on from there (commands
 //   in flight then are sent again: at least once).
-// - A record that does not read back whole (a torn tail, a CRC mismatch) ends
-//   the segment there: it is truncated with one log line.
+// - A record that does not read back whole (a CRC mismatch, a damaged
+//   length) is skipped: the replay goes on at the next offset where a whole
+//   record reads (core: next_record_start), so only the damage is lost. A
+//   segment whose header is damaged is read record by record from its
+//   start. Damage at the end (a torn tail) is cut off. One line per segment.
+// - Nothing under PATH is followed or blocks: segments are opened
+//   O_NOFOLLOW|O_NONBLOCK and kept only as regular files of the workers'
+//   user (or root); the master, which counts them as root, checks the same.
 // - The spool's size (every worker's segments) is kept in a shared zone:
 //   an append that would take it past max_size, or that the disk refuses
 //   (ENOSPC), is not kept and the request is answered 503.
@@ -36,6 +42,7 @@
 
 #include <dirent.h>
 #include <sys/file.h>
+#include <sys/random.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -67,6 +74,7 @@ struct ngx_http_resend_confirmation_spool_conf_s {
     fsync_mode fsync;
     ngx_msec_t fsync_interval;
     ngx_shm_zone_t *zone;
+    ngx_cycle_t *cycle;  // the one configured: init_zone() finds `user` there
 #if (NGX_THREADS)
     ngx_thread_pool_t *thread_pool;
 #endif
@@ -79,7 +87,7 @@ struct shared_state {
     ngx_atomic_t bytes;     // of segment files on disk
     ngx_atomic_t records;   // kept, not yet acknowledged by Redis
     ngx_atomic_t replayed;  // acknowledged by Redis on replay
-    ngx_atomic_t corrupt;   // tails truncated
+    ngx_atomic_t corrupt;   // damaged spans skipped, damaged headers
 };
 
 // One fsync in the thread pool: of `fd`, closed afterwards when `close_fd`,
@@ -139,6 +147,7 @@ struct worker_state {
     struct {
         char name[name_max];
         ngx_msec_t at;
+        bool planted;  // not a segment (a link, a FIFO...): not counted as one
     } stuck[32];
     ngx_msec_t stuck_logged;    // when a segment that found no room there was last logged
     ngx_msec_t opendir_logged;  // when PATH could not be read
@@ -146,8 +155,13 @@ struct worker_state {
     // The segment being replayed.
     int rfd;
     char rname[name_max];
-    unsigned version;  // of its format
+    unsigned version;  // of its format; 0: its header is damaged
     off_t acked, read_at, end;
+    off_t resume_at;        // the header's offset, until a record reads there (-1: done)
+    off_t damaged_at;       // where the damage being stepped over began (-1: none)
+    off_t damage_counted;   // damage before this offset is counted (a retry goes over it again)
+    bool damage_torn;       // the damage began with a record cut short
+    bool damage_logged;     // once per segment
     replay_slot slots[max_in_flight];  // the records in flight, oldest at `head`
     ngx_uint_t head, in_flight;
     ngx_uint_t acks_unwritten;
@@ -178,6 +192,45 @@ bool is_segment_name(const char *name) noexcept {
 
 void path_of(char *out, size_t size, const char *name) noexcept {
     std::snprintf(out, size, "%s/%s", reinterpret_cast<const char *>(W.conf->path.data), name);
+}
+
+// The user the workers run as: `user` when the master runs as root, else
+// whoever runs nginx.
+ngx_uid_t workers_uid(ngx_cycle_t *cycle) noexcept {
+    auto *ccf = reinterpret_cast<ngx_core_conf_t *>(ngx_get_conf(cycle->conf_ctx, ngx_core_module));
+    return ccf != nullptr && ccf->user != static_cast<ngx_uid_t>(NGX_CONF_UNSET_UINT) ? ccf->user : geteuid();
+}
+
+// Opens a segment with `flags`, never following a link nor blocking (a
+// FIFO), and keeps it only as a regular file of the workers' user or root:
+// PATH belongs to the workers' user, and the master (root) reads it too.
+// -1 with *planted saying what the entry is when it is not a segment,
+// else with errno from open().
+int open_segment_file(const char *path, int flags, ngx_uid_t workers, struct stat *st,
+                      const char **planted) noexcept {
+    *planted = nullptr;
+    int fd = open(path, flags | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd == -1) {
+        if (ngx_errno == ELOOP) *planted = "is a symbolic link";
+        if (ngx_errno == EISDIR) *planted = "is a directory";
+        return -1;
+    }
+    if (fstat(fd, st) == -1) {
+        ngx_err_t err = ngx_errno;
+        close(fd);
+        ngx_set_errno(err);
+        return -1;
+    }
+    if (S_ISDIR(st->st_mode)) {
+        *planted = "is a directory";
+    } else if (!S_ISREG(st->st_mode)) {
+        *planted = "is not a regular file";
+    } else if (st->st_uid != workers && st->st_uid != 0) {
+        *planted = "belongs to another user";
+    }
+    if (*planted == nullptr) return fd;
+    close(fd);
+    return -1;
 }
 
 void shared_sub(ngx_atomic_t *counter, ngx_atomic_uint_t n) noexcept {
@@ -387,7 +440,8 @@ bool open_segment() noexcept {
     char path[NGX_MAX_PATH], draft[NGX_MAX_PATH + 8];
     path_of(path, sizeof(path), name);
     std::snprintf(draft, sizeof(draft), "%s.new", path);
-    int fd = open(draft, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    // O_EXCL|O_NOFOLLOW: nothing planted at that name is followed or truncated.
+    int fd = open(draft, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd == -1) {
         log_full("cannot begin a segment", ngx_errno);  // once a second, not per request
         return false;
@@ -512,6 +566,13 @@ namespace {
 // Writes the acknowledged offset into the segment's header.
 void write_progress() noexcept {
     if (W.rfd == -1 || W.acks_unwritten == 0) return;
+    // A header that did not read is left as it is: written as version 2, a
+    // version 1 segment's records would no longer read (replayed again from
+    // its start after a restart instead: at least once).
+    if (W.version == 0) {
+        W.acks_unwritten = 0;
+        return;
+    }
     char header[resend::spool::header_size];
     resend::spool::write_header(header, static_cast<std::uint64_t>(W.acked));
     if (pwrite(W.rfd, header, sizeof(header), 0) != static_cast<ssize_t>(sizeof(header)) &&
@@ -528,20 +589,25 @@ void write_progress() noexcept {
 // (its records are all acknowledged: adopting it again only tries again).
 constexpr ngx_msec_t stuck_interval = 60000;
 
-bool is_stuck(const char *name) noexcept {
+// Whether `name` is left alone for now; *planted: it is not a segment.
+bool is_stuck(const char *name, bool *planted) noexcept {
     for (const auto &stuck : W.stuck) {
-        if (std::strcmp(name, stuck.name) == 0 && ngx_current_msec - stuck.at < stuck_interval) return true;
+        if (std::strcmp(name, stuck.name) == 0 && ngx_current_msec - stuck.at < stuck_interval) {
+            *planted = stuck.planted;
+            return true;
+        }
     }
     return false;
 }
 
 // Notes `name` as stuck; true when it is worth a log line: a new entry,
 // or (no room left) once a minute for all that find none.
-bool note_stuck(const char *name) noexcept {
+bool note_stuck(const char *name, bool planted = false) noexcept {
     for (auto &stuck : W.stuck) {
         if (stuck.name[0] == '\0' || ngx_current_msec - stuck.at >= stuck_interval) {
             std::memcpy(stuck.name, name, name_max);
             stuck.at = ngx_current_msec;
+            stuck.planted = planted;
             return true;
         }
     }
@@ -572,17 +638,68 @@ bool finish_segment() noexcept {
     return true;
 }
 
-// Ends the segment at `at`, where a record does not read back whole.
-void truncate_tail(off_t at, const char *why) noexcept {
-    ngx_log_error(NGX_LOG_WARN, W.log, 0,
-                  "resend_confirmation: spool \"%s\": %s at offset %O, truncated there (%O bytes dropped)",
-                  W.rname, why, at, W.end - at);
-    if (ftruncate(W.rfd, at) == -1) {
+// The damage that began at W.damaged_at ends at `to`, where a whole record
+// reads again, or at the segment's end: counted (once: a failed replay goes
+// over it again), logged once per segment. Damage at the end is cut off, as
+// a record torn by a crash is.
+void damage_ends(off_t to) noexcept {
+    off_t from = W.damaged_at;
+    W.damaged_at = -1;
+    bool tail = to >= W.end;
+    if (from >= W.damage_counted) {
+        W.damage_counted = to;
+        (void) ngx_atomic_fetch_add(&W.sh->corrupt, 1);
+        if (!W.damage_logged) {
+            W.damage_logged = true;
+            if (tail) {
+                ngx_log_error(NGX_LOG_WARN, W.log, 0,
+                              "resend_confirmation: spool \"%s\": a %s record at offset %O, truncated there "
+                              "(%O bytes dropped)",
+                              W.rname, W.damage_torn ? "torn" : "corrupt", from, W.end - from);
+            } else {
+                ngx_log_error(NGX_LOG_WARN, W.log, 0,
+                              "resend_confirmation: spool \"%s\": a corrupt record at offset %O, skipped (%O "
+                              "bytes); the records after it are replayed",
+                              W.rname, from, to - from);
+            }
+        }
+    }
+    if (!tail) return;
+    if (ftruncate(W.rfd, from) == -1) {
         ngx_log_error(NGX_LOG_ALERT, W.log, ngx_errno, "resend_confirmation: spool ftruncate() failed");
     }
-    shared_sub(&W.sh->bytes, static_cast<ngx_atomic_uint_t>(W.end - at));
-    (void) ngx_atomic_fetch_add(&W.sh->corrupt, 1);
-    W.end = at;
+    shared_sub(&W.sh->bytes, static_cast<ngx_atomic_uint_t>(W.end - from));
+    W.end = from;
+}
+
+// Damage at W.read_at, unless damage before it is being stepped over.
+void damage_begins(bool torn) noexcept {
+    if (W.damaged_at != -1) return;
+    W.damaged_at = W.read_at;
+    W.damage_torn = torn;
+}
+
+// The record at W.read_at does not read back whole (`torn`: it ends past
+// what could be read): W.read_at moves on to the next offset where one may
+// begin, the segment's end when none does.
+void skip_damage(bool torn) noexcept {
+    if (W.read_at == W.resume_at) {
+        // No record where the header says the replay goes on: the offset
+        // itself may be damaged. From the start instead (at least once).
+        W.resume_at = -1;
+        W.read_at = W.acked = resend::spool::header_size;
+        return;
+    }
+    damage_begins(torn);
+    size_t offset = static_cast<size_t>(W.read_at - W.rbuf_at);
+    if (W.rbuf_len == 0 || W.read_at < W.rbuf_at || offset >= W.rbuf_len) {
+        W.read_at = W.end;  // nothing could be read there: the file ends sooner
+        return;
+    }
+    bool at_end = W.rbuf_at + static_cast<off_t>(W.rbuf_len) >= W.end;
+    size_t next = resend::spool::next_record_start(reinterpret_cast<const char *>(W.rbuf) + offset,
+                                                   W.rbuf_len - offset, at_end);
+    W.read_at = std::min(W.read_at + static_cast<off_t>(next), W.end);
 }
 
 // Takes a segment that no process holds, the oldest first; false when there
@@ -608,8 +725,9 @@ bool adopt(size_t *others) noexcept {
         if (n == max_scanned) break;
         if (!is_segment_name(entry->d_name)) continue;
         if (W.fd != -1 && std::strcmp(entry->d_name, W.name) == 0) continue;  // ours, being written
-        if (is_stuck(entry->d_name)) {
-            ++stuck;  // still there, still counted: not adopted for now
+        bool planted = false;
+        if (is_stuck(entry->d_name, &planted)) {
+            stuck += planted ? 0 : 1;  // still there, still counted: not adopted for now
             continue;
         }
         std::memcpy(names[n], entry->d_name, std::strlen(entry->d_name) + 1);
@@ -623,19 +741,25 @@ bool adopt(size_t *others) noexcept {
     for (size_t i = 0; i < n; ++i) {
         char path[NGX_MAX_PATH];
         path_of(path, sizeof(path), order[i]);
-        int fd = open(path, O_RDWR | O_CLOEXEC);
+        struct stat st;
+        const char *planted = nullptr;
+        int fd = open_segment_file(path, O_RDWR, workers_uid(const_cast<ngx_cycle_t *>(ngx_cycle)), &st, &planted);
         if (fd == -1) {
-            // Another owner's, say (an earlier `user`): told, and left alone
-            // for a minute. (ENOENT: just replayed and deleted by another worker.)
+            // Not a segment (a link, a FIFO, a directory, another user's file
+            // planted under a segment's name): left alone, told once a minute.
+            // Another owner's that cannot be opened (an earlier `user`), too.
+            // (ENOENT: just replayed and deleted by another worker.)
             ngx_err_t err = ngx_errno;
-            if (err != NGX_ENOENT && note_stuck(order[i])) {
+            if (planted != nullptr && note_stuck(order[i], true)) {
+                ngx_log_error(NGX_LOG_WARN, W.log, 0, "resend_confirmation: spool \"%s\" %s: skipped", path,
+                              planted);
+            } else if (planted == nullptr && err != NGX_ENOENT && note_stuck(order[i])) {
                 ngx_log_error(NGX_LOG_ALERT, W.log, err,
                               "resend_confirmation: spool \"%s\" cannot be opened: not replayed", path);
             }
             continue;
         }
-        struct stat st;
-        if (flock(fd, LOCK_EX | LOCK_NB) == -1 || fstat(fd, &st) == -1 || st.st_nlink == 0) {
+        if (flock(fd, LOCK_EX | LOCK_NB) == -1 || st.st_nlink == 0) {
             close(fd);  // held by its writer or another replayer, or just deleted
             continue;
         }
@@ -644,27 +768,33 @@ bool adopt(size_t *others) noexcept {
         unsigned version = 0;
         ssize_t got = pread(fd, header, sizeof(header), 0);
         if (!resend::spool::read_header(header, got > 0 ? static_cast<size_t>(got) : 0, &acked, &version)) {
-            // A segment whose header never made it to disk holds nothing.
-            if (unlink(path) == 0) {
+            // Its records may be whole all the same: read one by one from
+            // the start, as either version (those acknowledged before are
+            // sent again).
+            version = 0;
+            acked = resend::spool::header_size;
+            if (st.st_size > 0) {
+                (void) ngx_atomic_fetch_add(&W.sh->corrupt, 1);
                 ngx_log_error(NGX_LOG_WARN, W.log, 0,
-                              "resend_confirmation: spool \"%s\" has no valid header: deleted (%O bytes)", path,
-                              st.st_size);
-                shared_sub(&W.sh->bytes, static_cast<ngx_atomic_uint_t>(st.st_size));
-            } else if (note_stuck(order[i])) {  // counted while it stays; looked at again in a minute
-                ngx_log_error(NGX_LOG_ALERT, W.log, ngx_errno,
-                              "resend_confirmation: spool \"%s\" has no valid header and cannot be deleted", path);
+                              "resend_confirmation: spool \"%s\" has a damaged header: its records are read one "
+                              "by one from the start",
+                              path);
             }
-            close(fd);
-            continue;
         }
         W.rfd = fd;
         W.version = version;
         std::memcpy(W.rname, order[i], name_max);
         W.end = st.st_size;
-        W.acked = std::clamp<off_t>(static_cast<off_t>(acked), resend::spool::header_size, W.end);
+        // An offset past the end is damage (the header has no CRC): from the start.
+        if (acked > static_cast<std::uint64_t>(W.end)) acked = resend::spool::header_size;
+        W.acked = std::max<off_t>(static_cast<off_t>(acked), resend::spool::header_size);
         W.read_at = W.acked;
+        W.resume_at = W.acked > static_cast<off_t>(resend::spool::header_size) ? W.acked : -1;
         W.head = W.in_flight = W.acks_unwritten = 0;
         W.failed = W.gap = false;
+        W.damaged_at = -1;
+        W.damage_counted = 0;
+        W.damage_logged = false;
         W.rbuf_len = 0;
         W.rbuf_at = 0;
         ngx_log_error(NGX_LOG_INFO, W.log, 0, "resend_confirmation: spool \"%s\": replaying from offset %O of %O",
@@ -763,17 +893,26 @@ void send_more() noexcept {
             schedule(retry_interval);  // the records stay where they are
             return;
         }
-        if (result == resend::spool::scan::record &&
-            !resend::spool::read_items({items, count}, W.version, &record)) {
-            result = resend::spool::scan::corrupt;
-        }
         if (result != resend::spool::scan::record) {
-            if (W.read_at < W.end) {
-                truncate_tail(W.read_at, result == resend::spool::scan::corrupt ? "a corrupt record"
-                                                                                : "a torn record");
+            if (W.read_at >= W.end) {
+                if (W.damaged_at != -1) damage_ends(W.end);
+                break;
             }
-            break;
+            skip_damage(result == resend::spool::scan::incomplete);
+            continue;
         }
+        // Whole (its CRC holds) but not a record of this version: stepped
+        // over by its length, which the CRC vouches for.
+        bool kept = W.version != 0 ? resend::spool::read_items({items, count}, W.version, &record)
+                                   : resend::spool::read_items({items, count}, 2, &record) ||
+                                         resend::spool::read_items({items, count}, 1, &record);
+        if (!kept) {
+            damage_begins(false);
+            W.read_at += static_cast<off_t>(size);
+            continue;
+        }
+        W.resume_at = -1;
+        if (W.damaged_at != -1) damage_ends(W.read_at);
         ngx_http_resend_confirmation_link_t *link = link_for(record.address);
         if (link == nullptr) return;
         if (!ngx_http_resend_confirmation_link_ready(link)) {
@@ -928,6 +1067,7 @@ void replayed(ngx_http_resend_confirmation_link_t *, void *data, const resend::r
             // Go back to the first record not acknowledged, a little later.
             W.failed = W.gap = false;
             W.read_at = W.acked;
+            W.damaged_at = -1;
             schedule(W.retry_soon ? retry_interval / 10 : retry_interval);
             W.retry_soon = false;
             return;
@@ -1021,6 +1161,8 @@ ngx_http_resend_confirmation_spool_stats(ngx_http_resend_confirmation_main_conf_
     std::uint64_t oldest = 0;
     while (struct dirent *entry = readdir(dir)) {
         if (!is_segment_name(entry->d_name)) continue;
+        struct stat st;  // a link or a FIFO under a segment's name is not one
+        if (fstatat(dirfd(dir), entry->d_name, &st, AT_SYMLINK_NOFOLLOW) == -1 || !S_ISREG(st.st_mode)) continue;
         std::uint64_t begun = 0;
         for (const char *p = entry->d_name; *p >= '0' && *p <= '9'; ++p) begun = begun * 10 + (*p - '0');
         if (oldest == 0 || begun < oldest) oldest = begun;
@@ -1057,28 +1199,41 @@ ngx_int_t init_zone(ngx_shm_zone_t *zone, void *data) noexcept {
     DIR *dir = opendir(reinterpret_cast<const char *>(conf->path.data));
     if (dir == nullptr) return NGX_OK;
     ngx_atomic_uint_t bytes_found = 0, records_found = 0;
+    ngx_uid_t workers = workers_uid(conf->cycle);
     while (struct dirent *entry = readdir(dir)) {
         if (!is_segment_name(entry->d_name)) continue;
         char path[NGX_MAX_PATH];
         std::snprintf(path, sizeof(path), "%s/%s", reinterpret_cast<const char *>(conf->path.data), entry->d_name);
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
         struct stat st;
-        if (fd == -1) continue;
-        if (fstat(fd, &st) == 0 && st.st_size > 0) {
+        const char *planted = nullptr;
+        int fd = open_segment_file(path, O_RDONLY, workers, &st, &planted);
+        if (fd == -1) {
+            if (planted != nullptr) {
+                ngx_log_error(NGX_LOG_WARN, zone->shm.log, 0,
+                              "resend_confirmation: spool \"%s\" %s: skipped", path, planted);
+            }
+            continue;
+        }
+        if (st.st_size > 0) {
             bytes_found += st.st_size;
-            // Records after the acknowledged offset, as far as they read.
+            // Records after the acknowledged offset (from the start when the
+            // header is damaged), stepping over damage as the replay does.
             auto *bytes = static_cast<char *>(ngx_alloc(st.st_size, zone->shm.log));
             std::uint64_t acked = 0;
             unsigned version = 0;
-            if (bytes != nullptr && read(fd, bytes, st.st_size) == st.st_size &&
-                resend::spool::read_header(bytes, st.st_size, &acked, &version)) {
+            if (bytes != nullptr && read(fd, bytes, st.st_size) == st.st_size) {
+                auto size = static_cast<size_t>(st.st_size);
+                if (!resend::spool::read_header(bytes, size, &acked, &version) || acked > size) acked = 0;
                 static std::string_view items[resend::spool::max_items];
-                size_t at = std::max<std::uint64_t>(acked, resend::spool::header_size), size = 0, count = 0;
-                while (at < static_cast<size_t>(st.st_size) &&
-                       resend::spool::read_record(bytes + at, st.st_size - at, &size, items, &count) ==
-                           resend::spool::scan::record) {
-                    ++records_found;
-                    at += size;
+                size_t at = std::max<std::uint64_t>(acked, resend::spool::header_size), record = 0, count = 0;
+                while (at < size) {
+                    if (resend::spool::read_record(bytes + at, size - at, &record, items, &count) ==
+                        resend::spool::scan::record) {
+                        ++records_found;
+                        at += record;
+                    } else {
+                        at += resend::spool::next_record_start(bytes + at, size - at, true);
+                    }
                 }
             }
             if (bytes != nullptr) ngx_free(bytes);
@@ -1092,7 +1247,10 @@ ngx_int_t init_zone(ngx_shm_zone_t *zone, void *data) noexcept {
 }
 
 // PATH must be a directory this process can create files in: checked by
-// creating one (nginx -t names the directive's file:line otherwise).
+// creating one, as the user nginx -t runs as. Not with access(): as root it
+// passes whatever the directory allows. PATH belongs to the workers' user,
+// who may plant links there: the probe's name is random and it is made with
+// O_EXCL|O_NOFOLLOW, which never follows nor truncates anything there.
 bool check_directory(ngx_conf_t *cf, const ngx_str_t &path) noexcept {
     struct stat st;
     if (stat(reinterpret_cast<const char *>(path.data), &st) == -1) {
@@ -1103,18 +1261,27 @@ bool check_directory(ngx_conf_t *cf, const ngx_str_t &path) noexcept {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "resend_confirmation_spool \"%V\" is not a directory", &path);
         return false;
     }
-    char probe[NGX_MAX_PATH];
-    std::snprintf(probe, sizeof(probe), "%s/.probe-%d", reinterpret_cast<const char *>(path.data),
-                  static_cast<int>(ngx_getpid()));
-    int fd = open(probe, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd == -1) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno, "resend_confirmation_spool \"%V\" is not writable",
-                           &path);
-        return false;
+    for (int attempt = 0;; ++attempt) {
+        unsigned char name[8];
+        if (getrandom(name, sizeof(name), GRND_NONBLOCK) != static_cast<ssize_t>(sizeof(name))) {
+            auto value = static_cast<std::uint64_t>(ngx_random()) << 32 ^ static_cast<std::uint64_t>(ngx_time());
+            std::memcpy(name, &value, sizeof(name));
+        }
+        char probe[NGX_MAX_PATH];
+        int at = std::snprintf(probe, sizeof(probe), "%s/.probe-", reinterpret_cast<const char *>(path.data));
+        for (unsigned char byte : name) at += std::snprintf(probe + at, sizeof(probe) - at, "%02x", byte);
+        int fd = open(probe, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd != -1) {
+            close(fd);
+            unlink(probe);
+            return true;
+        }
+        if (ngx_errno != NGX_EEXIST || attempt == 3) {  // EEXIST: taken, another name
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno, "resend_confirmation_spool \"%V\" is not writable",
+                               &path);
+            return false;
+        }
     }
-    close(fd);
-    unlink(probe);
-    return true;
 }
 
 }  // namespace
@@ -1188,6 +1355,7 @@ char *ngx_http_resend_confirmation_spool_directive(ngx_conf_t *cf, ngx_command_t
     if (spool->zone == nullptr) return ngx_http_resend_confirmation_conf_error();
     spool->zone->init = init_zone;
     spool->zone->data = spool;
+    spool->cycle = cf->cycle;
     mcf->spool = spool;
     return NGX_CONF_OK;
 }

@@ -228,6 +228,64 @@ sub spool_while_down {
     return @answers;
 }
 
+# flip_bit($file, $offset, $bit): one bit of the file flipped in place.
+sub flip_bit {
+    my ($file, $offset, $bit) = @_;
+    open my $fh, '+<:raw', $file or die "$file: $!";
+    sysseek $fh, $offset, 0;
+    sysread $fh, my $byte, 1;
+    sysseek $fh, $offset, 0;
+    syswrite $fh, chr(ord($byte) ^ (1 << $bit));
+    close $fh;
+}
+
+# The records of an intact version-2 segment, walked by their lengths, as
+# [offset, size, request_id].
+sub segment_records {
+    my ($file) = @_;
+    open my $in, '<:raw', $file or die "$file: $!";
+    my $bytes = do { local $/; <$in> };
+    my ($at, @records) = (16);
+    while ($at + 8 <= length $bytes) {
+        my $length = unpack 'V', substr $bytes, $at, 4;
+        my $payload = substr $bytes, $at + 8, $length;
+        my ($pos, @items) = (2);
+        for (1 .. unpack 'v', $payload) {
+            my $n = unpack 'V', substr $payload, $pos, 4;
+            push @items, substr $payload, $pos + 4, $n;
+            $pos += 4 + $n;
+        }
+        my %fields = @items[5 + 4 * $items[3] .. $#items];  # after the address ... limits
+        push @records, [$at, 8 + $length, $fields{request_id}];
+        $at += 8 + $length;
+    }
+    return @records;
+}
+
+# The segment that holds the most records, and its records.
+sub fullest_segment {
+    my ($file) = sort { segment_records($b) <=> segment_records($a) } segments();
+    return ($file, segment_records($file));
+}
+
+# After damage_inside() or a damaged header: exactly the request_ids of
+# @Lost are missing from the stream, every other 200 of @Kept is there.
+our @Lost;
+sub check_only_damage_lost {
+    my $ids = stream_ids();
+    my %in = map { $_ => 1 } map { @$_ } values %$ids;
+    my @missing = map { $_->[2] } grep { !$in{$_->[2]} } @main::Kept;
+    Test::More::is("@{[sort @missing]}", "@{[sort @Lost]}", 'exactly the damaged records are missing')
+        or Test::More::diag(scalar(@missing) . ' missing');
+}
+
+# Lines of this block's error log that match `re`.
+sub log_lines {
+    my ($re) = @_;
+    open my $in, '<', main::server_root() . '/logs/error.log' or return 0;
+    return scalar grep { /$re/ } <$in>;
+}
+
 # Damages the last record of every segment: a flipped byte in one, a torn
 # end in the next... Sets $Damaged to how many.
 our $Damaged;
@@ -238,13 +296,7 @@ sub damage_tails {
         my $size = -s $file;
         next if $size <= 16;
         if ($i++ % 2 == 0) {
-            open my $fh, '+<', $file or die;
-            binmode $fh;
-            sysseek $fh, $size - 3, 0;
-            sysread $fh, my $byte, 1;
-            sysseek $fh, $size - 3, 0;
-            syswrite $fh, chr(ord($byte) ^ 0x01);
-            close $fh;
+            flip_bit($file, $size - 3, 0);
         } else {
             truncate $file, $size - 5;
         }
@@ -262,6 +314,47 @@ sub workers_as_nobody {
     $Test::Nginx::Util::WorkerUser = 'nobody ' . getgrgid((getpwnam 'nobody')[3]) if $> == 0;
     chmod 0755, $Top;
     mkdir "$Top/$dir", 0755;
+}
+
+# A watchdog for a FIFO planted in the spool: after `seconds`, it opens the
+# FIFO for writing whenever a process waits to read it (which unblocks a
+# master stuck in open()), and leaves "$fifo.unblocked" behind if it had to.
+# Bounds a start that would hang; stop_watchdog() ends it.
+our $Watchdog;
+sub start_watchdog {
+    my ($fifo, $seconds) = @_;
+    $Watchdog = fork // die "fork: $!";
+    return if $Watchdog;
+    my $until = time + $seconds;
+    sleep 0.1 while time < $until;
+    while (-p $fifo) {
+        if (sysopen my $out, $fifo, POSIX::O_WRONLY() | POSIX::O_NONBLOCK()) {
+            open my $mark, '>', "$fifo.unblocked";
+            close $out;
+        }
+        sleep 0.1;
+    }
+    POSIX::_exit(0);
+}
+sub stop_watchdog { kill 'KILL', $Watchdog; waitpid $Watchdog, 0 }
+
+# nginx -t of this block's configuration, killed after `seconds`:
+# [exit code (124: killed), output].
+sub nginx_t {
+    my ($seconds) = @_;
+    my $root = main::server_root();
+    my $out = `timeout $seconds $Test::Nginx::Util::NginxBinary -t -p $root/ -c $root/conf/nginx.conf 2>&1`;
+    return [$? >> 8, $out];
+}
+
+# Links to `target` at PATH/.probe-N for the next `n` pids (the old probe
+# name, made as root at every start and nginx -t).
+sub plant_probe_links {
+    my ($dir, $target, $n) = @_;
+    my $next = fork // die "fork: $!";
+    POSIX::_exit(0) unless $next;
+    waitpid $next, 0;
+    symlink $target, "$dir/.probe-$_" for $next .. $next + $n;
 }
 
 no_shuffle();
@@ -892,6 +985,174 @@ system("mv $main::Top/elsewhere/*.seg $main::Top/spool/") == 0 or die "mv failed
 t::Resend::start_redis($main::Port, @main::Durable);
 Test::More::is(main::wait_replayed(5), 5, 'the 5 records in the stream');
 main::check_every_200_recorded('moved', @main::Kept);
+--- request
+GET /metrics
+--- error_code: 200
+--- no_error_log
+[alert]
+[emerg]
+
+
+
+=== TEST 29: damage inside a segment (1): records spooled
+--- http_config eval: $::Spool
+--- config eval: main::endpoint()
+--- init
+@main::Kept = main::spool_while_down(map { "inside$_\@example.com" } 1 .. 30);
+--- request
+GET /metrics
+--- error_code: 200
+
+
+
+=== TEST 30: (2) one bit flipped in one record's payload, and in another's length: exactly those two are missing, every record after them is replayed; counted, one line for the segment
+--- http_config eval: $::Spool
+--- config eval: main::endpoint('# the next nginx')
+--- post_setup_server_root
+my ($file, @records) = main::fullest_segment();
+die "too few records in one segment\n" if @records < 6;
+main::flip_bit($file, $records[1][0] + 20, 2);  # in the payload: its CRC fails
+main::flip_bit($file, $records[3][0] + 1, 3);   # in the length: 2048 bytes longer
+@main::Lost = ($records[1][2], $records[3][2]);
+--- init
+t::Resend::start_redis($main::Port, @main::Durable);
+main::wait_replayed(28);
+main::check_only_damage_lost();
+Test::More::is(main::spool_metrics()->{corrupt_total}, 2, 'metrics: the two damaged records');
+Test::More::is(main::log_lines(qr/a corrupt record at offset \d+, skipped/), 1, 'one line for the segment');
+Test::More::is(scalar(main::segments()), 0, 'the spool is empty');
+--- request
+GET /metrics
+--- error_code: 200
+--- error_log eval
+qr/\[warn\] .*resend_confirmation: spool "\d+-\d+-\d+\.seg": a corrupt record at offset \d+, skipped \(\d+ bytes\); the records after it are replayed/
+--- no_error_log
+[alert]
+[emerg]
+
+
+
+=== TEST 31: a damaged header (1): records spooled
+--- http_config eval: $::Spool
+--- config eval: main::endpoint()
+--- init
+@main::Kept = main::spool_while_down(map { "header$_\@example.com" } 1 .. 20);
+--- request
+GET /metrics
+--- error_code: 200
+
+
+
+=== TEST 32: (2) one bit flipped in a segment's magic: its records are read one by one, none is missing
+--- http_config eval: $::Spool
+--- config eval: main::endpoint('# the next nginx')
+--- post_setup_server_root
+my ($file) = main::fullest_segment();
+main::flip_bit($file, 3, 1);
+@main::Lost = ();
+--- init
+t::Resend::start_redis($main::Port, @main::Durable);
+main::wait_replayed(20);
+main::check_only_damage_lost();
+Test::More::is(scalar(main::segments()), 0, 'the spool is empty');
+--- request
+GET /metrics
+--- error_code: 200
+--- error_log eval
+qr/\[warn\] .*resend_confirmation: spool "\S+\.seg" has a damaged header: its records are read one by one from the start/
+--- no_error_log
+[alert]
+[emerg]
+
+
+
+=== TEST 33: a symlink to a root-owned file and a directory, named like segments: one [warn] each per process, skipped: never followed, counted, nor deleted
+--- http_config eval: "resend_confirmation_spool $::Top/planted;"
+--- config eval: main::endpoint()
+--- post_setup_server_root
+mkdir "$main::Top/planted";
+open my $out, '>', "$main::Top/root-only" or die;
+print $out 'not a segment ' x 400;
+close $out;
+chmod 0600, "$main::Top/root-only";
+utime 1000000000, 1000000000, "$main::Top/root-only";
+symlink "$main::Top/root-only", "$main::Top/planted/0000000000001-1-1.seg" or die;
+mkdir "$main::Top/planted/0000000000002-1-2.seg";
+--- init
+my $link = "$main::Top/planted/0000000000001-1-1.seg";
+my $dir = "$main::Top/planted/0000000000002-1-2.seg";
+# The master at start, then each worker.
+eval {
+    t::Resend::wait_for('each process\'s lines', 10, sub {
+        main::log_lines(qr/\[warn\] .*spool "\Q$link\E" is a symbolic link: skipped/) >= 3
+            && main::log_lines(qr/\[warn\] .*spool "\Q$dir\E" is a directory: skipped/) >= 3 });
+};
+sleep 1.5;  # a second turn of the workers: no more lines
+Test::More::is(main::log_lines(qr/spool "\Q$link\E" is a symbolic link: skipped/), 3, 'the link: one line per process');
+Test::More::is(main::log_lines(qr/spool "\Q$dir\E" is a directory: skipped/), 3, 'the directory: one line per process');
+Test::More::ok(-l $link && -d $dir, 'both left where they are');
+my @st = stat "$main::Top/root-only";
+Test::More::is("$st[7] $st[9]", 5600 . ' 1000000000', 'the file it points to untouched');
+Test::More::is(main::spool_metrics()->{bytes}, 0, 'neither counted');
+--- request
+GET /metrics
+--- error_code: 200
+--- no_error_log
+[alert]
+[emerg]
+
+
+
+=== TEST 34: a FIFO named like a segment: start and nginx -t do not block on it (bounded: a watchdog opens it after 15 s); skipped, left alone
+--- http_config eval: "resend_confirmation_spool $::Top/fifo;"
+--- config eval: main::endpoint()
+--- post_setup_server_root
+mkdir "$main::Top/fifo";
+POSIX::mkfifo("$main::Top/fifo/0000000000003-1-3.seg", 0600) or die "mkfifo: $!";
+main::start_watchdog("$main::Top/fifo/0000000000003-1-3.seg", 15);
+--- init
+my $fifo = "$main::Top/fifo/0000000000003-1-3.seg";
+main::stop_watchdog();
+Test::More::ok(!-e "$fifo.unblocked", 'nginx started without waiting on the FIFO');
+POSIX::mkfifo($fifo, 0600) unless -p $fifo;  # a module that deleted it is not let off nginx -t
+my ($code, $out) = @{ main::nginx_t(15) };
+Test::More::is($code, 0, 'nginx -t ends, and passes') or Test::More::diag($out);
+Test::More::like($out, qr/\[warn\] .*spool "\Q$fifo\E" is not a regular file: skipped/, 'nginx -t names it');
+eval {
+    t::Resend::wait_for('a worker\'s line', 10, sub {
+        main::log_lines(qr/\[warn\] .*spool "\Q$fifo\E" is not a regular file: skipped/) >= 2 });
+};
+Test::More::cmp_ok(main::log_lines(qr/spool "\Q$fifo\E" is not a regular file: skipped/), '>=', 2,
+                   'the master and the workers skip it');
+Test::More::ok(-p $fifo, 'left where it is');
+Test::More::is(main::spool_metrics()->{bytes}, 0, 'not counted');
+--- request
+GET /metrics
+--- error_code: 200
+--- no_error_log
+[alert]
+[emerg]
+
+
+
+=== TEST 35: links planted at the old probe names (.probe-<pid>, 3,000 pids ahead) to a file: start and nginx -t never truncate it
+--- http_config eval: "resend_confirmation_spool $::Top/probed;"
+--- config eval: main::endpoint()
+--- post_setup_server_root
+mkdir "$main::Top/probed";
+open my $out, '>', "$main::Top/victim" or die;
+print $out "keep me\n";
+close $out;
+main::plant_probe_links("$main::Top/probed", "$main::Top/victim", 3000);
+--- init
+Test::More::is(-s "$main::Top/victim", 8, 'the start left the file alone');
+unlink glob "$main::Top/probed/.probe-*";
+main::plant_probe_links("$main::Top/probed", "$main::Top/victim", 3000);
+my ($code, $out) = @{ main::nginx_t(15) };
+Test::More::is($code, 0, 'nginx -t passes') or Test::More::diag($out);
+Test::More::is(-s "$main::Top/victim", 8, 'nginx -t left the file alone');
+my @left = grep { !-l } glob "$main::Top/probed/.probe-*";
+Test::More::is(scalar @left, 0, 'no probe file left behind');
 --- request
 GET /metrics
 --- error_code: 200

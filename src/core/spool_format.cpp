@@ -109,14 +109,18 @@ char *write_record(char *out, std::span<const std::string_view> items) noexcept 
     return p;
 }
 
-scan read_record(const char *in, std::size_t n, std::size_t *size, std::string_view *items,
-                 std::size_t *count) noexcept {
+namespace {
+
+// read_record() without keeping the items when `items` is null. The item
+// sizes are walked before the CRC is computed: cheap for the many offsets
+// next_record_start() tries, most of which fail there.
+scan parse_record(const char *in, std::size_t n, std::size_t *size, std::string_view *items,
+                  std::size_t *count) noexcept {
     if (n < record_overhead) return scan::incomplete;
     std::uint32_t length = get32(in);
     if (length < 2 || length > max_payload) return scan::corrupt;
     if (n - record_overhead < length) return scan::incomplete;
     const char *payload = in + record_overhead;
-    if (crc32c(payload, length) != get32(in + 4)) return scan::corrupt;
 
     std::size_t items_count = static_cast<unsigned char>(payload[0]) |
                               static_cast<std::size_t>(static_cast<unsigned char>(payload[1])) << 8;
@@ -127,13 +131,30 @@ scan read_record(const char *in, std::size_t n, std::size_t *size, std::string_v
         std::uint32_t item = get32(payload + at);
         at += 4;
         if (length - at < item) return scan::corrupt;
-        items[i] = {payload + at, item};
+        if (items != nullptr) items[i] = {payload + at, item};
         at += item;
     }
     if (at != length) return scan::corrupt;
+    if (crc32c(payload, length) != get32(in + 4)) return scan::corrupt;
     *size = record_overhead + length;
     *count = items_count;
     return scan::record;
+}
+
+}  // namespace
+
+scan read_record(const char *in, std::size_t n, std::size_t *size, std::string_view *items,
+                 std::size_t *count) noexcept {
+    return parse_record(in, n, size, items, count);
+}
+
+std::size_t next_record_start(const char *in, std::size_t n, bool at_end) noexcept {
+    std::size_t size = 0, count = 0;
+    for (std::size_t at = 1; at < n; ++at) {
+        scan result = parse_record(in + at, n - at, &size, nullptr, &count);
+        if (result == scan::record || (result == scan::incomplete && !at_end)) return at;
+    }
+    return n;
 }
 
 }  // namespace resend::spool

@@ -64,4 +64,13 @@ enum class scan : unsigned char {
 scan read_record(const char *in, std::size_t n, std::size_t *size, std::string_view *items,
                  std::size_t *count) noexcept;
 
+// Where the records go on after damage at the start of `in` (n bytes): the
+// first offset from 1 at which a whole record reads. Byte by byte, not by
+// the damaged record's length: a flipped bit there (a length that still
+// ends on a later record) would skip the intact records in between. When
+// no record reads: n if `at_end` (the bytes end where the segment does),
+// else the first offset whose record would end past the n bytes (read from
+// there and look again).
+std::size_t next_record_start(const char *in, std::size_t n, bool at_end) noexcept;
+
 }  // namespace resend::spool

@@ -1,7 +1,9 @@
 // libFuzzer target: arbitrary bytes as a spool segment's records (a torn,
 // corrupt or hostile file on disk). The reader must never crash or read
 // out of bounds, must report a size within the bytes it was given, and
-// what it reads back as a record must write back to the same bytes.
+// what it reads back as a record must write back to the same bytes. After
+// damage, the scan for the next record lands on a whole record (or the
+// end), skips none, and stops no later when more bytes may follow.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -22,7 +24,30 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size
     while (at < bytes.size()) {
         std::size_t record = 0, count = 0;
         spool::scan result = spool::read_record(bytes.data() + at, bytes.size() - at, &record, items, &count);
-        if (result != spool::scan::record) break;
+        if (result != spool::scan::record) {
+            std::size_t rest = bytes.size() - at;
+            std::size_t next = spool::next_record_start(bytes.data() + at, rest, true);
+            if (next == 0 || next > rest) std::abort();
+            if (next < rest && spool::read_record(bytes.data() + at + next, rest - next, &record, items, &count) !=
+                                   spool::scan::record) {
+                std::abort();
+            }
+            // Nothing whole in between (checked on short inputs: it is quadratic).
+            for (std::size_t skipped = 1; rest <= 512 && skipped < next; ++skipped) {
+                if (spool::read_record(bytes.data() + at + skipped, rest - skipped, &record, items, &count) ==
+                    spool::scan::record) {
+                    std::abort();
+                }
+            }
+            std::size_t sooner = spool::next_record_start(bytes.data() + at, rest, false);
+            if (sooner == 0 || sooner > next) std::abort();
+            if (sooner < rest && spool::read_record(bytes.data() + at + sooner, rest - sooner, &record, items,
+                                                    &count) == spool::scan::corrupt) {
+                std::abort();
+            }
+            at += next;
+            continue;
+        }
         if (record == 0 || record > bytes.size() - at || count > spool::max_items) std::abort();
         // Written again from its items, a record is the same bytes.
         std::vector<std::string_view> read(items, items + count);

@@ -163,6 +163,74 @@ void test_too_many_or_too_large_items_are_refused(void **) {
     check(spool::record_size(std::vector<std::string_view>{"x"}) == spool::record_overhead + 2 + 4 + 1);
 }
 
+// Three records, as a segment holds them after its header.
+struct three_records {
+    std::string first = record_of({"127.0.0.1:6379", "s", "1000", "0", "0", "request_id", "one"});
+    std::string second = record_of({"127.0.0.1:6379", "s", "1000", "0", "0", "request_id", "two",
+                                    "email", "second@example.com"});
+    std::string third = record_of({"127.0.0.1:6379", "s", "1000", "0", "0", "request_id", "three"});
+};
+
+void test_after_any_flipped_bit_the_next_record_is_found(void **) {
+    three_records r;
+    std::string_view read[spool::max_items];
+    std::size_t size = 0, count = 0;
+    // Every bit of the middle record, its length and CRC included: the
+    // record is not read, and the scan lands on the third one exactly.
+    for (std::size_t i = 0; i < r.second.size() * 8; ++i) {
+        std::string damaged = r.second;
+        damaged[i / 8] = static_cast<char>(damaged[i / 8] ^ (1 << (i % 8)));
+        std::string rest = damaged + r.third;
+        check(spool::read_record(rest.data(), rest.size(), &size, read, &count) != spool::scan::record);
+        check_eq(spool::next_record_start(rest.data(), rest.size(), true), r.second.size());
+        check(spool::read_record(rest.data() + r.second.size(), r.third.size(), &size, read, &count) ==
+              spool::scan::record);
+        check_bytes_eq(read[6], "three"sv);
+    }
+}
+
+void test_a_length_that_ends_on_a_later_record_skips_nothing(void **) {
+    // The damaged length points past the second record to the third: the
+    // second is found all the same.
+    three_records r;
+    std::string first = r.first;
+    std::uint32_t length = static_cast<std::uint32_t>(first.size() - spool::record_overhead + r.second.size());
+    for (int i = 0; i < 4; ++i) first[i] = static_cast<char>(length >> (8 * i));
+    std::string segment = first + r.second + r.third;
+    check_eq(spool::next_record_start(segment.data(), segment.size(), true), first.size());
+}
+
+void test_garbage_between_records_is_stepped_over(void **) {
+    three_records r;
+    std::string text = "email\x05\x00\x00\x00x@example.com\r\n\x00\x00\x10\x00 and more";
+    for (std::string garbage : {std::string(100, '\0'), std::string(100, '\xff'), text}) {
+        std::string rest = garbage + r.third;
+        check_eq(spool::next_record_start(rest.data(), rest.size(), true), garbage.size());
+    }
+}
+
+void test_at_the_end_nothing_is_found_unless_more_may_come(void **) {
+    three_records r;
+    std::string torn = r.first.substr(0, r.first.size() - 3);
+    // The segment ends there: nothing follows.
+    check_eq(spool::next_record_start(torn.data(), torn.size(), true), torn.size());
+    // More bytes may follow: the first offset that needs them.
+    std::size_t at = spool::next_record_start(torn.data(), torn.size(), false);
+    check(at > 0 && at < torn.size());
+    std::string_view read[spool::max_items];
+    std::size_t size = 0, count = 0;
+    check(spool::read_record(torn.data() + at, torn.size() - at, &size, read, &count) == spool::scan::incomplete);
+    // Zeros, then a record cut short: the scan stops where it begins, or
+    // just before (the zeros and its length may read as a longer length).
+    std::string cut = std::string(40, '\0') + r.second.substr(0, 20);
+    at = spool::next_record_start(cut.data(), cut.size(), false);
+    check(at >= 37 && at <= 40);
+    check(spool::read_record(cut.data() + at, cut.size() - at, &size, read, &count) == spool::scan::incomplete);
+    check_eq(spool::next_record_start(cut.data(), cut.size(), true), cut.size());
+    check_eq(spool::next_record_start("", 0, true), 0u);
+    check_eq(spool::next_record_start("x", 1, true), 1u);
+}
+
 }  // namespace
 
 int main(void) {
@@ -176,6 +244,10 @@ int main(void) {
         guarded_test(test_impossible_lengths_are_corrupt),
         guarded_test(test_a_payload_that_lies_about_its_items_is_corrupt),
         guarded_test(test_too_many_or_too_large_items_are_refused),
+        guarded_test(test_after_any_flipped_bit_the_next_record_is_found),
+        guarded_test(test_a_length_that_ends_on_a_later_record_skips_nothing),
+        guarded_test(test_garbage_between_records_is_stepped_over),
+        guarded_test(test_at_the_end_nothing_is_found_unless_more_may_come),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
