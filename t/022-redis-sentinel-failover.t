@@ -33,14 +33,16 @@ sub now { Time::HiRes::time() }
 
 # A full sync of `replica` from `master` that waits `delay` seconds before
 # it starts (the master's repl-diskless-sync-delay): the replica restarted.
+# Returns when it was killed.
 sub resync {
     my ($master, $replica, $delay) = @_;
     at($master, 'CONFIG', 'SET', 'repl-diskless-sync-delay', $delay);
+    my $killed = now();
     t::Sentinel::kill_node($replica);
     t::Sentinel::start_node($replica, $master);
     wait_for('the full sync to begin', 10,
              sub { at($master, 'INFO', 'replication') =~ /^slave0:.*port=$replica,state=wait_bgsave/m });
-    return now();
+    return $killed;
 }
 
 # Waits until `replica` has caught up with `master` and every Sentinel

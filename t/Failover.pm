@@ -181,7 +181,8 @@ _EOC_
 
 # The blocks' defaults: nginx with a master process (the tests reload it)
 # and one worker, logging at info (not debug: the load would fill the
-# disk); the access log of access_log(), the spool in $TEST_NGINX_SPOOL,
+# disk); the access log of access_log(), the spool in $TEST_NGINX_SPOOL
+# (room for 25 s of load with 3 KB records: not full in any scenario),
 # and `redis` (a resend_confirmation_redis directive) in http; blocks in
 # order (each starts from the Redis the one before left); after each a
 # request answered 200.
@@ -195,7 +196,7 @@ sub defaults {
                                http_config => <<"_EOC_");
     \$TEST_NGINX_LOG_FORMAT
     $redis
-    resend_confirmation_spool \$TEST_NGINX_SPOOL;
+    resend_confirmation_spool \$TEST_NGINX_SPOOL max_size=256m;
 _EOC_
 }
 
@@ -280,7 +281,7 @@ sub report {
 # master and the spool too, `before` runs, then the load starts and
 # `during` breaks Redis under it; it returns the marks of its faults
 # ([name, time] each) and may end with a check of the answers (CODE). The
-# load stopped, `after` mends what is left broken, Redis is left to settle
+# load stopped (after 6 s at least; at once if `during` dies), `after` mends what is left broken, Redis is left to settle
 # (settled->(60)), the spool to be replayed, and the answers are counted
 # against the stream on the master settled names then.
 sub scenario {
@@ -291,8 +292,14 @@ sub scenario {
     unlink glob "$o{spool}/*";
     $o{before}->(@topology) if $o{before};
     my $load = start_load(prefix => "$o{name}-$o{policy}");
-    my @marks = $o{during}->(@topology);
+    my @marks = eval { $o{during}->(@topology) };
+    if (my $error = $@) {
+        stop_load($load);
+        die $error;
+    }
     my $check = ref $marks[-1] eq 'CODE' ? pop @marks : undef;
+    my $rest = $load->{started} + 6 - Time::HiRes::time();  # the load runs 6 s at least
+    Time::HiRes::sleep($rest) if $rest > 0;
     my $counted = stop_load($load);
     $o{after}->(@topology) if $o{after};
     my ($final) = $o{settled}->(60);
