@@ -281,9 +281,10 @@ sub report {
 # master and the spool too, `before` runs, then the load starts and
 # `during` breaks Redis under it; it returns the marks of its faults
 # ([name, time] each) and may end with a check of the answers (CODE). The
-# load stopped (after 6 s at least; at once if `during` dies), `after` mends what is left broken, Redis is left to settle
-# (settled->(60)), the spool to be replayed, and the answers are counted
-# against the stream on the master settled names then.
+# load stopped (after 6 s at least; at once if `during` dies), `after`
+# mends what is left broken, Redis is left to settle (settled->(60)), the
+# spool to be replayed, and the answers are counted against the stream on
+# the master settled names then.
 sub scenario {
     my (%o) = @_;
     my $name = "$o{name} ($o{policy})";
