@@ -7,7 +7,11 @@
 // Redis links. The request flow starts in ngx_http_resend_confirmation_handler.cpp.
 
 #include "ngx_http_resend_confirmation.h"
+#include "http/ngx_http_resend_confirmation_http.h"
+#include "limit/ngx_http_resend_confirmation_limit.h"
+#include "metrics/ngx_http_resend_confirmation_metrics.h"
 #include "redis/ngx_http_resend_confirmation_redis.h"
+#include "spool/ngx_http_resend_confirmation_spool.h"
 
 #include <new>
 

@@ -306,7 +306,9 @@ sub scenario {
     my ($final) = $o{settled}->(60);
     Test::More::ok(spool_drained($o{spool}, 60), "$name: the spool is replayed") if $o{policy} eq 'spool';
     my $answers = answers();
-    Test::More::cmp_ok(scalar(grep { $_->[3] eq '200' } @$answers), '>', 1000, "$name: many 200s");
+    # The load ran (a scenario where no record may be acknowledged says how
+    # few 200s it expects: `least_200`).
+    Test::More::cmp_ok(scalar(grep { $_->[3] eq '200' } @$answers), '>=', $o{least_200} // 1000, "$name: many 200s");
     report($name, $counted, $answers, stream_ids($final, $o{key}), @marks);
     $check->($answers) if $check;
 }

@@ -45,10 +45,6 @@ bool connect_peer(ngx_http_resend_confirmation_link_t *link) noexcept;
 bool resolve(ngx_http_resend_confirmation_link_t *link) noexcept;
 void close_connection(ngx_http_resend_confirmation_link_t *link) noexcept;
 
-std::string_view view(const ngx_str_t &s) noexcept {
-    return {reinterpret_cast<const char *>(s.data), s.len};
-}
-
 // --- connecting -------------------------------------------------------------------
 
 void close(ngx_http_resend_confirmation_link_t *link) noexcept {
@@ -78,11 +74,11 @@ bool queue_handshake(ngx_http_resend_confirmation_link_t *link) noexcept {
     if (conf->password.len != 0) {
         std::string_view auth[3] = {"AUTH"};
         size_t n = 1;
-        if (conf->user.len != 0) auth[n++] = view(conf->user);
-        auth[n++] = view(conf->password);
+        if (conf->user.len != 0) auth[n++] = ngx_http_resend_confirmation_view(conf->user);
+        auth[n++] = ngx_http_resend_confirmation_view(conf->password);
         if (!add({auth, n})) return false;
     }
-    std::string_view select[2] = {"SELECT", view(conf->db_text)};
+    std::string_view select[2] = {"SELECT", ngx_http_resend_confirmation_view(conf->db_text)};
     if (conf->db_text.len != 0 && !add(select)) return false;
     // The node must be a master with its replicas (redis_ack.cpp).
     std::string_view role[1] = {"ROLE"};
@@ -92,7 +88,7 @@ bool queue_handshake(ngx_http_resend_confirmation_link_t *link) noexcept {
     if (conf->script.len != 0) {
         // Not part of the handshake (a refusal is logged, not fatal): the
         // first command once it is accepted, so that EVALSHA finds the script.
-        std::string_view load[3] = {"SCRIPT", "LOAD", view(conf->script)};
+        std::string_view load[3] = {"SCRIPT", "LOAD", ngx_http_resend_confirmation_view(conf->script)};
         if (ngx_http_resend_confirmation_link_append(link, load, kind::command, nullptr, deadline) == nullptr) {
             return false;
         }
@@ -113,7 +109,7 @@ void requeue(ngx_http_resend_confirmation_link_t *link) noexcept {
             ngx_queue_insert_tail(&link->spare, q);
             ngx_http_resend_confirmation_link_finish(link, entry, nullptr, fate::unsent);
         } else {
-            ngx_http_resend_confirmation_ack_queued(link);  // confirmed by the next WAIT
+            ngx_http_resend_confirmation_ack_queued(link, entry);  // confirmed by the next WAIT
         }
     }
 }
@@ -285,13 +281,6 @@ void on_write(ngx_event_t *wev) noexcept {
     }
     if (ngx_handle_write_event(wev, 0) != NGX_OK) {
         ngx_http_resend_confirmation_link_fail(link, "cannot watch for writing");
-    }
-}
-
-// Flush after this loop turn, with whatever else was queued in it.
-void flush(ngx_http_resend_confirmation_link_t *link) noexcept {
-    if (link->state == link_state::up && !link->peer.connection->write->posted) {
-        ngx_post_event(link->peer.connection->write, &ngx_posted_events);
     }
 }
 
@@ -762,7 +751,7 @@ ngx_http_resend_confirmation_link_queue(ngx_http_resend_confirmation_link_t *lin
         ngx_http_resend_confirmation_link_append(link, args, what, r, deadline, done, data);
     if (entry == nullptr) return nullptr;
     entry->redirects = redirects;
-    flush(link);
+    ngx_http_resend_confirmation_link_flush(link);
     return entry;
 }
 
@@ -772,6 +761,13 @@ bool ngx_http_resend_confirmation_link_command(ngx_http_resend_confirmation_link
     return ngx_http_resend_confirmation_link_queue(link, nullptr, args, kind::command,
                                                    ngx_current_msec + link->conf->timeout, 0, false, done,
                                                    data) != nullptr;
+}
+
+// After this loop turn, with whatever else was queued in it.
+void ngx_http_resend_confirmation_link_flush(ngx_http_resend_confirmation_link_t *link) noexcept {
+    if (link->state == link_state::up && !link->peer.connection->write->posted) {
+        ngx_post_event(link->peer.connection->write, &ngx_posted_events);
+    }
 }
 
 bool ngx_http_resend_confirmation_link_subscribe(ngx_http_resend_confirmation_link_t *link,

@@ -7,6 +7,7 @@
 #pragma once
 
 #include "redis/ngx_http_resend_confirmation_redis.h"
+#include "metrics/ngx_http_resend_confirmation_metrics.h"
 
 #include "core/redis_reply.hpp"
 
@@ -39,6 +40,7 @@ struct ngx_http_resend_confirmation_pending_s {
     // pointed at the entry that carries the command on after a redirect,
     // cleared when it is over or detached.
     ngx_http_resend_confirmation_pending_t **holder;
+    ngx_uint_t batch;       // a record's: the link's WAIT count when it was queued
     resend::reply_kind held_kind;  // a stored reply held for WAIT: its kind and integer,
     long long held_integer;        // for done (what a script answered)
 };
@@ -187,7 +189,8 @@ bool ngx_http_resend_confirmation_ack_asks_role(ngx_http_resend_confirmation_lin
 bool ngx_http_resend_confirmation_ack_role(ngx_http_resend_confirmation_link_t *link,
                                            const resend::redis_reply &reply) noexcept;
 // A record was queued (WAIT follows its batch).
-void ngx_http_resend_confirmation_ack_queued(ngx_http_resend_confirmation_link_t *link) noexcept;
+void ngx_http_resend_confirmation_ack_queued(ngx_http_resend_confirmation_link_t *link,
+                                             ngx_http_resend_confirmation_pending_t *entry) noexcept;
 // Before a write: WAIT N after the records queued since the last one.
 bool ngx_http_resend_confirmation_ack_end_batch(ngx_http_resend_confirmation_link_t *link) noexcept;
 // A record's reply (not an error): true when it waits for its WAIT (the
@@ -267,7 +270,8 @@ struct ngx_http_resend_confirmation_link_output_t {
 // The acknowledgement rule's part of a link (redis_ack.cpp).
 struct ngx_http_resend_confirmation_link_ack_t {
     ngx_uint_t replicas;      // N: WAIT N after each batch of records; 0: a reply is enough
-    ngx_uint_t unwaited;      // records queued since the last WAIT
+    ngx_uint_t unwaited;      // records queued since the last WAIT (or needing one since)
+    ngx_uint_t batch;         // WAITs appended so far: a record queued at `batch` has none behind it yet
     ngx_queue_t replicating;  // records Redis stored, waiting for their WAIT's reply
     u_char wait_timeout[NGX_INT_T_LEN];  // WAIT's timeout: half the directive's, in ms
     size_t wait_timeout_len;
@@ -334,6 +338,9 @@ inline bool ngx_http_resend_confirmation_link_same(ngx_http_resend_confirmation_
                                                    ngx_atomic_uint_t connection) noexcept {
     return link->peer.connection != nullptr && link->peer.connection->number == connection;
 }
+
+// Writes what is queued after this loop turn.
+void ngx_http_resend_confirmation_link_flush(ngx_http_resend_confirmation_link_t *link) noexcept;
 
 // Starts a timer of a topology's own, cancelable: a shutting-down worker
 // does not wait for it.

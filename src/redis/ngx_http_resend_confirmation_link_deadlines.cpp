@@ -233,7 +233,7 @@ ngx_http_resend_confirmation_link_append(ngx_http_resend_confirmation_link_t *li
     entry->done = done;
     entry->data = data;
     entry->holder = nullptr;
-    if (what == kind::request || what == kind::replay) ngx_http_resend_confirmation_ack_queued(link);
+    if (what == kind::request || what == kind::replay) ngx_http_resend_confirmation_ack_queued(link, entry);
     return entry;
 }
 

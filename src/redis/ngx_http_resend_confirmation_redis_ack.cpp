@@ -12,7 +12,10 @@
 //   master with N replicas connected: a demoted master that still says
 //   "master", or one whose replicas are away, is not used (in a cluster,
 //   a demoted master answers MOVED instead).
-// N is never inferred from what a master says when the link connects.
+// N is never inferred from what a master says when the link connects. It
+// may change while records are in flight (a cluster's slot map, read after
+// they were written): a record whose reply finds N > 0 and no WAIT behind
+// it gets one then (WAIT covers every write the connection made before it).
 
 #include "redis/ngx_http_resend_confirmation_link.h"
 
@@ -22,10 +25,11 @@ namespace {
 
 using fate = ngx_http_resend_confirmation_fate_t;
 
-// Before the slot map says, a cluster node is taken to have a replica.
+// A cluster's nodes: 0 until the slot map says (a record queued before it
+// gets its WAIT once its reply finds the map read).
 ngx_uint_t default_replicas(const ngx_http_resend_confirmation_redis_conf_t *conf) noexcept {
     if (conf->replicas != NGX_CONF_UNSET_UINT) return conf->replicas;
-    return conf->sentinel != nullptr || conf->cluster != nullptr ? 1 : 0;
+    return conf->sentinel != nullptr ? 1 : 0;
 }
 
 }  // namespace
@@ -69,8 +73,10 @@ bool ngx_http_resend_confirmation_ack_role(ngx_http_resend_confirmation_link_t *
     return false;
 }
 
-void ngx_http_resend_confirmation_ack_queued(ngx_http_resend_confirmation_link_t *link) noexcept {
+void ngx_http_resend_confirmation_ack_queued(ngx_http_resend_confirmation_link_t *link,
+                                             ngx_http_resend_confirmation_pending_t *entry) noexcept {
     ++link->ack.unwaited;
+    entry->batch = link->ack.batch;
 }
 
 bool ngx_http_resend_confirmation_ack_end_batch(ngx_http_resend_confirmation_link_t *link) noexcept {
@@ -86,6 +92,7 @@ bool ngx_http_resend_confirmation_ack_end_batch(ngx_http_resend_confirmation_lin
         return false;
     }
     ack.unwaited = 0;
+    ++ack.batch;
     return true;
 }
 
@@ -99,6 +106,11 @@ bool ngx_http_resend_confirmation_ack_hold(ngx_http_resend_confirmation_link_t *
     entry->held_integer = reply.integer;
     ngx_queue_remove(&entry->queue);
     ngx_queue_insert_tail(&link->ack.replicating, &entry->queue);
+    if (entry->batch == link->ack.batch) {
+        // Written before N said a WAIT was needed: one follows now.
+        ++link->ack.unwaited;
+        ngx_http_resend_confirmation_link_flush(link);
+    }
     // Its WAIT is in flight behind it, and with it the overdue timer;
     // should it not be, the request is still answered at its deadline.
     if (!link->overdue.timer_set) ngx_http_resend_confirmation_link_arm_overdue(link);

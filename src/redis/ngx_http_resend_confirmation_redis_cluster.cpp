@@ -81,9 +81,7 @@ ngx_int_t node_at(cluster_state *cluster, const ngx_sockaddr_t &sockaddr, sockle
     node.addr.name.data = node.text;
     node.addr.name.len = ngx_sock_ntop(node.addr.sockaddr, socklen, node.text, sizeof(node.text), 1);
     node.link = nullptr;
-    // Before the map is known, a record waits for a replica; once it is, a
-    // node it does not list (one importing a slot) has none listed.
-    node.replicas = cluster->mapped ? 0 : 1;
+    node.replicas = 0;  // until the map lists some
     return static_cast<ngx_int_t>(cluster->count++);
 }
 
@@ -124,7 +122,6 @@ void refresh(cluster_state *cluster) noexcept;
 
 // What a CLUSTER SLOTS reply says: each slot's owner, each owner's replicas.
 void read_map(cluster_state *cluster, ngx_http_resend_confirmation_link_t *from, std::size_t count) noexcept {
-    cluster->mapped = true;  // (nodes it adds have none listed but its own)
     ngx_memzero(cluster->owner, sizeof(cluster->owner));
     for (ngx_uint_t i = 0; i < cluster->count; ++i) cluster->nodes[i].replicas = 0;
     for (std::size_t i = 0; i < count; ++i) {
@@ -139,6 +136,7 @@ void read_map(cluster_state *cluster, ngx_http_resend_confirmation_link_t *from,
             ngx_http_resend_confirmation_ack_set_replicas(cluster->nodes[i].link, cluster->nodes[i].replicas);
         }
     }
+    cluster->mapped = true;
 }
 
 void mapped(ngx_http_resend_confirmation_link_t *link, void *data, const resend::redis_reply *reply,

@@ -21,10 +21,6 @@ constexpr ngx_uint_t max_replicas = 16;
 ngx_http_resend_confirmation_link_t **worker_links;
 ngx_uint_t worker_links_count;
 
-std::string_view view(const ngx_str_t &s) noexcept {
-    return {reinterpret_cast<const char *>(s.data), s.len};
-}
-
 // What the directive names before its parameters.
 struct redis_target {
     ngx_str_t master;     // sentinel=MASTER
@@ -290,11 +286,11 @@ ngx_http_resend_confirmation_link_t *ngx_http_resend_confirmation_worker_link_na
     if (mcf == nullptr) return nullptr;
     auto **redis = static_cast<ngx_http_resend_confirmation_redis_conf_t **>(mcf->redis.elts);
     for (ngx_uint_t i = 0; i < worker_links_count; ++i) {
-        if (view(redis[i]->spool_name) == name) return worker_links[i];
+        if (ngx_http_resend_confirmation_view(redis[i]->spool_name) == name) return worker_links[i];
     }
     // Records kept before " db=N" was: the address alone, the first with it.
     for (ngx_uint_t i = 0; i < worker_links_count; ++i) {
-        if (view(redis[i]->addr.name) == name) return worker_links[i];
+        if (ngx_http_resend_confirmation_view(redis[i]->addr.name) == name) return worker_links[i];
     }
     return nullptr;
 }

@@ -15,7 +15,9 @@
 // mix their numbers.
 
 #include "ngx_http_resend_confirmation.h"
-#include "redis/ngx_http_resend_confirmation_redis.h"
+#include "limit/ngx_http_resend_confirmation_limit.h"
+#include "metrics/ngx_http_resend_confirmation_metrics.h"
+#include "spool/ngx_http_resend_confirmation_spool.h"
 
 #include <atomic>
 #include <cerrno>

@@ -5,6 +5,7 @@
 // ngx_http_resend_confirmation_too_large()).
 
 #include "ngx_http_resend_confirmation.h"
+#include "http/ngx_http_resend_confirmation_http.h"
 
 static ngx_http_output_header_filter_pt ngx_http_next_header_filter;
 static ngx_http_output_body_filter_pt ngx_http_next_body_filter;
@@ -29,8 +30,11 @@ static ngx_int_t ngx_http_resend_confirmation_add_header(ngx_http_request_t *r, 
 // limit, the seconds until a request would pass).
 static ngx_int_t ngx_http_resend_confirmation_set_headers(ngx_http_request_t *r,
                                                           ngx_http_resend_confirmation_ctx_t *ctx,
-                                                          const resend::answer &answer) noexcept {
-    r->headers_out.status = ctx->status != 0 ? ctx->status : answer.status;
+                                                          resend::outcome sent) noexcept {
+    const resend::answer &answer = resend::answer_for(sent);
+    // A limit's refusal has resend_confirmation_limit_status (429 by default).
+    bool limited = sent == resend::outcome::client_limited || sent == resend::outcome::email_limited;
+    r->headers_out.status = limited ? ngx_http_resend_confirmation_loc_conf(r)->limit_status : answer.status;
     r->headers_out.content_type = json_type;
     r->headers_out.content_type_len = json_type.len;
     r->headers_out.content_type_lowcase = nullptr;
@@ -100,7 +104,7 @@ ngx_int_t ngx_http_resend_confirmation_answer_as(ngx_http_request_t *r,
     ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0, "resend_confirmation: answer %ui %*s",
                    answer.status, answer.word.size(), answer.word.data());
 
-    if (ngx_http_resend_confirmation_set_headers(r, ctx, answer) != NGX_OK) return NGX_ERROR;
+    if (ngx_http_resend_confirmation_set_headers(r, ctx, sent) != NGX_OK) return NGX_ERROR;
     ngx_int_t rc = ngx_http_send_header(r);
     if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) return rc;
     ngx_chain_t *body = ngx_http_resend_confirmation_body_chain(r, answer);
@@ -125,7 +129,7 @@ static ngx_int_t ngx_http_resend_confirmation_header_filter(ngx_http_request_t *
     // nginx's own 413 page for our request: our JSON goes in its place.
     if (ngx_http_resend_confirmation_too_large(r, ctx, ngx_http_resend_confirmation_too_large_t::by_nginx) !=
             NGX_OK ||
-        ngx_http_resend_confirmation_set_headers(r, ctx, resend::answer_for(ctx->outcome)) != NGX_OK) {
+        ngx_http_resend_confirmation_set_headers(r, ctx, ctx->outcome) != NGX_OK) {
         return NGX_ERROR;
     }
     return ngx_http_next_header_filter(r);

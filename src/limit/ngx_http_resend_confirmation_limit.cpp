@@ -14,6 +14,7 @@
 // used keys; it never fails a request.
 
 #include "ngx_http_resend_confirmation.h"
+#include "limit/ngx_http_resend_confirmation_limit.h"
 
 #include <openssl/rand.h>
 
@@ -196,7 +197,6 @@ ngx_http_resend_confirmation_limit_watch_email(ngx_http_request_t *r,
 static void ngx_http_resend_confirmation_limit_email_read_early(
     ngx_http_request_t *r, ngx_http_resend_confirmation_zone_t *zone) noexcept {
     zone->watch_email = false;
-    zone->warned = true;
     ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                   "resend_confirmation: the key of zone \"%V\" reads "
                   "$resend_confirmation_email before the body is read; add "

@@ -10,14 +10,14 @@
 // request instead.
 
 #include "ngx_http_resend_confirmation.h"
+#include "http/ngx_http_resend_confirmation_http.h"
+#include "limit/ngx_http_resend_confirmation_limit.h"
 #include "redis/ngx_http_resend_confirmation_redis.h"
+#include "spool/ngx_http_resend_confirmation_spool.h"
 
 #include <charconv>
 
 namespace {
-std::string_view view(const ngx_str_t &s) noexcept {
-    return {reinterpret_cast<const char *>(s.data), s.len};
-}
 }  // namespace
 
 static void ngx_http_resend_confirmation_record_cleanup(void *data) noexcept {
@@ -121,9 +121,9 @@ bool ngx_http_resend_confirmation_record(ngx_http_request_t *r,
 
     size_t n = 0;
     fields[n++] = "email";
-    fields[n++] = view(ctx->email);
+    fields[n++] = ngx_http_resend_confirmation_view(ctx->email);
     fields[n++] = "ip";
-    fields[n++] = view(r->connection->addr_text);
+    fields[n++] = ngx_http_resend_confirmation_view(r->connection->addr_text);
     fields[n++] = "request_id";
     fields[n++] = (request_id != nullptr && !request_id->not_found)
                       ? std::string_view(reinterpret_cast<const char *>(request_id->data), request_id->len)
@@ -135,14 +135,14 @@ bool ngx_http_resend_confirmation_record(ngx_http_request_t *r,
         auto *field = static_cast<ngx_http_resend_confirmation_field_t *>(lcf->fields->elts) + i;
         ngx_str_t value;
         if (ngx_http_complex_value(r, &field->value, &value) != NGX_OK) return false;
-        fields[n++] = view(field->name);
-        fields[n++] = view(value);
+        fields[n++] = ngx_http_resend_confirmation_view(field->name);
+        fields[n++] = ngx_http_resend_confirmation_view(value);
     }
     // Kept for the spool, should Redis not take them in time.
     ctx->fields = fields;
     ctx->nfields = n;
 
-    size_t argc = ngx_http_resend_confirmation_record_command(view(lcf->stream), view(lcf->maxlen_text),
+    size_t argc = ngx_http_resend_confirmation_record_command(ngx_http_resend_confirmation_view(lcf->stream), ngx_http_resend_confirmation_view(lcf->maxlen_text),
                                                               {fields, n}, args);
     std::span<const std::string_view> command{args, argc};
     ngx_http_resend_confirmation_link_done_pt done = ngx_http_resend_confirmation_record_done;

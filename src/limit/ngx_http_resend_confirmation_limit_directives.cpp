@@ -6,6 +6,7 @@
 // themselves and the per-request check are limit.cpp.
 
 #include "ngx_http_resend_confirmation.h"
+#include "limit/ngx_http_resend_confirmation_limit.h"
 
 #include <optional>
 

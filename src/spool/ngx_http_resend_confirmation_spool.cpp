@@ -35,7 +35,11 @@
 //   (ENOSPC), is not kept and the request is answered 503.
 
 #include "ngx_http_resend_confirmation.h"
+#include "http/ngx_http_resend_confirmation_http.h"
+#include "limit/ngx_http_resend_confirmation_limit.h"
+#include "metrics/ngx_http_resend_confirmation_metrics.h"
 #include "redis/ngx_http_resend_confirmation_redis.h"
+#include "spool/ngx_http_resend_confirmation_spool.h"
 
 #include "core/shared_limit.hpp"
 #include "core/spool_format.hpp"
@@ -180,10 +184,6 @@ struct worker_state {
 };
 
 worker_state W;  // this worker's; workers are single-threaded
-
-std::string_view view(const ngx_str_t &s) noexcept {
-    return {reinterpret_cast<const char *>(s.data), s.len};
-}
 
 bool is_segment_name(const char *name) noexcept {
     size_t n = std::strlen(name);
@@ -493,9 +493,9 @@ ngx_int_t ngx_http_resend_confirmation_spool_append(ngx_http_request_t *r,
     auto *items = static_cast<std::string_view *>(ngx_palloc(r->pool, count * sizeof(std::string_view)));
     if (items == nullptr) return NGX_DECLINED;
     size_t at = 0;
-    items[at++] = view(lcf->redis->spool_name);
-    items[at++] = view(lcf->stream);
-    items[at++] = view(lcf->maxlen_text);
+    items[at++] = ngx_http_resend_confirmation_view(lcf->redis->spool_name);
+    items[at++] = ngx_http_resend_confirmation_view(lcf->stream);
+    items[at++] = ngx_http_resend_confirmation_view(lcf->maxlen_text);
     items[at++] = {reinterpret_cast<const char *>(nlimits),
                    static_cast<size_t>(ngx_sprintf(nlimits, "%uz", limits.size() / 4) - nlimits)};
     items[at++] = dry_run;

@@ -14,6 +14,7 @@
 //                                 link's failure; empty when nothing was sent
 
 #include "ngx_http_resend_confirmation.h"
+#include "http/ngx_http_resend_confirmation_http.h"
 
 #include "core/email.hpp"
 #include "core/shared_limit.hpp"

@@ -9,6 +9,9 @@
 // script is sent once more in full with EVAL, which also loads it).
 
 #include "ngx_http_resend_confirmation.h"
+#include "http/ngx_http_resend_confirmation_http.h"
+#include "limit/ngx_http_resend_confirmation_limit.h"
+#include "metrics/ngx_http_resend_confirmation_metrics.h"
 #include "redis/ngx_http_resend_confirmation_redis.h"
 
 #include "core/shared_limit.hpp"
@@ -29,10 +32,6 @@ namespace {
 // The script's SHA1, computed when first needed.
 char script_sha1[resend::sha1_hex_size];
 bool script_sha1_ready;
-
-std::string_view view(const ngx_str_t &s) noexcept {
-    return {reinterpret_cast<const char *>(s.data), s.len};
-}
 
 // Copies `text` into the pool as an ngx_str_t; len 0 when out of memory.
 ngx_str_t pool_text(ngx_pool_t *pool, const u_char *text, size_t len) noexcept {
@@ -77,7 +76,7 @@ char *ngx_http_resend_confirmation_shared_limit(ngx_conf_t *cf, ngx_command_t *,
     for (ngx_uint_t i = 2; i < cf->args->nelts; ++i) {
         ngx_str_t arg;
         if (ngx_http_resend_confirmation_has_prefix(value[i], "rate=", &arg)) {
-            rate = resend::parse_rate(view(arg));
+            rate = resend::parse_rate(ngx_http_resend_confirmation_view(arg));
             if (!rate) {
                 ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                    "invalid rate \"%V\": use Nr/s, Nr/m, Nr/h or Nr/d", &value[i]);
@@ -173,7 +172,7 @@ char *ngx_http_resend_confirmation_shared_limit_merge(ngx_conf_t *cf,
     }
     for (ngx_uint_t i = 0; i < conf->shared_limits->nelts; ++i) {
         if (limits[i].keyed) continue;
-        limits[i].hash.set_secret(view(mcf->limit_secret));
+        limits[i].hash.set_secret(ngx_http_resend_confirmation_view(mcf->limit_secret));
         limits[i].keyed = true;
     }
     if (conf->enabled && conf->redis != nullptr) {
@@ -277,9 +276,9 @@ bool ngx_http_resend_confirmation_shared_limit_command(ngx_http_request_t *r,
         resend::shared_limit_key_write(key, stream, digest);
         std::string_view *limit = call->limits + 4 * call->nsent;
         limit[0] = {key, key_size};
-        limit[1] = view(limits[i].per_text);
-        limit[2] = view(limits[i].period_text);
-        limit[3] = view(limits[i].burst_text);
+        limit[1] = ngx_http_resend_confirmation_view(limits[i].per_text);
+        limit[2] = ngx_http_resend_confirmation_view(limits[i].period_text);
+        limit[3] = ngx_http_resend_confirmation_view(limits[i].burst_text);
         call->sent[call->nsent++] = i;
     }
     call->dry_run = lcf->limit_dry_run ? "1" : "0";

@@ -6,6 +6,7 @@
 // or in a temp file, into one padded buffer for the JSON parser.
 
 #include "ngx_http_resend_confirmation.h"
+#include "http/ngx_http_resend_confirmation_http.h"
 
 static ngx_http_request_body_filter_pt ngx_http_next_request_body_filter;
 

@@ -8,6 +8,8 @@
 // ngx_http_resend_confirmation_too_large().
 
 #include "ngx_http_resend_confirmation.h"
+#include "http/ngx_http_resend_confirmation_http.h"
+#include "limit/ngx_http_resend_confirmation_limit.h"
 #include "redis/ngx_http_resend_confirmation_redis.h"
 
 #include "core/media_type.hpp"
@@ -34,15 +36,14 @@ static resend::outcome ngx_http_resend_confirmation_check_headers(ngx_http_reque
 }
 
 // The outcome of a request a limit refused or silenced; sets what the
-// answer needs (status, Retry-After).
+// answer needs (Retry-After).
 static resend::outcome ngx_http_resend_confirmation_limited(
-    ngx_http_request_t *r, ngx_http_resend_confirmation_ctx_t *ctx,
+    ngx_http_resend_confirmation_ctx_t *ctx,
     ngx_http_resend_confirmation_limit_verdict_t limited,
     ngx_http_resend_confirmation_limit_phase_t phase) noexcept {
     if (limited.result == ngx_http_resend_confirmation_limit_verdict_t::silenced) {
         return resend::outcome::silenced;
     }
-    ctx->status = ngx_http_resend_confirmation_loc_conf(r)->limit_status;
     ctx->retry_after = limited.retry_after;
     return phase == ngx_http_resend_confirmation_limit_phase_t::client
                ? resend::outcome::client_limited
@@ -162,8 +163,7 @@ ngx_int_t ngx_http_resend_confirmation_handler(ngx_http_request_t *r) noexcept {
     } else if (limited.result != ngx_http_resend_confirmation_limit_verdict_t::passed) {
         return ngx_http_resend_confirmation_refuse_before_body(
             r, ctx,
-            ngx_http_resend_confirmation_limited(r, ctx, limited,
-                                                 ngx_http_resend_confirmation_limit_phase_t::client));
+            ngx_http_resend_confirmation_limited(ctx, limited, ngx_http_resend_confirmation_limit_phase_t::client));
     }
 
     if (r->headers_in.content_length_n >
@@ -233,7 +233,7 @@ static void ngx_http_resend_confirmation_body_ready(ngx_http_request_t *r) noexc
             r, ngx_http_resend_confirmation_answer(
                    r, ctx,
                    ngx_http_resend_confirmation_limited(
-                       r, ctx, limited, ngx_http_resend_confirmation_limit_phase_t::email)));
+                       ctx, limited, ngx_http_resend_confirmation_limit_phase_t::email)));
         return;
     }
 

@@ -7,6 +7,7 @@
 // README's "Benchmark" section.)
 
 #include "ngx_http_resend_confirmation.h"
+#include "http/ngx_http_resend_confirmation_http.h"
 
 #include <openssl/rand.h>
 
