@@ -65,7 +65,7 @@ struct ngx_http_resend_confirmation_limit_t {
 // in Redis, checked by the script that records (shared_limit.cpp).
 struct ngx_http_resend_confirmation_shared_limit_t {
     ngx_http_complex_value_t key;
-    ngx_str_t identity;  // "KEY\0RATE\0" as configured: hashed in front of the key's value
+    ngx_str_t identity;  // "KEY\0RATE\0" (KEY as configured, RATE as format_rate spells it): hashed in front of the key's value
     ngx_str_t key_text;  // KEY and RATE as configured, for the log
     ngx_str_t rate_text;
     ngx_str_t per_text, period_text, burst_text;  // the script's arguments for it

@@ -2,10 +2,21 @@
 # invalid requests count against client zones; a secret from a file.
 use Test::Nginx::Socket 'no_plan';
 use t::Resend;
+use POSIX ();
 
 resend_defaults(no_error_log => "[alert]\n[crit]", more_headers => "Content-Type: application/json");
 
 sub zone_config { "$t::Resend::Redis\n" . shift }
+
+# secret_file($name, $mode): creates html/$name with that mode (its
+# content comes from the block's user_files, which keep the mode).
+sub secret_file {
+    my ($name, $mode) = @_;
+    my $path = "$ENV{TEST_NGINX_SERVER_ROOT}/html/$name";
+    open my $out, '>', $path or die "cannot create $path: $!\n";
+    close $out;
+    chmod $mode, $path or die "chmod $path: $!\n";
+}
 
 no_shuffle();
 run_tests();
@@ -28,7 +39,9 @@ main::zone_config('resend_confirmation_limit_zone $binary_remote_addr zone=c:1m 
 
 
 
-=== TEST 2: a secret from a file keys the email zone
+=== TEST 2: a secret from a file keys the email zone; a file only its owner can read draws no [warn]
+--- post_setup_server_root
+main::secret_file('secret.key', 0600);
 --- user_files
 >>> secret.key
 0123456789abcdef0123456789abcdef
@@ -48,6 +61,10 @@ main::zone_config("resend_confirmation_limit_secret $ENV{TEST_NGINX_SERVER_ROOT}
 --- response_headers eval
 ["X-Outcome: accepted", "X-Outcome: silenced"]
 --- stream_len: 1
+--- no_error_log
+[warn]
+[alert]
+[crit]
 
 
 
@@ -64,6 +81,80 @@ main::zone_config("resend_confirmation_limit_secret $ENV{TEST_NGINX_SERVER_ROOT}
 --- must_die
 --- error_log eval
 qr/\[emerg\] .*the secret in "\S+short\.key" is shorter than 16 bytes in \S+nginx\.conf:\d+/
+
+
+
+=== TEST 3b: a secret file that is a directory is refused as such (not "shorter than 16 bytes")
+--- http_config eval
+main::zone_config("resend_confirmation_limit_secret $ENV{TEST_NGINX_SERVER_ROOT}/html;")
+--- config
+    location = /r {
+        resend_confirmation;
+    }
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*the secret file "\S+\/html" is a directory in \S+nginx\.conf:\d+/
+
+
+
+=== TEST 3c: a secret file that cannot be opened for reading (write-only even for root) is refused, with the reason
+--- http_config eval
+main::zone_config("resend_confirmation_limit_secret /proc/sys/vm/drop_caches;")
+--- config
+    location = /r {
+        resend_confirmation;
+    }
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*cannot open the secret file "\/proc\/sys\/vm\/drop_caches" \(13: Permission denied\) in \S+nginx\.conf:\d+/
+
+
+
+=== TEST 3d: a secret file whose read fails is refused, with the reason
+--- http_config eval
+main::zone_config("resend_confirmation_limit_secret /proc/self/mem;")
+--- config
+    location = /r {
+        resend_confirmation;
+    }
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*cannot read the secret file "\/proc\/self\/mem" \(5: Input\/output error\) in \S+nginx\.conf:\d+/
+
+
+
+=== TEST 3e: a FIFO named as the secret file is refused at once (nginx -t does not wait for a writer)
+--- post_setup_server_root
+POSIX::mkfifo("$ENV{TEST_NGINX_SERVER_ROOT}/html/fifo.key", 0600) or die "mkfifo: $!\n";
+--- http_config eval
+main::zone_config("resend_confirmation_limit_secret $ENV{TEST_NGINX_SERVER_ROOT}/html/fifo.key;")
+--- config
+    location = /r {
+        resend_confirmation;
+    }
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*the secret file "\S+fifo\.key" is not a regular file in \S+nginx\.conf:\d+/
+
+
+
+=== TEST 3f: a secret file its group or others can read is taken, with a [warn]
+--- post_setup_server_root
+main::secret_file('shared.key', 0644);
+--- user_files
+>>> shared.key
+0123456789abcdef0123456789abcdef
+--- http_config eval
+main::zone_config("resend_confirmation_limit_secret $ENV{TEST_NGINX_SERVER_ROOT}/html/shared.key;")
+--- config
+    location = /r {
+        resend_confirmation;
+    }
+--- request eval
+"POST /r\n" . '{"email":"user@example.com"}'
+--- error_code: 200
+--- error_log eval
+qr/\[warn\] .*the secret file "\S+shared\.key" is open to others than its owner \(mode 0644\): make it 0600 or 0400 in \S+nginx\.conf:\d+/
 
 
 

@@ -101,6 +101,8 @@ qr/\[error\] .*resend_confirmation: redis 127\.0\.0\.1:\d+: TLS certificate does
 --- error_code: 200
 --- stream_port eval: $main::Plain
 --- stream_len: 1
+--- error_log eval
+qr/\[warn\] .*"tls_verify=off": Redis's certificates are not checked, so anyone on the path can pose as Redis in \S+nginx\.conf:\d+/
 
 
 

@@ -448,3 +448,24 @@ qr/\[error\] .*redis 127\.0\.0\.1:\d+: no reply in time to a command sent again 
 --- no_error_log
 [alert]
 [crit]
+
+
+
+=== TEST 18: one rate spelled two ways (3r/h here, 03r/h on nodes 1 and 2) is one budget: burst+1 entries for the fleet; the bucket is named as 3r/h's always was (an upgraded fleet keeps its counts)
+--- config eval: main::locations($::Email)
+--- init
+t::Resend::redis('FLUSHALL');
+(my $zeros = $::Email) =~ s/rate=3r\/h/rate=03r\/h/ or die "no rate=3r/h in $::Email\n";
+main::fleet($zeros);
+my $ok = main::victim_posts(300);
+die "only $ok of 300 answered 200\n" unless $ok == 300;
+require Digest::SHA;
+my $identity = join "\0", '$resend_confirmation_email', '3r/h', 'victim@example.com';
+my $name = 'resend_confirmation:limit:{resend_confirmation}:'
+         . substr(Digest::SHA::hmac_sha256_hex($identity, '0123456789abcdef0123456789abcdef'), 0, 32);
+Test::More::is_deeply([main::limit_keys()], [$name], "one bucket, the one 3r/h's identity names");
+--- request eval
+main::post('victim@example.com')
+--- response_headers
+X-Outcome: silenced
+--- stream_len: 3

@@ -242,19 +242,27 @@ sub fake_redis {
         next if fork // POSIX::_exit(1);
         close $listen;
         $client->autoflush(1);
-        while (defined(my $line = <$client>)) {
-            my ($count) = $line =~ /^\*(\d+)/ or last;
-            my @args;
-            for (1 .. $count) {
-                my ($size) = <$client> =~ /^\$(\d+)/;
-                read $client, my $arg, $size + 2;
-                push @args, substr($arg, 0, $size);
-            }
+        while (my @args = read_command($client)) {
             print $client $answer->($connections, @args);
         }
         POSIX::_exit(0);
     }
     POSIX::_exit(0);
+}
+
+# read_command($client): the next command a client sends (a RESP array of
+# bulk strings) as its arguments; empty at the end of the connection.
+sub read_command {
+    my ($client) = @_;
+    my $line = <$client> // return;
+    my ($count) = $line =~ /^\*(\d+)/ or return;
+    my @args;
+    for (1 .. $count) {
+        my ($size) = (<$client> // '') =~ /^\$(\d+)/ or return;
+        read $client, my $arg, $size + 2;
+        push @args, substr($arg, 0, $size);
+    }
+    return @args;
 }
 
 # The entries of a stream (the Redis on `port`, by default the stream

@@ -94,7 +94,9 @@ std::size_t email_mailbox(std::string_view address, char *out) noexcept {
     bool gmail = lowered == "@gmail.com" || lowered == "@googlemail.com";
 
     std::string_view local = address.substr(0, at);
-    std::size_t plus = local.find('+', 1);
+    // A local part that starts with '+' is kept whole: it has no tag, or
+    // nothing would be left of it.
+    std::size_t plus = local.starts_with('+') ? std::string_view::npos : local.find('+');
     if (plus != std::string_view::npos) local = local.substr(0, plus);
     char *start = out;
     for (char c : local) {

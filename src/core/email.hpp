@@ -24,8 +24,8 @@ void email_normalize(std::string_view address, char *out) noexcept;
 
 // Writes the canonical mailbox of a valid address into `out` (which must
 // hold address.size() bytes) and returns its size: the normalized form,
-// then a "+tag" taken off the local part (from its first '+', unless that
-// is the local part's first character), then for gmail.com and
+// then a "+tag" taken off the local part (from its first '+'; a local part
+// that starts with '+' is kept whole), then for gmail.com and
 // googlemail.com every dot taken off the local part and the domain made
 // gmail.com. Many addresses of one mailbox give one key
 // ($resend_confirmation_mailbox); keys only, the record keeps the address.

@@ -16,6 +16,17 @@ std::optional<rate> parse_rate(std::string_view text) noexcept {
     return std::nullopt;
 }
 
+std::string_view format_rate(rate r, char (&out)[rate_text_size]) noexcept {
+    auto [end, error] = std::to_chars(out, out + rate_text_size - 3, r.requests);
+    if (error != std::errc()) return {};
+    std::string_view unit = r.period_ms == 1000             ? "r/s"
+                            : r.period_ms == 60 * 1000      ? "r/m"
+                            : r.period_ms == 60 * 60 * 1000 ? "r/h"
+                                                            : "r/d";
+    for (char c : unit) *end++ = c;
+    return {out, static_cast<std::size_t>(end - out)};
+}
+
 std::uint64_t bucket_drain(std::uint64_t excess, rate r, std::uint64_t elapsed_ms) noexcept {
     // drained = elapsed * requests * 1000 / period, in 128 bits: no overflow
     // for any elapsed time or rate.

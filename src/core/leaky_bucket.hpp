@@ -4,6 +4,7 @@
 // refused when the result would exceed burst * 1000.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string_view>
@@ -17,6 +18,12 @@ struct rate {
 };
 
 std::optional<rate> parse_rate(std::string_view text) noexcept;
+
+// A rate's one spelling, as parse_rate() reads it: N without leading zeros,
+// then its unit ("3r/h" for "03r/h" too). What names a fleet's buckets, so
+// that nodes spelling one rate differently share them.
+inline constexpr std::size_t rate_text_size = 24;
+std::string_view format_rate(rate r, char (&out)[rate_text_size]) noexcept;
 
 struct bucket {
     std::uint64_t excess;  // milli-requests waiting to drain

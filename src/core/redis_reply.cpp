@@ -1,5 +1,6 @@
 #include "redis_reply.hpp"
 
+#include <cstdio>
 #include <cstring>
 
 #include <hiredis/hiredis.h>  // HIREDIS_MAJOR
@@ -99,9 +100,103 @@ redisReplyObjectFunctions callbacks = {
     .freeObject = on_free,
 };
 
+// What a type byte's line holds: a bulk string's length (its body follows),
+// an aggregate's number of elements (or of pairs), or neither.
+enum class line_kind : unsigned char { bulk, aggregate, pairs, other };
+
+line_kind kind_of(char type) noexcept {
+    switch (type) {
+    case '$':  // RESP2 bulk string
+    case '=':  // RESP3 verbatim string (hiredis 1.x)
+    case '!':  // RESP3 blob error
+        return line_kind::bulk;
+    case '*':  // RESP2 array
+    case '~':  // RESP3 set
+    case '>':  // RESP3 push
+        return line_kind::aggregate;
+    case '%':  // RESP3 map
+    case '|':  // RESP3 attribute
+        return line_kind::pairs;
+    default:
+        return line_kind::other;
+    }
+}
+
 }  // namespace
 
-reply_reader::reply_reader() noexcept {
+std::size_t reply_scanner::fail(std::size_t at, const char *what, std::size_t limit) noexcept {
+    exceeded_ = true;
+    std::snprintf(why_, sizeof(why_), "a reply over the module's limits: %s %zu", what, limit);
+    return at;
+}
+
+void reply_scanner::end_line() noexcept {
+    state_ = state::type;
+    // hiredis takes a length of digits, with a '-' for -1 (nil); anything
+    // else it fails. A length that may have a body is skipped with it.
+    if (kind_of(type_) == line_kind::bulk && counting_ && !malformed_ && line_size_ > (negative_ ? 2u : 1u) &&
+        !(negative_ && number_ != 0)) {
+        body_left_ = number_ + 2;  // and its CR LF
+        state_ = state::body;
+    }
+}
+
+std::size_t reply_scanner::scan(const char *data, std::size_t size) noexcept {
+    if (exceeded_) return 0;
+    for (std::size_t i = 0; i < size;) {
+        if (state_ == state::body) {
+            std::size_t n = size - i < body_left_ ? size - i : body_left_;
+            i += n;
+            body_left_ -= n;
+            if (body_left_ == 0) state_ = state::type;
+            continue;
+        }
+        char c = data[i];
+        if (state_ == state::type) {
+            type_ = c;
+            state_ = state::line;
+            cr_ = negative_ = malformed_ = false;
+            counting_ = kind_of(c) != line_kind::other;
+            line_size_ = number_ = 0;
+            ++i;
+            continue;
+        }
+        if (cr_ && c == '\n') {
+            end_line();
+            ++i;
+            continue;
+        }
+        ++line_size_;
+        if (line_size_ - (c == '\r') > limits_.line) return fail(i, "a line longer than", limits_.line);
+        if (cr_) malformed_ = true;  // a CR inside the line
+        cr_ = c == '\r';
+        if (counting_ && !malformed_ && !cr_) {
+            line_kind kind = kind_of(type_);
+            std::size_t limit = kind == line_kind::bulk        ? limits_.bulk
+                                : kind == line_kind::aggregate ? limits_.elements
+                                                               : limits_.elements / 2;
+            if (c == '-' && line_size_ == 1) {
+                negative_ = true;
+            } else if (c < '0' || c > '9') {
+                malformed_ = true;
+            } else if (negative_) {
+                number_ = number_ != 0 || c != '0';  // only whether it is -0
+            } else {
+                number_ = number_ * 10 + static_cast<std::size_t>(c - '0');
+                if (number_ > limit) {
+                    return fail(i,
+                                kind == line_kind::bulk ? "a bulk string longer than"
+                                                        : "an aggregate with more elements than",
+                                kind == line_kind::pairs ? limit * 2 : limit);
+                }
+            }
+        }
+        ++i;
+    }
+    return size;
+}
+
+reply_reader::reply_reader(const reply_limits &limits) noexcept : scanner_(limits) {
     redisReader *reader = redisReaderCreateWithFunctions(&callbacks);
     if (reader != nullptr) reader->privdata = this;
     reader_ = reader;
@@ -112,7 +207,19 @@ reply_reader::~reply_reader() {
 }
 
 bool reply_reader::feed(const char *data, std::size_t size) noexcept {
-    return redisReaderFeed(static_cast<redisReader *>(reader_), data, size) == REDIS_OK;
+    if (scanner_.exceeded() != nullptr) return false;
+    // hiredis has only the bytes within the limits: the reply that passes
+    // one never completes, and next() says why once the replies before it
+    // are out.
+    std::size_t within = scanner_.scan(data, size);
+    return redisReaderFeed(static_cast<redisReader *>(reader_), data, within) == REDIS_OK;
+}
+
+const char *reply_reader::failure() const noexcept { return failure_; }
+
+std::size_t reply_reader::buffered() const noexcept {
+    const auto *reader = static_cast<const redisReader *>(reader_);
+    return reader == nullptr ? 0 : reader->len - reader->pos;
 }
 
 void reply_reader::note(reply_kind kind, const char *text, std::size_t size, long long integer) noexcept {
@@ -155,9 +262,14 @@ std::size_t reply_skip(std::span<const reply_element> elements, std::size_t i) n
 reply_reader::status reply_reader::next(redis_reply &reply) noexcept {
     void *object = nullptr;
     if (redisReaderGetReply(static_cast<redisReader *>(reader_), &object) != REDIS_OK) {
+        failure_ = "protocol error";
         return status::protocol_error;
     }
-    if (object == nullptr) return status::incomplete;
+    if (object == nullptr) {
+        if (scanner_.exceeded() == nullptr) return status::incomplete;
+        failure_ = scanner_.exceeded();
+        return status::protocol_error;
+    }
     reply.kind = last_kind_;
     reply.error = {error_, error_size_};
     reply.elements = {elements_, element_count_};
@@ -167,6 +279,8 @@ reply_reader::status reply_reader::next(redis_reply &reply) noexcept {
 }
 
 void reply_reader::reset() noexcept {
+    scanner_ = reply_scanner(scanner_.limits());
+    failure_ = "protocol error";
     if (reader_ != nullptr) redisReaderFree(static_cast<redisReader *>(reader_));
     redisReader *reader = redisReaderCreateWithFunctions(&callbacks);
     if (reader != nullptr) reader->privdata = this;

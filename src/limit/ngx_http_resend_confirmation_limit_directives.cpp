@@ -150,22 +150,50 @@ char *ngx_http_resend_confirmation_limit(ngx_conf_t *cf, ngx_command_t *, void *
 }
 
 // resend_confirmation_limit_secret FILE;  (at least 16 bytes, read at start)
+// A regular file (opened without blocking, so a FIFO named there cannot
+// hang nginx -t); one others than its owner can read or write is taken,
+// with a [warn]: anyone who reads it can compute the keys of any address.
 char *ngx_http_resend_confirmation_limit_secret(ngx_conf_t *cf, ngx_command_t *, void *conf) noexcept {
     auto *mcf = static_cast<ngx_http_resend_confirmation_main_conf_t *>(conf);
     if (mcf->limit_secret.data != nullptr) return const_cast<char *>("is duplicate");
     ngx_str_t path = static_cast<ngx_str_t *>(cf->args->elts)[1];
     if (ngx_conf_full_name(cf->cycle, &path, 1) != NGX_OK) return ngx_http_resend_confirmation_conf_error();
 
-    ngx_fd_t fd = ngx_open_file(path.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+    ngx_fd_t fd = ngx_open_file(path.data, NGX_FILE_RDONLY | NGX_FILE_NONBLOCK, NGX_FILE_OPEN, 0);
     if (fd == NGX_INVALID_FILE) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno, ngx_open_file_n " \"%V\" failed", &path);
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno, "cannot open the secret file \"%V\"", &path);
         return ngx_http_resend_confirmation_conf_error();
+    }
+    ngx_file_info_t info;
+    if (ngx_fd_info(fd, &info) == NGX_FILE_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno, ngx_fd_info_n " \"%V\" failed", &path);
+        ngx_close_file(fd);
+        return ngx_http_resend_confirmation_conf_error();
+    }
+    if (!ngx_is_file(&info)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "the secret file \"%V\" is %s", &path,
+                           ngx_is_dir(&info) ? "a directory" : "not a regular file");
+        ngx_close_file(fd);
+        return ngx_http_resend_confirmation_conf_error();
+    }
+    ngx_uint_t mode = ngx_file_access(&info);
+    if ((mode & 077) != 0) {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "the secret file \"%V\" is open to others than its owner (mode 0%ui%ui%ui): "
+                           "make it 0600 or 0400",
+                           &path, mode >> 6 & 7, mode >> 3 & 7, mode & 7);
     }
     u_char buffer[4096];
     ssize_t n = read(fd, buffer, sizeof(buffer));
+    ngx_err_t read_error = n < 0 ? ngx_errno : 0;
     ngx_close_file(fd);
+    if (n < 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, read_error, "cannot read the secret file \"%V\"", &path);
+        return ngx_http_resend_confirmation_conf_error();
+    }
     while (n > 0 && (buffer[n - 1] == '\n' || buffer[n - 1] == '\r')) --n;
     if (n < 16) {
+        ngx_explicit_memzero(buffer, sizeof(buffer));
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "the secret in \"%V\" is shorter than 16 bytes", &path);
         return ngx_http_resend_confirmation_conf_error();

@@ -100,13 +100,18 @@ char *ngx_http_resend_confirmation_shared_limit(ngx_conf_t *cf, ngx_command_t *,
     }
 
     // Two limits on the same key with other rates are other buckets: the
-    // key's text and the rate go into the hash in front of its value.
-    size_t identity_len = limit->key_text.len + 1 + limit->rate_text.len + 1;
+    // key's text and the rate go into the hash in front of its value. The
+    // rate as parsed, in its one spelling: "03r/h" shares the buckets of
+    // "3r/h", whose identity (as every rate written without leading zeros)
+    // is the text it always had.
+    char rate_buffer[resend::rate_text_size];
+    std::string_view rate_text = resend::format_rate(*rate, rate_buffer);
+    size_t identity_len = limit->key_text.len + 1 + rate_text.size() + 1;
     limit->identity.data = static_cast<u_char *>(ngx_pnalloc(cf->pool, identity_len));
     if (limit->identity.data == nullptr) return ngx_http_resend_confirmation_conf_error();
     u_char *p = ngx_cpymem(limit->identity.data, limit->key_text.data, limit->key_text.len);
     *p++ = '\0';
-    p = ngx_cpymem(p, limit->rate_text.data, limit->rate_text.len);
+    p = ngx_cpymem(p, rate_text.data(), rate_text.size());
     *p++ = '\0';
     limit->identity.len = identity_len;
 

@@ -434,7 +434,7 @@ void on_read(ngx_event_t *rev) noexcept {
             auto status = link->reader->next(reply);
             if (status == resend::reply_reader::status::incomplete) break;
             if (status == resend::reply_reader::status::protocol_error) {
-                ngx_http_resend_confirmation_link_fail(link, "protocol error");
+                ngx_http_resend_confirmation_link_fail(link, link->reader->failure());
                 return;
             }
             if (!deliver(link, reply)) return;

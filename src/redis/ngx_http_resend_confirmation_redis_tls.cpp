@@ -186,6 +186,11 @@ char *ngx_http_resend_confirmation_tls_configure(ngx_conf_t *cf,
     if (tls->key.len != 0 && tls->cert.len == 0) return fail("\"tls_key=\" needs \"tls_cert=\"");
     if (tls->verify == NGX_CONF_UNSET) tls->verify = 1;
     if (tls->verify == 0 && tls->ca.len != 0) return fail("\"tls_ca=\" is of no use with \"tls_verify=off\"");
+    if (tls->verify == 0) {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "\"tls_verify=off\": Redis's certificates are not checked, "
+                           "so anyone on the path can pose as Redis");
+    }
 
     if (tls->name.len == 0) {
         ngx_str_t host = url->host;

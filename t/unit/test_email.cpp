@@ -394,9 +394,15 @@ void test_mailbox_lowercases_and_drops_the_tag(void **) {
     check_bytes_eq(mailbox("victim+@example.com"), "victim@example.com");
     // Dots stay outside gmail: first.last and firstlast are two mailboxes.
     check_bytes_eq(mailbox("First.Last+x@example.com"), "first.last@example.com");
-    // A local part that starts with '+' keeps it: nothing would be left.
+    // A local part that starts with '+' is kept whole (as the README says):
+    // nothing would be left of it, and no later '+' is taken for its tag.
     check_bytes_eq(mailbox("+tag@example.com"), "+tag@example.com");
-    check_bytes_eq(mailbox("+a+b@example.com"), "+a@example.com");
+    check_bytes_eq(mailbox("+a+b@example.com"), "+a+b@example.com");
+    check_bytes_eq(mailbox("+A+B@Example.com"), "+a+b@example.com");
+    check_bytes_eq(mailbox("++@example.com"), "++@example.com");
+    check_bytes_eq(mailbox("+a.b+c@gmail.com"), "+ab+c@gmail.com");
+    // Any other '+' starts the tag, the first one.
+    check_bytes_eq(mailbox("a++b@example.com"), "a@example.com");
     // The tag ends at the '@': a '+' in the domain (not valid) is left alone.
     check_bytes_eq(mailbox("a@b+c.example"), "a@b+c.example");
 }

@@ -10,6 +10,7 @@
 #include <string>
 #include <string_view>
 #include <vector>
+#include <utility>
 
 #include "core/leaky_bucket.hpp"
 
@@ -166,6 +167,36 @@ void test_parse_rate_bounds(void **) {
         check_no_rate("18446744073709551615" + std::string(unit));
         check_no_rate("18446744073709551616" + std::string(unit));  // out of range of uint64
         check_no_rate("99999999999999999999999999" + std::string(unit));
+    }
+}
+
+// Spellings of one rate have one text (the fleet's bucket names); a
+// spelling already in that form is its own (an upgraded fleet keeps its
+// buckets).
+void test_format_rate(void **) {
+    const std::pair<std::string_view, std::string_view> rows[] = {
+        {"3r/h", "3r/h"},       {"03r/h", "3r/h"},       {"0003r/h", "3r/h"},
+        {"10r/s", "10r/s"},     {"010r/s", "10r/s"},     {"10r/m", "10r/m"},
+        {"1r/d", "1r/d"},       {"01r/d", "1r/d"},       {"1000000r/d", "1000000r/d"},
+        {"0001000000r/s", "1000000r/s"},
+    };
+    for (const auto &[text, expected] : rows) {
+        std::optional<resend::rate> r = resend::parse_rate(text);
+        if (!check(r.has_value())) continue;
+        char out[resend::rate_text_size];
+        std::string_view got = resend::format_rate(*r, out);
+        if (got != expected) {
+            print_error("format_rate(parse_rate(\"%s\")) is \"%s\", expected \"%s\"\n",
+                        unit::printable(text).c_str(), unit::printable(got).c_str(),
+                        unit::printable(expected).c_str());
+            unit::record_failure(__FILE__, __LINE__);
+        }
+        // And it reads back as the same rate.
+        std::optional<resend::rate> again = resend::parse_rate(got);
+        if (check(again.has_value())) {
+            check_eq(again->requests, r->requests);
+            check_eq(again->period_ms, r->period_ms);
+        }
     }
 }
 
@@ -809,6 +840,7 @@ int main(void) {
         guarded_test(test_parse_rate_units),
         guarded_test(test_parse_rate_bounds),
         guarded_test(test_parse_rate_rejects_malformed),
+        guarded_test(test_format_rate),
         guarded_test(test_parse_rate_reads_only_the_view),
         guarded_test(test_first_request_leaves_no_excess),
         guarded_test(test_exactly_burst_plus_one_pass_at_once),

@@ -304,18 +304,200 @@ void test_replies_split_at_every_point(void **) {
     }
 }
 
-// A large bulk string, fed in chunks.
+// A bulk string as large as the limit, fed in chunks: read whole, and what
+// the reader holds meanwhile is the string so far.
 void test_large_bulk_string(void **) {
-    const std::string value(100000, 'v');
-    const std::string bytes = "$100000\r\n" + value + "\r\n+OK\r\n";
+    const std::size_t size = resend::reply_limits{}.bulk;
+    const std::string value(size, 'v');
+    const std::string bytes = "$" + std::to_string(size) + "\r\n" + value + "\r\n+OK\r\n";
     reply_reader reader;
     for (std::size_t at = 0; at < bytes.size(); at += 4096) {
         feed_bytes(reader, std::string_view(bytes).substr(at, 4096));
         if (at + 4096 < bytes.size() - 5) expect_incomplete(reader);
+        check(reader.buffered() <= at + 4096);
     }
     expect_reply(reader, reply_kind::string);
     expect_reply(reader, reply_kind::status);
     expect_incomplete(reader);
+    check_eq(reader.buffered(), 0u);
+}
+
+// next() gives the replies before `bytes` passes a limit, then
+// protocol_error with `why`; the reader takes no more bytes.
+void check_over_limit_at(reply_reader &reader, std::string_view bytes, int replies_before,
+                         std::string_view why, const char *file, int line) {
+    feed_at(reader, bytes, file, line);
+    for (int i = 0; i < replies_before; ++i) {
+        redis_reply reply{};
+        status got = reader.next(reply);
+        if (got != status::reply) {
+            print_error("reply %d: next() gave %s\n", i, status_name(got));
+            unit::record_failure(file, line);
+        }
+    }
+    expect_status_at(reader, status::protocol_error, file, line);
+    expect_status_at(reader, status::protocol_error, file, line);
+    unit::check_bytes_equal(reader.failure(), why, "failure()", file, line);
+    if (reader.feed("+OK\r\n", 5)) {
+        print_error("feed() took bytes after a reply over the limits\n");
+        unit::record_failure(file, line);
+    }
+}
+
+#define check_over_limit(reader, bytes, before, why) \
+    check_over_limit_at((reader), (bytes), (before), (why), __FILE__, __LINE__)
+
+constexpr std::string_view bulk_too_long =
+    "a reply over the module's limits: a bulk string longer than 65536";
+constexpr std::string_view too_many_elements =
+    "a reply over the module's limits: an aggregate with more elements than 65536";
+
+// A rogue server's `$2000000000` fails at its header: the body is never
+// buffered, however much of it follows.
+void test_bulk_over_the_limit_fails_at_its_header(void **) {
+    {
+        reply_reader reader;
+        check_over_limit(reader, "$2000000000\r\n", 0, bulk_too_long);
+        const std::string stream(4096, 'x');
+        for (int i = 0; i < 100; ++i) check(!reader.feed(stream.data(), stream.size()));
+        check(reader.buffered() < 16);
+    }
+    {
+        // At the byte that passes it, not at the header's end.
+        reply_reader reader;
+        feed_bytes(reader, "$6553");
+        expect_incomplete(reader);
+        check_over_limit(reader, "70", 0, bulk_too_long);
+        check(reader.buffered() <= 5);
+    }
+    {
+        // The limit itself is within it.
+        reply_reader reader;
+        feed_bytes(reader, "$65536\r\n");
+        expect_incomplete(reader);
+    }
+    {
+        // Replies before it in the same bytes come out first.
+        reply_reader reader;
+        check_over_limit(reader, "+OK\r\n$1\r\nx\r\n:1\r\n$100000\r\nxxxx", 3, bulk_too_long);
+    }
+    {
+        // Inside an array: the array never completes.
+        reply_reader reader;
+        check_over_limit(reader, "*2\r\n:1\r\n$2000000000\r\n", 0, bulk_too_long);
+    }
+    {
+        // A negative length is nil (or hiredis's protocol error), never a body.
+        reply_reader reader;
+        feed_bytes(reader, "$-1\r\n$-2000000000\r\n");
+        expect_reply(reader, reply_kind::nil);
+        expect_protocol_error(reader);
+        check_bytes_eq(std::string_view(reader.failure()), "protocol error"sv);
+    }
+}
+
+// A huge array header fails at once; elements streamed after it are not
+// read one by one until a timeout.
+void test_aggregate_over_the_limit_fails_at_its_header(void **) {
+    {
+        reply_reader reader;
+        check_over_limit(reader, "*2000000000\r\n:1\r\n:1\r\n", 0, too_many_elements);
+    }
+    {
+        reply_reader reader;
+        check_over_limit(reader, ":1\r\n*3\r\n*65537\r\n", 1, too_many_elements);
+    }
+    {
+        // CLUSTER SLOTS of a cluster with every slot its own range.
+        std::string bytes = "*16384\r\n";
+        for (int slot = 0; slot < 16384; ++slot) {
+            bytes += "*3\r\n:" + std::to_string(slot) + "\r\n:" + std::to_string(slot) +
+                     "\r\n*3\r\n$9\r\n127.0.0.1\r\n:7000\r\n$40\r\n" + std::string(40, 'a') +
+                     "\r\n";
+        }
+        reply_reader reader;
+        for (std::size_t at = 0; at < bytes.size(); at += 4096) {
+            feed_bytes(reader, std::string_view(bytes).substr(at, 4096));
+            redis_reply reply{};
+            if (at + 4096 < bytes.size()) check(reader.next(reply) == status::incomplete);
+        }
+        expect_reply(reader, reply_kind::array);
+        expect_incomplete(reader);
+    }
+}
+
+// A line (status, error, integer, a header) that never ends is cut off at
+// the line limit: here a small one.
+void test_line_over_the_limit(void **) {
+    const resend::reply_limits limits{.bulk = 64, .elements = 8, .line = 16};
+    const std::string_view why = "a reply over the module's limits: a line longer than 16";
+    {
+        reply_reader reader(limits);
+        feed_bytes(reader, "+" + std::string(16, 'a') + "\r\n-" + std::string(15, 'b') + "\r\r\n");
+        expect_reply(reader, reply_kind::status);
+        expect_error(reader, "b"s.append(14, 'b') + "\r");
+        check_over_limit(reader, "-" + std::string(17, 'c'), 0, why);
+        check(reader.buffered() <= 17);
+    }
+    {
+        // A line without its LF goes on: the CR is then part of it.
+        reply_reader reader(limits);
+        check_over_limit(reader, "+" + std::string(16, 'a') + "\rx", 0, why);
+    }
+    {
+        // A header's digits are a line too (here within the bulk limit).
+        reply_reader reader(limits);
+        check_over_limit(reader, "$" + std::string(17, '0'), 0, why);
+    }
+    {
+        // The other limits, small.
+        reply_reader reader(limits);
+        check_over_limit(reader, "$64\r\n" + std::string(66, 'x') + "$65\r\n", 1,
+                         "a reply over the module's limits: a bulk string longer than 64");
+        reply_reader array(limits);
+        check_over_limit(array, "*8\r\n*9\r\n", 0,
+                         "a reply over the module's limits: an aggregate with more elements than 8");
+    }
+}
+
+// A bulk string's body is data: headers inside it are not looked at, also
+// split across feeds.
+void test_bulk_body_is_not_scanned(void **) {
+    const std::string_view bytes = "$17\r\n$2000000000\r\n*9\r\n\r\n+OK\r\n";
+    for (std::size_t cut = 0; cut <= bytes.size(); ++cut) {
+        reply_reader reader;
+        feed_bytes(reader, bytes.substr(0, cut));
+        redis_reply reply{};
+        int replies = 0;
+        while (reader.next(reply) == status::reply) ++replies;
+        feed_bytes(reader, bytes.substr(cut));
+        while (reader.next(reply) == status::reply) ++replies;
+        if (replies != 2) {
+            print_error("cut at %zu: %d replies\n", cut, replies);
+            unit::record_failure(__FILE__, __LINE__);
+        }
+    }
+}
+
+// RESP3 kinds are never asked for; still, their lengths are held to the
+// limits as RESP2's are (hiredis 1.x reads them), a map's pairs counting twice.
+void test_scanner_knows_resp3_lengths(void **) {
+    const resend::reply_limits limits{};
+    const std::string_view over[] = {"=65537\r\n", "!65537\r\n", "~65537\r\n", ">65537\r\n",
+                                     "%32769\r\n", "|32769\r\n"};
+    for (std::string_view bytes : over) {
+        resend::reply_scanner scanner(limits);
+        check_eq(scanner.scan(bytes.data(), bytes.size()), 5u);
+        check(scanner.exceeded() != nullptr);
+        check_eq(scanner.scan("+OK\r\n", 5), 0u);
+    }
+    const std::string_view within[] = {"=65536\r\n", "~65536\r\n", "%32768\r\n", "_\r\n",
+                                       ",2000000000\r\n", "#t\r\n", "(2000000000\r\n"};
+    for (std::string_view bytes : within) {
+        resend::reply_scanner scanner(limits);
+        check_eq(scanner.scan(bytes.data(), bytes.size()), bytes.size());
+        check(scanner.exceeded() == nullptr);
+    }
 }
 
 // The error text is kept in a fixed buffer: a longer text is cut to it.
@@ -426,6 +608,17 @@ void test_reset_starts_from_scratch(void **) {
         expect_reply(reader, reply_kind::integer);
         expect_reply(reader, reply_kind::integer);
         expect_incomplete(reader);
+    }
+    {
+        // After a reply over the limits.
+        reply_reader reader;
+        feed_bytes(reader, "$2000000000\r\n");
+        expect_protocol_error(reader);
+        reader.reset();
+        feed_bytes(reader, "$1\r\nx\r\n");
+        expect_reply(reader, reply_kind::string);
+        expect_incomplete(reader);
+        check_bytes_eq(std::string_view(reader.failure()), "protocol error"sv);
     }
     {
         // Complete replies not yet read are forgotten too.
@@ -540,6 +733,11 @@ int main(void) {
         guarded_test(test_replies_split_byte_by_byte),
         guarded_test(test_replies_split_at_every_point),
         guarded_test(test_large_bulk_string),
+        guarded_test(test_bulk_over_the_limit_fails_at_its_header),
+        guarded_test(test_aggregate_over_the_limit_fails_at_its_header),
+        guarded_test(test_line_over_the_limit),
+        guarded_test(test_bulk_body_is_not_scanned),
+        guarded_test(test_scanner_knows_resp3_lengths),
         guarded_test(test_long_error_is_truncated),
         guarded_test(test_error_text_does_not_carry_over),
         guarded_test(test_protocol_error),
