@@ -174,13 +174,14 @@ struct ngx_http_resend_confirmation_ctx_t {
     resend::outcome outcome;  // the answer, once decided ($resend_confirmation_outcome
                               // unless still draining)
     ngx_http_resend_confirmation_stage_t stage;
-    unsigned silenced:1;         // a silent client limit (a valid body gets the silent 200),
-                                 // or a shared limit (the record's reply said so)
+    unsigned silenced:1;         // a silent limit: a client or an email zone (sent to Redis
+                                 // all the same, as silence_key), or a shared limit (the
+                                 // record's reply said so)
     unsigned dry_run_limited:1;  // a limit would have refused it, but dry run is on
     off_t body_received;      // decoded body bytes seen by the request body filter
     ngx_str_t email;          // as sent, copied into the request pool
     ngx_http_resend_confirmation_pending_t *pending;  // XADD in flight, if any
-    std::string_view *fields;  // the record's fields as sent (name, value, ...), once built:
+    const std::string_view *fields;  // the record's fields as sent (name, value, ...), once built:
     ngx_uint_t nfields;        // what the spool keeps when Redis cannot take them
     ngx_http_resend_confirmation_charge_t *charges;  // email limits that counted it
     ngx_uint_t ncharges;
@@ -190,6 +191,7 @@ struct ngx_http_resend_confirmation_ctx_t {
     ngx_msec_t redis_time;    // how long Redis took to answer ($resend_confirmation_redis_time)
     unsigned redis_answered:1;  // redis_time is set
     ngx_http_resend_confirmation_shared_call_t *shared_call;  // shared limits sent, if any
+    std::string_view silence_key;  // silenced by a zone: the stream its command (and spool entry) writes
 };
 
 // The ways a request is found too large; what follows is
@@ -344,6 +346,11 @@ void ngx_http_resend_confirmation_recorded(ngx_http_request_t *r,
 void ngx_http_resend_confirmation_record_done(ngx_http_resend_confirmation_link_t *link, void *data,
                                               const resend::redis_reply *reply,
                                               ngx_http_resend_confirmation_fate_t fate) noexcept;
+// What a request the spool kept is answered: spooled, or silenced (its
+// entry kept in place of a record, nothing recorded).
+inline resend::outcome ngx_http_resend_confirmation_spooled(const ngx_http_resend_confirmation_ctx_t *ctx) noexcept {
+    return ctx->silenced ? resend::outcome::silenced : resend::outcome::spooled;
+}
 // Answers a request whose record failed (any fate but stored), per
 // resend_confirmation_redis_failure.
 ngx_int_t ngx_http_resend_confirmation_answer_unrecorded(ngx_http_request_t *r,
