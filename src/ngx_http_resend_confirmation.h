@@ -141,13 +141,14 @@ struct ngx_http_resend_confirmation_ctx_t {
     resend::outcome outcome;  // the answer, once decided ($resend_confirmation_outcome
                               // unless still draining)
     ngx_http_resend_confirmation_stage_t stage;
-    unsigned silenced:1;         // a silent client limit (a valid body gets the silent 200),
-                                 // or a shared limit (the record's reply said so)
+    unsigned silenced:1;         // a silent limit: a client or an email zone (sent to Redis
+                                 // all the same, as silence_key), or a shared limit (the
+                                 // record's reply said so)
     unsigned dry_run_limited:1;  // a limit would have refused it, but dry run is on
     off_t body_received;      // decoded body bytes seen by the request body filter
     ngx_str_t email;          // as sent, copied into the request pool
     ngx_http_resend_confirmation_pending_t *pending;  // XADD in flight, if any
-    std::string_view *fields;  // the record's fields as sent (name, value, ...), once built:
+    const std::string_view *fields;  // the record's fields as sent (name, value, ...), once built:
     ngx_uint_t nfields;        // what the spool keeps when Redis cannot take them
     ngx_http_resend_confirmation_charge_t *charges;  // email limits that counted it
     ngx_uint_t ncharges;
@@ -156,6 +157,7 @@ struct ngx_http_resend_confirmation_ctx_t {
     ngx_msec_t redis_time;    // how long Redis took to answer ($resend_confirmation_redis_time)
     unsigned redis_answered:1;  // redis_time is set
     ngx_http_resend_confirmation_shared_call_t *shared_call;  // shared limits sent, if any
+    std::string_view silence_key;  // silenced by a zone: the stream its command (and spool entry) writes
 };
 
 // Everything that lives in an nginx pool or shared zone is never destroyed,

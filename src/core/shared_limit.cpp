@@ -18,11 +18,14 @@ namespace {
 // stream trimmed to one node (MAXLEN ~ 1: whole nodes dropped, cheaper
 // than exact trimming). The answer then takes about as long either way,
 // so its timing does not tell a silenced address from a fresh one.
+// A request a local zone has silenced already (dry run argument 2) takes
+// the silencing way whatever the buckets say, for the same reason: its
+// answer waits for the same work.
 // Recording adds to the stream first: Redis keeps what a script wrote
 // before an error, and an XADD that fails (WRONGTYPE) must leave the
 // buckets as they were, or the record, sent again, would find its own
 // token taken and be silenced: lost.
-constexpr std::string_view script_text = R"lua(-- resend_confirmation shared limit 3
+constexpr std::string_view script_text = R"lua(-- resend_confirmation shared limit 4
 local n = #KEYS - 2
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -54,7 +57,7 @@ for i = 1, n do
     after[i] = excess
   end
 end
-if over > 0 and ARGV[2] ~= '1' then
+if (over > 0 and ARGV[2] ~= '1') or ARGV[2] == '2' then
   for i = 1, n do
     if states[i] then redis.call('SET', KEYS[i + 1], states[i], 'KEEPTTL') end
   end
@@ -140,6 +143,7 @@ shared_limit_answer shared_limit_read_answer(const redis_reply &reply, std::size
         long long i = reply.integer;
         auto n = static_cast<long long>(limits);
         if (i >= 1 && i <= n) return {shared_limit_answer::silenced, static_cast<std::size_t>(i - 1)};
+        if (i == 0) return {shared_limit_answer::silenced_before, 0};
         if (i <= -1 && i >= -n) {
             return {shared_limit_answer::dry_run_limited, static_cast<std::size_t>(-i - 1)};
         }

@@ -6,7 +6,7 @@
 //
 // The script (KEYS and ARGV as the glue sends them):
 //   EVALSHA <sha1> <1 + n> <stream> <key 1> .. <key n>
-//           <maxlen> <dry run: 0|1>
+//           <maxlen> <dry run: 0|1|2>
 //           [<requests * 1000> <period ms> <burst * 1000>] x n
 //           <field> <value> ...            (the record, in record order)
 // It reads Redis's clock (TIME), applies the leaky bucket of
@@ -16,6 +16,9 @@
 //   the entry's ID (a string)  recorded
 //   i > 0 (an integer)         silenced by limit i, nothing written
 //   -i (an integer)            dry run: recorded, limit i would have silenced it
+//   0 (an integer)             dry run argument 2 (a local zone silenced the
+//                              request before): silenced the same way as by a
+//                              limit, no limit over (i > 0 when one is)
 #pragma once
 
 #include <cstddef>
@@ -62,7 +65,7 @@ char *shared_limit_silence_key_write(char *out, std::string_view stream) noexcep
 
 // The script's answer, or why there is none.
 struct shared_limit_answer {
-    enum { recorded, silenced, dry_run_limited, no_script, failed } result;
+    enum { recorded, silenced, dry_run_limited, no_script, failed, silenced_before } result;
     std::size_t limit;  // silenced, dry_run_limited: the limit's index (from 0)
 };
 // `limits`: how many the request was checked against (an answer that names

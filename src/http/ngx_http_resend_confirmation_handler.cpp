@@ -208,12 +208,6 @@ static void ngx_http_resend_confirmation_body_ready(ngx_http_request_t *r) noexc
         return;
     }
 
-    if (ctx->silenced) {
-        ngx_http_finalize_request(
-            r, ngx_http_resend_confirmation_answer(r, ctx, resend::outcome::silenced));
-        return;
-    }
-
     // The parser's copy lives only until the next parse: keep our own.
     ctx->email.len = request.email.size();
     ctx->email.data = static_cast<u_char *>(ngx_pnalloc(r->pool, request.email.size()));
@@ -223,12 +217,17 @@ static void ngx_http_resend_confirmation_body_ready(ngx_http_request_t *r) noexc
     }
     ngx_memcpy(ctx->email.data, request.email.data(), request.email.size());
 
-    ngx_http_resend_confirmation_limit_verdict_t limited = ngx_http_resend_confirmation_limit_check(
-        r, ctx, ngx_http_resend_confirmation_limit_phase_t::email);
+    // A request silenced by a client zone is not counted by the email zones.
+    ngx_http_resend_confirmation_limit_verdict_t limited{ngx_http_resend_confirmation_limit_verdict_t::passed, 0};
+    if (!ctx->silenced) {
+        limited = ngx_http_resend_confirmation_limit_check(r, ctx, ngx_http_resend_confirmation_limit_phase_t::email);
+    }
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "resend_confirmation: email limits: %d (0 pass, 1 refused, 2 silenced)",
                    static_cast<int>(limited.result));
-    if (limited.result != ngx_http_resend_confirmation_limit_verdict_t::passed) {
+    if (limited.result == ngx_http_resend_confirmation_limit_verdict_t::silenced) {
+        ctx->silenced = 1;
+    } else if (limited.result != ngx_http_resend_confirmation_limit_verdict_t::passed) {
         ngx_http_finalize_request(
             r, ngx_http_resend_confirmation_answer(
                    r, ctx,
@@ -237,6 +236,9 @@ static void ngx_http_resend_confirmation_body_ready(ngx_http_request_t *r) noexc
         return;
     }
 
+    // A silenced request goes to Redis too, the same way as a recorded one
+    // (record.cpp): its answer waits for the same round trip, whose fate
+    // decides it, so that neither its time nor its status tells.
     // The answer waits for Redis: ngx_http_resend_confirmation_recorded()
     // finalizes the request. The reference taken by the body reader keeps
     // it alive meanwhile.

@@ -63,6 +63,11 @@ void ngx_http_resend_confirmation_recorded(ngx_http_request_t *r,
 void ngx_http_resend_confirmation_record_done(ngx_http_resend_confirmation_link_t *link, void *data,
                                               const resend::redis_reply *reply,
                                               ngx_http_resend_confirmation_fate_t fate) noexcept;
+// What a request the spool kept is answered: spooled, or silenced (its
+// entry kept in place of a record, nothing recorded).
+inline resend::outcome ngx_http_resend_confirmation_spooled(const ngx_http_resend_confirmation_ctx_t *ctx) noexcept {
+    return ctx->silenced ? resend::outcome::silenced : resend::outcome::spooled;
+}
 // Answers a request whose record failed (any fate but stored), per
 // resend_confirmation_redis_failure.
 ngx_int_t ngx_http_resend_confirmation_answer_unrecorded(ngx_http_request_t *r,

@@ -8,12 +8,17 @@
 // Redis), or the client has gone (499). With shared limits the same XADD
 // runs inside their script (shared_limit.cpp), which may silence the
 // request instead.
+// A request a local zone silenced takes the same way (record_silence()):
+// one command on the same link, whose fate decides its answer as a
+// record's does, so that neither its time nor its status tells.
 
 #include "ngx_http_resend_confirmation.h"
 #include "http/ngx_http_resend_confirmation_http.h"
 #include "limit/ngx_http_resend_confirmation_limit.h"
 #include "redis/ngx_http_resend_confirmation_redis.h"
 #include "spool/ngx_http_resend_confirmation_spool.h"
+
+#include "core/shared_limit.hpp"
 
 #include <charconv>
 
@@ -97,6 +102,34 @@ size_t ngx_http_resend_confirmation_record_command(std::string_view stream, std:
     return n;
 }
 
+// What a request a local zone silenced sends in place of its record,
+// built from it so that nginx does the same work: with shared limits, their
+// script with dry run argument 2 (it takes its silencing way: the buckets
+// read and set again as they were, an entry to the silence stream); without
+// them, that entry alone,
+//   XADD <silence stream> MAXLEN ~ 1 * limit 0
+// about an XADD's cost as the record's, nothing of the request. A write in
+// the stream's slot, so the same node, refusals (OOM, READONLY, ...) and
+// WAIT as the record. Its fields, not the request's, are what the spool
+// keeps should Redis not answer: replayed, they record nothing.
+static bool ngx_http_resend_confirmation_record_silence(ngx_http_request_t *r,
+                                                        ngx_http_resend_confirmation_ctx_t *ctx,
+                                                        std::string_view *args,
+                                                        std::span<const std::string_view> *command) noexcept {
+    static constexpr std::string_view fields[] = {"limit", "0"};
+    std::string_view stream = ngx_http_resend_confirmation_view(ngx_http_resend_confirmation_loc_conf(r)->stream);
+    size_t size = resend::shared_limit_silence_key_size(stream);
+    auto *key = static_cast<char *>(ngx_pnalloc(r->pool, size));
+    if (key == nullptr) return false;
+    resend::shared_limit_silence_key_write(key, stream);
+    ctx->silence_key = {key, size};
+    ctx->fields = fields;
+    ctx->nfields = std::size(fields);
+    if (ngx_http_resend_confirmation_loc_conf(r)->shared_limits != nullptr) return true;
+    *command = {args, ngx_http_resend_confirmation_record_command(ctx->silence_key, "1", fields, args)};
+    return true;
+}
+
 bool ngx_http_resend_confirmation_record(ngx_http_request_t *r,
                                          ngx_http_resend_confirmation_ctx_t *ctx) noexcept {
     auto *lcf = ngx_http_resend_confirmation_loc_conf(r);
@@ -147,6 +180,7 @@ bool ngx_http_resend_confirmation_record(ngx_http_request_t *r,
     std::span<const std::string_view> command{args, argc};
     ngx_http_resend_confirmation_link_done_pt done = ngx_http_resend_confirmation_record_done;
     if (!ngx_http_resend_confirmation_shared_limit_command(r, ctx, &command, &done)) return false;
+    if (ctx->silenced && !ngx_http_resend_confirmation_record_silence(r, ctx, args, &command)) return false;
     ctx->redis_sent = ngx_current_msec;
     if (ngx_http_resend_confirmation_link_send(ngx_http_resend_confirmation_worker_link(lcf->redis), r, command,
                                                done, &ctx->pending, ctx->redis_sent) == nullptr) {
@@ -184,8 +218,10 @@ ngx_int_t ngx_http_resend_confirmation_answer_unrecorded(ngx_http_request_t *r,
         // Redis could not take it in time (down, busy, slow): the spool
         // keeps it until Redis can, and the client gets the 200. A command
         // written but not answered is kept too: delivery is at least once.
+        // A silenced request's entry is kept in its place: the same work,
+        // the same answer (a 503 when the spool is full), nothing recorded.
         ngx_int_t rc = ngx_http_resend_confirmation_spool_append(r, ctx);
-        if (rc == NGX_OK) return ngx_http_resend_confirmation_answer(r, ctx, resend::outcome::spooled);
+        if (rc == NGX_OK) return ngx_http_resend_confirmation_answer(r, ctx, ngx_http_resend_confirmation_spooled(ctx));
         if (rc == NGX_AGAIN) return NGX_DONE;  // answered once the fsync is over
         // In the file, not known to be on disk: as a failed fsync (the
         // email limits keep their count; it may still be replayed).
@@ -194,6 +230,8 @@ ngx_int_t ngx_http_resend_confirmation_answer_unrecorded(ngx_http_request_t *r,
     }
     if (static_cast<ngx_http_resend_confirmation_redis_failure_t>(lcf->redis_failure) ==
         ngx_http_resend_confirmation_redis_failure_t::accept) {
+        // Nothing of a silenced request was to be recorded: nothing lost.
+        if (ctx->silenced) return ngx_http_resend_confirmation_answer(r, ctx, resend::outcome::silenced);
         // Answered as accepted: the email limits keep their count.
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       unknown ? "resend_confirmation: request perhaps not recorded (no reply in time), "

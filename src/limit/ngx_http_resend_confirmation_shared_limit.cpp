@@ -286,7 +286,8 @@ bool ngx_http_resend_confirmation_shared_limit_command(ngx_http_request_t *r,
         limit[3] = ngx_http_resend_confirmation_view(limits[i].burst_text);
         call->sent[call->nsent++] = i;
     }
-    call->dry_run = lcf->limit_dry_run ? "1" : "0";
+    // 2: a local zone silenced it; the script silences it the same way.
+    call->dry_run = ctx->silenced ? "2" : lcf->limit_dry_run ? "1" : "0";
     size_t n = ngx_http_resend_confirmation_shared_limit_args(stream, xadd[4], call->dry_run,
                                                               {call->limits, 4 * call->nsent}, fields, false,
                                                               scratch, args);
@@ -360,6 +361,12 @@ static void ngx_http_resend_confirmation_shared_limit_replied(ngx_http_resend_co
         // NOSCRIPT after EVAL: this Redis cannot run the script.
         ngx_http_resend_confirmation_recorded(r, ngx_http_resend_confirmation_fate_t::refused);
         return;
+    case resend::shared_limit_answer::silenced_before:
+        if (ctx->silenced) {  // as asked: a local zone's silence, the script's way
+            ngx_http_resend_confirmation_recorded(r, ngx_http_resend_confirmation_fate_t::stored);
+            return;
+        }
+        [[fallthrough]];  // not asked for: as any answer not understood
     case resend::shared_limit_answer::failed:
         if (reply.kind != resend::reply_kind::error) {  // an error reply is logged by the link
             ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,

@@ -338,7 +338,7 @@ void wake_waiters(bool failed) noexcept {
         // replayed, but the disk did not say it has it.
         ngx_http_finalize_request(r, ngx_http_resend_confirmation_answer(
                                          r, ctx, failed ? resend::outcome::redis_timeout
-                                                        : resend::outcome::spooled));
+                                                        : ngx_http_resend_confirmation_spooled(ctx)));
         ngx_http_run_posted_requests(c);
     }
 }
@@ -482,10 +482,13 @@ ngx_int_t ngx_http_resend_confirmation_spool_append(ngx_http_request_t *r,
     auto *lcf = ngx_http_resend_confirmation_loc_conf(r);
 
     // The record as kept (core/spool_format.hpp): where it was going, its
-    // shared limits as the script takes them, then its fields as sent.
+    // shared limits as the script takes them, then its fields as sent. A
+    // silenced request's entry goes to its silence stream, without limits.
+    bool silenced = ctx->silence_key.size() != 0;
     std::span<const std::string_view> limits;
     std::string_view dry_run = "0";
-    if (lcf->shared_limits != nullptr && !ngx_http_resend_confirmation_shared_limit_sent(ctx, &limits, &dry_run)) {
+    if (lcf->shared_limits != nullptr && !silenced &&
+        !ngx_http_resend_confirmation_shared_limit_sent(ctx, &limits, &dry_run)) {
         return NGX_DECLINED;  // its limits were never worked out (out of memory)
     }
     u_char nlimits[NGX_INT_T_LEN];
@@ -494,8 +497,8 @@ ngx_int_t ngx_http_resend_confirmation_spool_append(ngx_http_request_t *r,
     if (items == nullptr) return NGX_DECLINED;
     size_t at = 0;
     items[at++] = ngx_http_resend_confirmation_view(lcf->redis->spool_name);
-    items[at++] = ngx_http_resend_confirmation_view(lcf->stream);
-    items[at++] = ngx_http_resend_confirmation_view(lcf->maxlen_text);
+    items[at++] = silenced ? ctx->silence_key : ngx_http_resend_confirmation_view(lcf->stream);
+    items[at++] = silenced ? "1" : ngx_http_resend_confirmation_view(lcf->maxlen_text);
     items[at++] = {reinterpret_cast<const char *>(nlimits),
                    static_cast<size_t>(ngx_sprintf(nlimits, "%uz", limits.size() / 4) - nlimits)};
     items[at++] = dry_run;

@@ -54,6 +54,8 @@ void test_script_reads_time_and_writes_all_or_nothing(void **) {
     check(silencing.find("redis.call('XADD', KEYS[n + 2]") != std::string_view::npos);
     check(silencing.find("KEYS[1]") == std::string_view::npos);
     check(silencing.find("ARGV[3 * n + 3") == std::string_view::npos);  // no field of the request
+    // A request a local zone silenced (dry run argument 2) takes this way too.
+    check(silencing.find("ARGV[2] == '2'") != std::string_view::npos);
     // Recording adds the record to the stream, then updates the buckets: an
     // XADD refused (WRONGTYPE) leaves them as they were (Redis keeps a
     // script's writes before an error).
@@ -124,10 +126,11 @@ void test_reading_the_answer(void **) {
     check_answer(reply(reply_kind::integer, 2), 2, shared_limit_answer::silenced, 1);
     check_answer(reply(reply_kind::integer, -1), 2, shared_limit_answer::dry_run_limited, 0);
     check_answer(reply(reply_kind::integer, -2), 2, shared_limit_answer::dry_run_limited, 1);
-    // An index the request did not have, or no index at all: not understood.
+    // An index the request did not have: not understood.
     check_answer(reply(reply_kind::integer, 3), 2, shared_limit_answer::failed, 0);
     check_answer(reply(reply_kind::integer, -3), 2, shared_limit_answer::failed, 0);
-    check_answer(reply(reply_kind::integer, 0), 2, shared_limit_answer::failed, 0);
+    // Silenced before (by a local zone), no shared limit over.
+    check_answer(reply(reply_kind::integer, 0), 2, shared_limit_answer::silenced_before, 0);
     check_answer(reply(reply_kind::nil), 2, shared_limit_answer::failed, 0);
     check_answer(reply(reply_kind::status), 2, shared_limit_answer::failed, 0);
     check_answer(reply(reply_kind::array), 2, shared_limit_answer::failed, 0);
