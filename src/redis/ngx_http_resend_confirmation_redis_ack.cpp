@@ -44,7 +44,12 @@ void ngx_http_resend_confirmation_ack_init(ngx_http_resend_confirmation_link_t *
 
 void ngx_http_resend_confirmation_ack_set_replicas(ngx_http_resend_confirmation_link_t *link,
                                                    ngx_uint_t replicas) noexcept {
-    if (link->conf->replicas == NGX_CONF_UNSET_UINT) link->ack.replicas = ngx_min(replicas, (ngx_uint_t) 1);
+    if (link->conf->replicas != NGX_CONF_UNSET_UINT) return;
+    replicas = ngx_min(replicas, (ngx_uint_t) 1);
+    if (replicas == link->ack.replicas) return;
+    ngx_log_error(NGX_LOG_INFO, link->log, 0, "resend_confirmation: redis %V: a record needs %ui replicas (slot map)",
+                  &link->name, replicas);
+    link->ack.replicas = replicas;
 }
 
 // Not in a cluster: its seeds may be replicas that the slot map is asked

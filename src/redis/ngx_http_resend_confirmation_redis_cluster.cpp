@@ -9,7 +9,7 @@
 // - MOVED: the map changed; the command goes to the node named, and the
 //   map is asked for again. ASK: this command only, ASKING and the command
 //   to the node named; the map is kept.
-// - Each master's replicas as the map lists them (capped at 1) are its
+// - The most replicas the map has listed for a master (capped at 1) are its
 //   links' replicas=N, unless the directive sets it (redis_ack.cpp).
 
 #include "redis/ngx_http_resend_confirmation_link.h"
@@ -35,7 +35,10 @@ struct cluster_node {
     ngx_addr_t addr;  // sockaddr, and "host:port" for logs
     u_char text[NGX_SOCKADDR_STRLEN];
     ngx_http_resend_confirmation_link_t *link;  // made when first used
-    ngx_uint_t replicas;  // as the map lists them for its slots
+    // The most replicas a map listed for its slots: never lowered, since a
+    // map leaves out a replica that is syncing or stalled (not failed) for
+    // a while, the very one that would be lost with the master's writes.
+    ngx_uint_t replicas;
 };
 
 // One CLUSTER SLOTS reply at a time is read (workers are single-threaded).
@@ -120,10 +123,10 @@ ngx_http_resend_confirmation_link_t *node_link(cluster_state *cluster, ngx_uint_
 
 void refresh(cluster_state *cluster) noexcept;
 
-// What a CLUSTER SLOTS reply says: each slot's owner, each owner's replicas.
+// What a CLUSTER SLOTS reply says: each slot's owner, each owner's replicas
+// (the most it has been seen with).
 void read_map(cluster_state *cluster, ngx_http_resend_confirmation_link_t *from, std::size_t count) noexcept {
     ngx_memzero(cluster->owner, sizeof(cluster->owner));
-    for (ngx_uint_t i = 0; i < cluster->count; ++i) cluster->nodes[i].replicas = 0;
     for (std::size_t i = 0; i < count; ++i) {
         ngx_int_t node = node_named(cluster, ranges[i].at, from);
         if (node < 0) continue;  // its slots stay unmapped: sent to a node in turn, redirected
