@@ -136,6 +136,12 @@ void ngx_http_resend_confirmation_link_found(ngx_http_resend_confirmation_link_t
 // Whether the link is connected (or connecting) somewhere else than `at`.
 bool ngx_http_resend_confirmation_link_elsewhere(ngx_http_resend_confirmation_link_t *link,
                                                  const ngx_sockaddr_t &at, socklen_t len) noexcept;
+// Whether `at` is in the directive's allow= networks.
+inline bool ngx_http_resend_confirmation_allowed(const ngx_http_resend_confirmation_redis_conf_t *conf,
+                                                 const ngx_sockaddr_t &at) noexcept {
+    return conf->allow != nullptr &&
+           ngx_cidr_match(const_cast<struct sockaddr *>(&at.sockaddr), conf->allow) == NGX_OK;
+}
 // An address Sentinel or a cluster names (an IP address: neither names
 // hosts unless configured to) as a socket address; false for a name.
 bool ngx_http_resend_confirmation_endpoint_sockaddr(const resend::redis_endpoint &at, ngx_sockaddr_t *out,

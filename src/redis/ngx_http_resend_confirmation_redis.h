@@ -44,6 +44,10 @@ struct ngx_http_resend_confirmation_redis_conf_t {
     // replicas=N: a record is stored once the master and N replicas have
     // it; NGX_CONF_UNSET_UINT: the deployment's default (redis_ack.cpp).
     ngx_uint_t replicas;
+    // allow=CIDR,...: the networks a MOVED/ASK (or, with sentinel=, the
+    // Sentinels' answer) may send the link to beyond the nodes it knows;
+    // null: none.
+    ngx_array_t *allow;  // of ngx_cidr_t
     ngx_uint_t index;    // in the worker's links
     ngx_str_t script;    // a Lua script to SCRIPT LOAD on every connect; empty: none
     ngx_http_resend_confirmation_metrics_ref_t *metrics;  // the link's counters

@@ -67,8 +67,9 @@ cluster_state *state_of(ngx_http_resend_confirmation_link_t *link) noexcept {
     return static_cast<cluster_state *>(ngx_http_resend_confirmation_link_topology_data(link));
 }
 
-// The node at `sockaddr`, added if new; -1 when there is no room.
-ngx_int_t node_at(cluster_state *cluster, const ngx_sockaddr_t &sockaddr, socklen_t socklen) noexcept {
+// The node at `sockaddr`, added if new (and `add`); -1 when there is no
+// room, or it is new and not to be added.
+ngx_int_t node_at(cluster_state *cluster, const ngx_sockaddr_t &sockaddr, socklen_t socklen, bool add = true) noexcept {
     for (ngx_uint_t i = 0; i < cluster->count; ++i) {
         cluster_node &node = cluster->nodes[i];
         if (ngx_cmp_sockaddr(node.addr.sockaddr, node.addr.socklen,
@@ -76,7 +77,7 @@ ngx_int_t node_at(cluster_state *cluster, const ngx_sockaddr_t &sockaddr, sockle
             return static_cast<ngx_int_t>(i);
         }
     }
-    if (cluster->count == max_nodes) return -1;
+    if (cluster->count == max_nodes || !add) return -1;
     cluster_node &node = cluster->nodes[cluster->count];
     ngx_memcpy(&node.sockaddr, &sockaddr, socklen);
     node.addr.sockaddr = &node.sockaddr.sockaddr;
@@ -88,9 +89,12 @@ ngx_int_t node_at(cluster_state *cluster, const ngx_sockaddr_t &sockaddr, sockle
     return static_cast<ngx_int_t>(cluster->count++);
 }
 
-// The node an endpoint names; an empty host is `from`'s (the node that answered).
+// The node an endpoint names; an empty host is `from`'s (the node that
+// answered). A redirect (`redirected`) names only a node the seeds or the
+// slot map made known, or one in the allow= networks: a rogue node must
+// not send the link, its AUTH and its records anywhere it likes.
 ngx_int_t node_named(cluster_state *cluster, const resend::redis_endpoint &at,
-                     ngx_http_resend_confirmation_link_t *from) noexcept {
+                     ngx_http_resend_confirmation_link_t *from, bool redirected = false) noexcept {
     ngx_sockaddr_t sockaddr;
     socklen_t socklen = 0;
     if (at.host.empty()) {
@@ -106,7 +110,14 @@ ngx_int_t node_named(cluster_state *cluster, const resend::redis_endpoint &at,
                       &cluster->conf->addr.name, at.host.size(), at.host.data());
         return -1;
     }
-    return node_at(cluster, sockaddr, socklen);
+    ngx_int_t node = node_at(cluster, sockaddr, socklen, !redirected || ngx_http_resend_confirmation_allowed(cluster->conf, sockaddr));
+    if (node < 0 && redirected) {
+        ngx_log_error(NGX_LOG_ERR, cluster->cycle->log, 0,
+                      "resend_confirmation: redis %V: a redirect to %*s:%ui, a node neither the configuration "
+                      "nor the slot map names (nor allow=): not followed",
+                      &cluster->conf->addr.name, at.host.size(), at.host.data(), static_cast<ngx_uint_t>(at.port));
+    }
+    return node;
 }
 
 ngx_http_resend_confirmation_link_t *node_link(cluster_state *cluster, ngx_uint_t i) noexcept {
@@ -209,19 +220,18 @@ ngx_http_resend_confirmation_pending_t *send_to(cluster_state *cluster, ngx_uint
 // is asked for again).
 ngx_int_t learn(cluster_state *cluster, ngx_http_resend_confirmation_link_t *from,
                 const resend::redis_redirect &to) noexcept {
-    ngx_int_t node = node_named(cluster, to.to, from);
-    if (node >= 0 && to.kind == resend::redis_redirect::kind_t::moved) {
-        cluster->owner[to.slot] = static_cast<uint8_t>(node + 1);
-        refresh(cluster);
-    }
+    ngx_int_t node = node_named(cluster, to.to, from, true);
+    if (node >= 0 && to.kind == resend::redis_redirect::kind_t::moved) cluster->owner[to.slot] = static_cast<uint8_t>(node + 1);
+    // The map says whether the slot moved (and to a node it names).
+    if (to.kind == resend::redis_redirect::kind_t::moved || node < 0) refresh(cluster);
     return node;
 }
 
 // A request's command redirected by `from` to `to`: sent again there, or
 // the request answered. MOVED and ASK mean the command did not run: not
-// followed for now (the node cannot be reached, its time is up), it is
-// unsent (the spool keeps it); not followed ever (round and round, a node
-// that cannot be added), refused.
+// followed for now (the node cannot be reached or is not known, its time
+// is up), it is unsent (the spool keeps it); not followed ever (round and
+// round), refused.
 void redirect(cluster_state *cluster, ngx_http_resend_confirmation_link_t *from, ngx_http_request_t *r,
               std::span<const std::string_view> args, ngx_msec_t deadline, ngx_uint_t redirects,
               const resend::redis_redirect &to, ngx_http_resend_confirmation_link_done_pt done,
@@ -239,7 +249,7 @@ void redirect(cluster_state *cluster, ngx_http_resend_confirmation_link_t *from,
         ngx_log_error(NGX_LOG_ERR, cluster->cycle->log, 0,
                       "resend_confirmation: redis %V: redirected past the request's timeout", &cluster->conf->addr.name);
     } else if (node < 0) {
-        result = fate::refused;
+        // Not followed now (not run there: the spool keeps it); the map asked for may name it.
     } else {
         entry = send_to(cluster, static_cast<ngx_uint_t>(node), r, args, kind::request, deadline, redirects + 1,
                         !moved, done, r);

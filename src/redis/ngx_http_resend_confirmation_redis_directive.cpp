@@ -4,6 +4,7 @@
 //
 // resend_confirmation_redis ADDRESS [db=N] [user=NAME] [password=SECRET]
 //                           [connect_timeout=TIME] [timeout=TIME] [replicas=N]
+//                           [allow=CIDR,...]  (sentinel= and cluster)
 //                           [tls [tls_verify=on|off] [tls_ca=FILE] [tls_cert=FILE tls_key=FILE]
 //                                [tls_name=NAME]];
 // resend_confirmation_redis sentinel=MASTER HOST:PORT... [sentinel_password=SECRET] [...as above];
@@ -102,6 +103,24 @@ char *parse_address(ngx_conf_t *cf, const redis_target &target, ngx_http_resend_
     return NGX_CONF_OK;
 }
 
+// allow=CIDR[,CIDR...]
+bool parse_allow(ngx_conf_t *cf, ngx_http_resend_confirmation_redis_conf_t *redis, ngx_str_t arg) noexcept {
+    if (redis->allow == nullptr) {
+        redis->allow = ngx_array_create(cf->pool, 4, sizeof(ngx_cidr_t));
+        if (redis->allow == nullptr) return false;
+    }
+    u_char *end = arg.data + arg.len;
+    for (u_char *p = arg.data; p <= end;) {
+        u_char *comma = ngx_strlchr(p, end, ',');
+        if (comma == nullptr) comma = end;
+        ngx_str_t network{static_cast<size_t>(comma - p), p};
+        auto *cidr = static_cast<ngx_cidr_t *>(ngx_array_push(redis->allow));
+        if (cidr == nullptr || network.len == 0 || ngx_ptocidr(&network, cidr) == NGX_ERROR) return false;
+        p = comma + 1;
+    }
+    return true;
+}
+
 bool parse_time(ngx_str_t arg, ngx_msec_t *out) noexcept {
     *out = ngx_parse_time(&arg, 0);
     return *out != (ngx_msec_t) NGX_ERROR && *out != 0;
@@ -130,6 +149,8 @@ char *parse_parameter(ngx_conf_t *cf, const redis_target &target, ngx_http_resen
         valid = parse_time(arg, &redis->connect_timeout);
     } else if (ngx_http_resend_confirmation_has_prefix(*value, "timeout=", &arg)) {
         valid = parse_time(arg, &redis->timeout);
+    } else if ((target.sentinel || target.cluster) && ngx_http_resend_confirmation_has_prefix(*value, "allow=", &arg)) {
+        valid = parse_allow(cf, redis, arg);
     } else if (ngx_http_resend_confirmation_has_prefix(*value, "replicas=", &arg)) {
         ngx_int_t n = ngx_atoi(arg.data, arg.len);
         valid = n != NGX_ERROR && static_cast<ngx_uint_t>(n) <= max_replicas;

@@ -33,6 +33,7 @@ constexpr ngx_msec_t pause_limit = 10000;
 struct sentinel_state {
     ngx_http_resend_confirmation_link_t *master;  // the link that asks
     ngx_http_resend_confirmation_sentinel_conf_t *conf;
+    ngx_http_resend_confirmation_redis_conf_t *master_conf;  // the directive's (allow=)
     ngx_http_resend_confirmation_link_t **links;  // one per Sentinel, made when first asked
     ngx_http_resend_confirmation_link_t **listeners;  // one per Sentinel, subscribed to its events
     bool paused;              // a failover began: nothing is written ...
@@ -110,6 +111,10 @@ void answered(ngx_http_resend_confirmation_link_t *link, void *data, const resen
         ngx_log_error(NGX_LOG_WARN, state_log(state), 0,
                       "resend_confirmation: redis %V: Sentinel %V names the master \"%*s\", not an IP address",
                       &name, &sentinel, at.host.size(), at.host.data());
+    } else if (state->master_conf->allow != nullptr && !ngx_http_resend_confirmation_allowed(state->master_conf, sockaddr)) {
+        ngx_log_error(NGX_LOG_ERR, state_log(state), 0,
+                      "resend_confirmation: redis %V: Sentinel %V names the master %*s:%ui, outside allow=: not followed",
+                      &name, &sentinel, at.host.size(), at.host.data(), static_cast<ngx_uint_t>(at.port));
     } else {
         named(state, link, at, sockaddr, socklen);
         return;
@@ -247,6 +252,7 @@ ngx_http_resend_confirmation_sentinel_link_create(ngx_http_resend_confirmation_r
     auto **listeners = static_cast<ngx_http_resend_confirmation_link_t **>(ngx_pcalloc(cycle->pool, size));
     if (state == nullptr || links == nullptr || listeners == nullptr) return nullptr;
     state->conf = conf->sentinel;
+    state->master_conf = conf;
     state->links = links;
     state->listeners = listeners;
     state->master = ngx_http_resend_confirmation_link_create(conf, cycle, nullptr, &sentinel_topology, state);
