@@ -235,18 +235,18 @@ class Worker:
         address = fields.get("email", "")
         where = f"stream {stream} entry {entry_id}"
         if not fields:
-            log.error("%s was trimmed (MAXLEN) before it was mailed: lost", where)
-            return self.ack(stream, entry_id)
+            return self.ack(stream, entry_id, logging.ERROR, "%s was trimmed (MAXLEN) before it was mailed: lost",
+                            where)
         if not REQUEST_ID.fullmatch(request_id) or not valid_address(address):
             # Not a record of the module: nothing could ever mail it.
-            log.error("%s has no request_id or no valid email: acknowledged, not mailed", where)
-            return self.ack(stream, entry_id)
+            return self.ack(stream, entry_id, logging.ERROR,
+                            "%s has no request_id or no valid email: acknowledged, not mailed", where)
         key = f"{self.config.key_prefix}:sent:{request_id}"
         where += f" request_id={request_id}"
         state, token = self.claim(key)
         if state == "done":
-            log.info("%s: already mailed (a duplicate): acknowledged", where)
-            return self.ack(stream, entry_id)
+            return self.ack(stream, entry_id, logging.INFO, "%s: already mailed (a duplicate): acknowledged",
+                            where)
         if state == "busy":
             log.info("%s: being mailed by another consumer: left pending", where)
             return None
@@ -255,13 +255,13 @@ class Worker:
         try:
             self.send(address, request_id, fields)
         except Permanent as e:
-            log.error("%s: refused by the SMTP server for good (%s): acknowledged, not mailed", where, e)
             self.mark(key, "refused")
-            return self.ack(stream, entry_id)
+            return self.ack(stream, entry_id, logging.ERROR,
+                            "%s: refused by the SMTP server for good (%s): acknowledged, not mailed", where, e)
         except Transient as e:
+            self.release(keys=[key], args=[token])
             log.warning("%s: not sent (%s): left pending, tried again after %d ms", where, e,
                         self.config.idle)
-            self.release(keys=[key], args=[token])
             return self.smtp_failed()
         took = time.monotonic() - started
         if took * 1000 > self.config.claim_ttl:
@@ -271,9 +271,7 @@ class Worker:
         self.test_pause("sent", where)
         self.mark(key, "sent")
         self.test_pause("marked", where)
-        self.ack(stream, entry_id)
-        log.info("%s: mailed", where)
-        return None
+        return self.ack(stream, entry_id, logging.INFO, "%s: mailed", where)
 
     def claim(self, key):
         token = f"sending {self.config.consumer} {uuid.uuid4().hex}"
@@ -299,8 +297,11 @@ class Worker:
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
 
-    def ack(self, stream, entry_id):
+    def ack(self, stream, entry_id, level=None, message=None, *args):
+        """XACK, then the entry's log line: a line says what is done."""
         self.redis.xack(stream, self.config.group, entry_id)
+        if message:
+            log.log(level, message, *args)
 
     # -- the mail ---------------------------------------------------------
 
