@@ -9,8 +9,9 @@
 // - MOVED: the map changed; the command goes to the node named, and the
 //   map is asked for again. ASK: this command only, ASKING and the command
 //   to the node named; the map is kept.
-// - The most replicas the map has listed for a master (capped at 1) are its
-//   links' replicas=N, unless the directive sets it (redis_ack.cpp).
+// - The most replicas the map has listed for a master, or its ROLE named
+//   (asked before its connection's first record and every second), capped
+//   at 1, are its links' replicas=N, unless the directive sets it.
 
 #include "redis/ngx_http_resend_confirmation_link.h"
 
@@ -35,10 +36,12 @@ struct cluster_node {
     ngx_addr_t addr;  // sockaddr, and "host:port" for logs
     u_char text[NGX_SOCKADDR_STRLEN];
     ngx_http_resend_confirmation_link_t *link;  // made when first used
-    // The most replicas a map listed for its slots: never lowered, since a
-    // map leaves out a replica that is syncing or stalled (not failed) for
-    // a while, the very one that would be lost with the master's writes.
+    // The most replicas a map listed for its slots or its own ROLE named:
+    // never lowered, since a map leaves out a replica that is syncing or
+    // stalled (not failed) for a while, and a node's view of another's
+    // replicas lags: the very one that would be lost with the writes.
     ngx_uint_t replicas;
+    bool role_asked;  // ROLE went on this connection (before its first record)
 };
 
 // One CLUSTER SLOTS reply at a time is read (workers are single-threaded).
@@ -85,7 +88,8 @@ ngx_int_t node_at(cluster_state *cluster, const ngx_sockaddr_t &sockaddr, sockle
     node.addr.name.data = node.text;
     node.addr.name.len = ngx_sock_ntop(node.addr.sockaddr, socklen, node.text, sizeof(node.text), 1);
     node.link = nullptr;
-    node.replicas = 0;  // until the map lists some
+    node.replicas = 0;  // until the map or its ROLE lists some
+    node.role_asked = false;
     return static_cast<ngx_int_t>(cluster->count++);
 }
 
@@ -200,9 +204,30 @@ void refresh(cluster_state *cluster) noexcept {
     cluster->asking = false;
 }
 
+// A master's own ROLE: the replicas it has online, the surest count.
+void role_heard(ngx_http_resend_confirmation_link_t *link, void *data, const resend::redis_reply *reply,
+                ngx_http_resend_confirmation_fate_t) noexcept {
+    auto *node = static_cast<cluster_node *>(data);
+    resend::redis_role role{};
+    if (reply == nullptr || !resend::parse_role(reply->elements, role) || role.role != "master") return;
+    node->replicas = ngx_max(node->replicas, static_cast<ngx_uint_t>(role.replicas));
+    ngx_http_resend_confirmation_ack_set_replicas(link, node->replicas);
+}
+
+// Asks a node's ROLE on its link: ahead of the connection's first record
+// (its reply comes first), and every `refresh_interval`.
+void ask_role(cluster_node &node) noexcept {
+    std::string_view args[1] = {"ROLE"};
+    node.role_asked = ngx_http_resend_confirmation_link_command(node.link, args, role_heard, &node);
+}
+
 void refresh_timer(ngx_event_t *ev) noexcept {
     auto *cluster = static_cast<cluster_state *>(ev->data);
     refresh(cluster);
+    for (ngx_uint_t i = 0; i < cluster->count; ++i) {
+        cluster_node &node = cluster->nodes[i];
+        if (node.link != nullptr && ngx_http_resend_confirmation_link_ready(node.link)) ask_role(node);
+    }
     ngx_add_timer(&cluster->refresh, refresh_interval);
 }
 
@@ -212,6 +237,7 @@ ngx_http_resend_confirmation_pending_t *send_to(cluster_state *cluster, ngx_uint
                                                 ngx_http_resend_confirmation_link_done_pt done, void *data) noexcept {
     ngx_http_resend_confirmation_link_t *link = node_link(cluster, node);
     if (link == nullptr) return nullptr;
+    if (!cluster->nodes[node].role_asked) ask_role(cluster->nodes[node]);
     return ngx_http_resend_confirmation_link_queue(link, r, args, what, deadline, redirects, asking, done, data);
 }
 
@@ -307,7 +333,11 @@ bool not_here(ngx_http_resend_confirmation_link_t *link, ngx_http_resend_confirm
 // A node that fails may have lost its slots to a replica: the map is
 // asked of the others at once.
 void failed(ngx_http_resend_confirmation_link_t *link) noexcept {
-    refresh(state_of(link));
+    cluster_state *cluster = state_of(link);
+    for (ngx_uint_t i = 0; i < cluster->count; ++i) {
+        if (cluster->nodes[i].link == link) cluster->nodes[i].role_asked = false;  // the next connection asks
+    }
+    refresh(cluster);
 }
 
 const ngx_http_resend_confirmation_topology_t cluster_topology = {
