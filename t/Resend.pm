@@ -15,7 +15,7 @@ use Time::HiRes ();
 our @EXPORT = qw($Accepted $TooLarge $InvalidJson $InvalidRequest $InvalidEmail
                  $NotAllowed $UnsupportedMediaType $Unavailable $Endpoint $Redis
                  resend_defaults redis start_redis signal_redis background_post load_posts master_pid
-                 $NginxDebug);
+                 cors_http_config $CorsLocation $NginxDebug);
 
 # Whether the nginx under test was built --with-debug and logs at debug
 # level (TEST_NGINX_LOG_LEVEL): assertions on debug log lines are skipped
@@ -50,6 +50,38 @@ _EOC_
 # is kept, not by a client that a loaded machine may schedule late.
 our $RequestTime = 'add_header X-Request-Time $request_time always;';
 (our $TimedEndpoint = $Endpoint) =~ s/(\n    \})/\n        $RequestTime$1/;
+
+# CORS as the README and nginx.conf.example show it (nginx's own map,
+# add_header and if; t/025-cors.t checks that the example has these lines):
+# cors_http_config($origin) for the http level, the one origin allowed;
+# $CorsLocation for the endpoint's location, before `resend_confirmation;`.
+sub cors_http_config {
+    my ($origin) = @_;
+    return <<"_EOC_";
+    map \$http_origin \$cors_origin {
+        default "";
+        "$origin" \$http_origin;
+    }
+    map "\$request_method \$http_access_control_request_method" \$cors_preflight {
+        default 0;
+        "~^OPTIONS ." 1;
+    }
+_EOC_
+}
+
+our $CorsLocation = <<'_EOC_';
+        add_header Access-Control-Allow-Origin $cors_origin always;
+        add_header Access-Control-Expose-Headers Retry-After always;
+        add_header Vary Origin always;
+        if ($cors_preflight) {
+            add_header Access-Control-Allow-Origin $cors_origin always;
+            add_header Access-Control-Allow-Methods POST always;
+            add_header Access-Control-Allow-Headers Content-Type always;
+            add_header Access-Control-Max-Age 86400 always;
+            add_header Vary Origin always;
+            return 204;
+        }
+_EOC_
 
 # resend_defaults(section => value, ...): each block gets these sections
 # unless it has its own. Every block also records into the test Redis
