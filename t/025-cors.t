@@ -2,7 +2,7 @@
 # README and nginx.conf.example show it: the preflight answers 204 and is
 # counted by no limit and no metric; every answer of the module carries
 # Access-Control-Allow-Origin for the allowed origin and Vary: Origin, and
-# none for another origin. (t/026-cors-browser.t: the same in Chromium.)
+# none for another origin. (t/029-cors-browser.t: the same in Chromium.)
 use Test::Nginx::Socket 'no_plan';
 use t::Resend;
 
