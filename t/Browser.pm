@@ -12,10 +12,10 @@ use strict;
 use warnings;
 use File::Temp ();
 use HTTP::Tiny;
-use IO::Socket::INET;
 use JSON::PP ();
 use POSIX ();
 use Time::HiRes ();
+use t::Resend ();
 
 our $Chromium = $ENV{CHROMIUM} // '/usr/bin/chromium';
 our $Driver = $ENV{CHROMEDRIVER} // '/usr/bin/chromedriver';
@@ -29,13 +29,6 @@ our @Flags = qw(--headless --no-sandbox --disable-gpu --disable-quic --no-first-
 my ($pid, $base, $session, $dir, $log, $owner);
 my $http = HTTP::Tiny->new(timeout => 30);
 my $json = JSON::PP->new->canonical;
-
-# A port nothing listens on now: the kernel's choice for a socket bound to 0.
-sub free_port {
-    my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Listen => 1)
-        or die "no free port: $!\n";
-    return $s->sockport;
-}
 
 # One WebDriver command: (its value) or dies with WebDriver's error.
 sub command {
@@ -63,16 +56,9 @@ sub start {
     }
     $dir = File::Temp::tempdir('resend-browser.XXXXXX', TMPDIR => 1, CLEANUP => 1);
     $log = "$dir/chromedriver.log";
-    my $port = free_port();
+    my $port = t::Resend::free_port();
     $owner = $$;
-    $pid = fork // die "fork: $!";
-    if ($pid == 0) {
-        POSIX::setpgid(0, 0);    # its own group: stop() ends the browser with it
-        open STDOUT, '>>', $log;
-        open STDERR, '>>', $log;
-        { exec $Driver, "--port=$port", "--log-path=$log" }
-        POSIX::_exit(127);
-    }
+    $pid = t::Resend::spawn_logged($log, $Driver, "--port=$port");    # the browser in its group
     $base = "http://127.0.0.1:$port";
     my $deadline = Time::HiRes::time() + 15;
     until (eval { command('GET', '/status')->{ready} }) {
@@ -107,13 +93,7 @@ sub stop {
     return unless $owner && $owner == $$;    # not in a forked child
     eval { command('DELETE', "/session/$session") } if $session;
     undef $session;
-    return unless $pid;
-    kill 'TERM', -$pid;
-    my $deadline = Time::HiRes::time() + 5;
-    while (waitpid($pid, POSIX::WNOHANG()) == 0) {
-        if (Time::HiRes::time() > $deadline) { kill 'KILL', -$pid; waitpid $pid, 0; last }
-        Time::HiRes::sleep(0.05);
-    }
+    t::Resend::stop_group($pid) if $pid;
     undef $pid;
 }
 

@@ -126,6 +126,14 @@ sub redis {
     return $reply;
 }
 
+# A port nothing listens on now, for a helper server of a test's own
+# (chromedriver, Prometheus): the kernel's choice for a socket bound to 0.
+sub free_port {
+    my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Listen => 1)
+        or die "no free port: $!\n";
+    return $s->sockport;
+}
+
 # The pid of the nginx master the harness started (tests that reload it).
 sub master_pid {
     open my $in, '<', main::server_root() . '/logs/nginx.pid' or die "no pid file: $!\n";
@@ -189,6 +197,32 @@ sub spawn {
         POSIX::_exit(127);
     }
     return $pid;
+}
+
+# spawn_logged($log, @command): spawn() in a process group of its own (a
+# browser, Prometheus: whatever it starts goes with it), its output appended
+# to the file $log. stop_group($pid) ends the group (TERM, KILL after 5 s).
+sub spawn_logged {
+    my ($log, @command) = @_;
+    my $pid = fork // die "fork: $!";
+    if ($pid == 0) {
+        POSIX::setpgid(0, 0);
+        open STDOUT, '>>', $log;
+        open STDERR, '>>', $log;
+        { exec @command }
+        POSIX::_exit(127);
+    }
+    return $pid;
+}
+
+sub stop_group {
+    my ($pid) = @_;
+    kill 'TERM', -$pid;
+    my $until = Time::HiRes::time() + 5;
+    while (waitpid($pid, POSIX::WNOHANG()) == 0) {
+        if (Time::HiRes::time() > $until) { kill 'KILL', -$pid; waitpid $pid, 0; last }
+        select undef, undef, undef, 0.05;
+    }
 }
 
 # wait_for($what, $seconds, $check): until $check->() is true (errors count
