@@ -22,9 +22,6 @@
 
 #include <charconv>
 
-namespace {
-}  // namespace
-
 static void ngx_http_resend_confirmation_record_cleanup(void *data) noexcept {
     auto *ctx = static_cast<ngx_http_resend_confirmation_ctx_t *>(data);
     if (ctx->pending != nullptr) {
