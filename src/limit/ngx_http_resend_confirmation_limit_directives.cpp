@@ -10,17 +10,20 @@
 
 #include <optional>
 
+namespace {
+
 // True when the compiled `key` reads the variable `index` itself (not
 // through another variable, such as a map's). nginx lists every variable a
 // compiled value reads in `flushes`, ended by (ngx_uint_t) -1.
-static bool ngx_http_resend_confirmation_key_reads(const ngx_http_complex_value_t &key,
-                                                   ngx_int_t index) noexcept {
+bool key_reads(const ngx_http_complex_value_t &key, ngx_int_t index) noexcept {
     if (key.flushes == nullptr) return false;  // no variables at all
     for (ngx_uint_t *v = key.flushes; *v != static_cast<ngx_uint_t>(-1); ++v) {
         if (*v == static_cast<ngx_uint_t>(index)) return true;
     }
     return false;
 }
+
+}  // namespace
 
 // resend_confirmation_limit_zone KEY zone=NAME:SIZE rate=RATE [after_validation];
 char *ngx_http_resend_confirmation_limit_zone(ngx_conf_t *cf, ngx_command_t *, void *conf) noexcept {
@@ -38,7 +41,7 @@ char *ngx_http_resend_confirmation_limit_zone(ngx_conf_t *cf, ngx_command_t *, v
     static ngx_str_t email_variable = ngx_string("resend_confirmation_email");
     zone->email_index = ngx_http_get_variable_index(cf, &email_variable);
     if (zone->email_index == NGX_ERROR) return ngx_http_resend_confirmation_conf_error();
-    bool after_validation = ngx_http_resend_confirmation_key_reads(zone->key, zone->email_index);
+    bool after_validation = key_reads(zone->key, zone->email_index);
     zone->cmcf = static_cast<ngx_http_core_main_conf_t *>(
         ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module));
 
