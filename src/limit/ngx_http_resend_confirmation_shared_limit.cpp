@@ -76,16 +76,12 @@ char *ngx_http_resend_confirmation_shared_limit(ngx_conf_t *cf, ngx_command_t *,
     for (ngx_uint_t i = 2; i < cf->args->nelts; ++i) {
         ngx_str_t arg;
         if (ngx_http_resend_confirmation_has_prefix(value[i], "rate=", &arg)) {
-            rate = resend::parse_rate(ngx_http_resend_confirmation_view(arg));
-            if (!rate) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid rate \"%V\": use Nr/s, Nr/m, Nr/h or Nr/d", &value[i]);
-                return ngx_http_resend_confirmation_conf_error();
-            }
+            rate = ngx_http_resend_confirmation_rate_param(cf, &value[i], arg);
+            if (!rate) return ngx_http_resend_confirmation_conf_error();
             limit->rate_text = arg;
         } else if (ngx_http_resend_confirmation_has_prefix(value[i], "burst=", &arg)) {
-            burst = ngx_atoi(arg.data, arg.len);
-            if (burst == NGX_ERROR || static_cast<uint64_t>(burst) > resend::shared_limit_max_burst) {
+            burst = ngx_http_resend_confirmation_burst_param(arg, resend::shared_limit_max_burst);
+            if (burst == NGX_ERROR) {
                 ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid burst \"%V\": 0 to %uL", &value[i],
                                    resend::shared_limit_max_burst);
                 return ngx_http_resend_confirmation_conf_error();
