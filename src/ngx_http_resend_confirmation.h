@@ -39,7 +39,7 @@ struct ngx_http_resend_confirmation_field_t {
 
 enum class ngx_http_resend_confirmation_redis_failure_t : ngx_uint_t { reject = 0, accept = 1, spool = 2 };
 
-// `resend_confirmation_spool PATH ...;` (spool.cpp).
+// `resend_confirmation_spool PATH ...;` (spool/).
 struct ngx_http_resend_confirmation_spool_conf_s;
 typedef struct ngx_http_resend_confirmation_spool_conf_s ngx_http_resend_confirmation_spool_conf_t;
 

@@ -22,25 +22,24 @@ static const size_t max_body_size_default = 4096;
 static ngx_str_t stream_default = ngx_string("resend_confirmation");
 static ngx_str_t maxlen_default = ngx_string("1000000");
 
-static char *ngx_http_resend_confirmation_enable(ngx_conf_t *cf, ngx_command_t *cmd,
-                                                 void *conf) noexcept;
-static char *ngx_http_resend_confirmation_check_body_size(ngx_conf_t *cf, void *post,
-                                                          void *data) noexcept;
-static char *ngx_http_resend_confirmation_stream(ngx_conf_t *cf, ngx_command_t *cmd,
-                                                 void *conf) noexcept;
-static char *ngx_http_resend_confirmation_field(ngx_conf_t *cf, ngx_command_t *cmd,
-                                                void *conf) noexcept;
-static ngx_int_t ngx_http_resend_confirmation_preconfiguration(ngx_conf_t *cf) noexcept;
-static ngx_int_t ngx_http_resend_confirmation_postconfiguration(ngx_conf_t *cf) noexcept;
-static void *ngx_http_resend_confirmation_create_main_conf(ngx_conf_t *cf) noexcept;
-static void *ngx_http_resend_confirmation_create_loc_conf(ngx_conf_t *cf) noexcept;
-static char *ngx_http_resend_confirmation_merge_loc_conf(ngx_conf_t *cf, void *parent,
-                                                         void *child) noexcept;
-static ngx_int_t ngx_http_resend_confirmation_init_process(ngx_cycle_t *cycle) noexcept;
-static void ngx_http_resend_confirmation_exit_process(ngx_cycle_t *cycle) noexcept;
+namespace {
+
+char *enable(ngx_conf_t *cf, ngx_command_t *cmd, void *conf) noexcept;
+char *check_body_size(ngx_conf_t *cf, void *post, void *data) noexcept;
+char *stream(ngx_conf_t *cf, ngx_command_t *cmd, void *conf) noexcept;
+char *field(ngx_conf_t *cf, ngx_command_t *cmd, void *conf) noexcept;
+ngx_int_t preconfiguration(ngx_conf_t *cf) noexcept;
+ngx_int_t postconfiguration(ngx_conf_t *cf) noexcept;
+void *create_main_conf(ngx_conf_t *cf) noexcept;
+void *create_loc_conf(ngx_conf_t *cf) noexcept;
+char *merge_loc_conf(ngx_conf_t *cf, void *parent, void *child) noexcept;
+ngx_int_t init_process(ngx_cycle_t *cycle) noexcept;
+void exit_process(ngx_cycle_t *cycle) noexcept;
+
+}  // namespace
 
 static ngx_conf_post_t ngx_http_resend_confirmation_body_size_post = {
-    ngx_http_resend_confirmation_check_body_size};
+    check_body_size};
 
 static ngx_conf_enum_t ngx_http_resend_confirmation_log_levels[] = {
     {ngx_string("info"), NGX_LOG_INFO},
@@ -58,9 +57,11 @@ static ngx_conf_enum_t ngx_http_resend_confirmation_redis_failure_policies[] = {
     {ngx_string("spool"), static_cast<ngx_uint_t>(ngx_http_resend_confirmation_redis_failure_t::spool)},
     {ngx_null_string, 0}};
 
+namespace {
+
 // resend_confirmation_redis_failure reject|accept|spool; and where it is,
 // for the error of a `spool` without a spool.
-static char *ngx_http_resend_confirmation_redis_failure(ngx_conf_t *cf, ngx_command_t *cmd, void *conf) noexcept {
+char *redis_failure(ngx_conf_t *cf, ngx_command_t *cmd, void *conf) noexcept {
     char *rv = ngx_conf_set_enum_slot(cf, cmd, conf);
     if (rv != NGX_CONF_OK) return rv;
     auto *lcf = static_cast<ngx_http_resend_confirmation_loc_conf_t *>(conf);
@@ -69,11 +70,13 @@ static char *ngx_http_resend_confirmation_redis_failure(ngx_conf_t *cf, ngx_comm
     return NGX_CONF_OK;
 }
 
+}  // namespace
+
 #define RESEND_ANY_LEVEL (NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF)
 
 static ngx_command_t ngx_http_resend_confirmation_commands[] = {
     {ngx_string("resend_confirmation"), NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS,
-     ngx_http_resend_confirmation_enable, NGX_HTTP_LOC_CONF_OFFSET, 0, nullptr},
+     enable, NGX_HTTP_LOC_CONF_OFFSET, 0, nullptr},
     {ngx_string("resend_confirmation_max_body_size"), RESEND_ANY_LEVEL | NGX_CONF_TAKE1,
      ngx_conf_set_size_slot, NGX_HTTP_LOC_CONF_OFFSET,
      offsetof(ngx_http_resend_confirmation_loc_conf_t, max_body_size),
@@ -81,11 +84,11 @@ static ngx_command_t ngx_http_resend_confirmation_commands[] = {
     {ngx_string("resend_confirmation_redis"), RESEND_ANY_LEVEL | NGX_CONF_1MORE,
      ngx_http_resend_confirmation_redis_directive, NGX_HTTP_LOC_CONF_OFFSET, 0, nullptr},
     {ngx_string("resend_confirmation_stream"), RESEND_ANY_LEVEL | NGX_CONF_TAKE12,
-     ngx_http_resend_confirmation_stream, NGX_HTTP_LOC_CONF_OFFSET, 0, nullptr},
+     stream, NGX_HTTP_LOC_CONF_OFFSET, 0, nullptr},
     {ngx_string("resend_confirmation_field"), RESEND_ANY_LEVEL | NGX_CONF_TAKE2,
-     ngx_http_resend_confirmation_field, NGX_HTTP_LOC_CONF_OFFSET, 0, nullptr},
+     field, NGX_HTTP_LOC_CONF_OFFSET, 0, nullptr},
     {ngx_string("resend_confirmation_redis_failure"), RESEND_ANY_LEVEL | NGX_CONF_TAKE1,
-     ngx_http_resend_confirmation_redis_failure, NGX_HTTP_LOC_CONF_OFFSET,
+     redis_failure, NGX_HTTP_LOC_CONF_OFFSET,
      offsetof(ngx_http_resend_confirmation_loc_conf_t, redis_failure),
      ngx_http_resend_confirmation_redis_failure_policies},
     {ngx_string("resend_confirmation_spool"), NGX_HTTP_MAIN_CONF | NGX_CONF_1MORE,
@@ -119,14 +122,14 @@ static ngx_command_t ngx_http_resend_confirmation_commands[] = {
     ngx_null_command};
 
 static ngx_http_module_t ngx_http_resend_confirmation_module_ctx = {
-    ngx_http_resend_confirmation_preconfiguration,
-    ngx_http_resend_confirmation_postconfiguration,
-    ngx_http_resend_confirmation_create_main_conf,
+    preconfiguration,
+    postconfiguration,
+    create_main_conf,
     nullptr,  // init main conf
     nullptr,  // create server conf
     nullptr,  // merge server conf
-    ngx_http_resend_confirmation_create_loc_conf,
-    ngx_http_resend_confirmation_merge_loc_conf,
+    create_loc_conf,
+    merge_loc_conf,
 };
 
 extern "C" {
@@ -137,10 +140,10 @@ ngx_module_t ngx_http_resend_confirmation_module = {
     NGX_HTTP_MODULE,
     nullptr,  // init master
     nullptr,  // init module
-    ngx_http_resend_confirmation_init_process,
+    init_process,
     nullptr,  // init thread
     nullptr,  // exit thread
-    ngx_http_resend_confirmation_exit_process,
+    exit_process,
     nullptr,  // exit master
     NGX_MODULE_V1_PADDING};
 }
@@ -150,7 +153,9 @@ static resend::body_parser *worker_parser;
 
 resend::body_parser *ngx_http_resend_confirmation_parser() noexcept { return worker_parser; }
 
-static char *ngx_http_resend_confirmation_enable(ngx_conf_t *cf, ngx_command_t *, void *conf) noexcept {
+namespace {
+
+char *enable(ngx_conf_t *cf, ngx_command_t *, void *conf) noexcept {
     auto *lcf = static_cast<ngx_http_resend_confirmation_loc_conf_t *>(conf);
     if (lcf->enabled != NGX_CONF_UNSET) return const_cast<char *>("is duplicate");
     lcf->enabled = 1;
@@ -163,7 +168,7 @@ static char *ngx_http_resend_confirmation_enable(ngx_conf_t *cf, ngx_command_t *
     return NGX_CONF_OK;
 }
 
-static char *ngx_http_resend_confirmation_check_body_size(ngx_conf_t *cf, void *, void *data) noexcept {
+char *check_body_size(ngx_conf_t *cf, void *, void *data) noexcept {
     size_t size = *static_cast<size_t *>(data);
     if (size == 0 || size > max_body_size_ceiling) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -175,7 +180,7 @@ static char *ngx_http_resend_confirmation_check_body_size(ngx_conf_t *cf, void *
 }
 
 // resend_confirmation_stream KEY [maxlen=N];
-static char *ngx_http_resend_confirmation_stream(ngx_conf_t *cf, ngx_command_t *, void *conf) noexcept {
+char *stream(ngx_conf_t *cf, ngx_command_t *, void *conf) noexcept {
     auto *lcf = static_cast<ngx_http_resend_confirmation_loc_conf_t *>(conf);
     if (lcf->stream.data != nullptr) return const_cast<char *>("is duplicate");
     auto *value = static_cast<ngx_str_t *>(cf->args->elts);
@@ -192,7 +197,7 @@ static char *ngx_http_resend_confirmation_stream(ngx_conf_t *cf, ngx_command_t *
 }
 
 // resend_confirmation_field NAME VALUE;  (VALUE may hold variables)
-static char *ngx_http_resend_confirmation_field(ngx_conf_t *cf, ngx_command_t *, void *conf) noexcept {
+char *field(ngx_conf_t *cf, ngx_command_t *, void *conf) noexcept {
     auto *lcf = static_cast<ngx_http_resend_confirmation_loc_conf_t *>(conf);
     auto *value = static_cast<ngx_str_t *>(cf->args->elts);
     static const char *const reserved[] = {"email", "ip", "request_id", "received_at"};
@@ -219,11 +224,11 @@ static char *ngx_http_resend_confirmation_field(ngx_conf_t *cf, ngx_command_t *,
     return NGX_CONF_OK;
 }
 
-static ngx_int_t ngx_http_resend_confirmation_preconfiguration(ngx_conf_t *cf) noexcept {
+ngx_int_t preconfiguration(ngx_conf_t *cf) noexcept {
     return ngx_http_resend_confirmation_add_variables(cf);
 }
 
-static ngx_int_t ngx_http_resend_confirmation_postconfiguration(ngx_conf_t *cf) noexcept {
+ngx_int_t postconfiguration(ngx_conf_t *cf) noexcept {
     auto *mcf = ngx_http_resend_confirmation_conf_main_conf(cf);
     static ngx_str_t request_id = ngx_string("request_id");
     mcf->request_id_index = ngx_http_get_variable_index(cf, &request_id);
@@ -235,7 +240,7 @@ static ngx_int_t ngx_http_resend_confirmation_postconfiguration(ngx_conf_t *cf) 
     return ngx_http_resend_confirmation_answer_filters_init(cf);
 }
 
-static void *ngx_http_resend_confirmation_create_main_conf(ngx_conf_t *cf) noexcept {
+void *create_main_conf(ngx_conf_t *cf) noexcept {
     auto *mcf = static_cast<ngx_http_resend_confirmation_main_conf_t *>(
         ngx_pcalloc(cf->pool, sizeof(ngx_http_resend_confirmation_main_conf_t)));
     if (mcf == nullptr) return nullptr;
@@ -247,7 +252,7 @@ static void *ngx_http_resend_confirmation_create_main_conf(ngx_conf_t *cf) noexc
     return mcf;
 }
 
-static void *ngx_http_resend_confirmation_create_loc_conf(ngx_conf_t *cf) noexcept {
+void *create_loc_conf(ngx_conf_t *cf) noexcept {
     auto *lcf = static_cast<ngx_http_resend_confirmation_loc_conf_t *>(
         ngx_pcalloc(cf->pool, sizeof(ngx_http_resend_confirmation_loc_conf_t)));
     if (lcf == nullptr) return nullptr;
@@ -263,8 +268,7 @@ static void *ngx_http_resend_confirmation_create_loc_conf(ngx_conf_t *cf) noexce
     return lcf;
 }
 
-static char *ngx_http_resend_confirmation_merge_loc_conf(ngx_conf_t *cf, void *parent_conf,
-                                                         void *child_conf) noexcept {
+char *merge_loc_conf(ngx_conf_t *cf, void *parent_conf, void *child_conf) noexcept {
     auto *parent = static_cast<ngx_http_resend_confirmation_loc_conf_t *>(parent_conf);
     auto *conf = static_cast<ngx_http_resend_confirmation_loc_conf_t *>(child_conf);
 
@@ -331,7 +335,7 @@ static char *ngx_http_resend_confirmation_merge_loc_conf(ngx_conf_t *cf, void *p
     return NGX_CONF_OK;
 }
 
-static ngx_int_t ngx_http_resend_confirmation_init_process(ngx_cycle_t *cycle) noexcept {
+ngx_int_t init_process(ngx_cycle_t *cycle) noexcept {
     auto *mcf = static_cast<ngx_http_resend_confirmation_main_conf_t *>(
         ngx_http_cycle_get_module_main_conf(cycle, ngx_http_resend_confirmation_module));
     if (mcf == nullptr) return NGX_OK;  // no http block
@@ -349,7 +353,7 @@ static ngx_int_t ngx_http_resend_confirmation_init_process(ngx_cycle_t *cycle) n
     return NGX_OK;
 }
 
-static void ngx_http_resend_confirmation_exit_process(ngx_cycle_t *) noexcept {
+void exit_process(ngx_cycle_t *) noexcept {
     // Close the Redis connections ourselves: nginx reports sockets a worker
     // leaves open at exit as [alert]. The spool first: its progress is
     // written and its segments' locks let go.
@@ -359,3 +363,5 @@ static void ngx_http_resend_confirmation_exit_process(ngx_cycle_t *) noexcept {
     delete worker_parser;
     worker_parser = nullptr;
 }
+
+}  // namespace

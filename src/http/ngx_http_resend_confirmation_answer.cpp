@@ -12,8 +12,9 @@ static ngx_http_output_body_filter_pt ngx_http_next_body_filter;
 
 static ngx_str_t json_type = ngx_string("application/json");
 
-static ngx_int_t ngx_http_resend_confirmation_add_header(ngx_http_request_t *r, ngx_str_t name,
-                                                         ngx_str_t value) noexcept {
+namespace {
+
+ngx_int_t add_header(ngx_http_request_t *r, ngx_str_t name, ngx_str_t value) noexcept {
     auto *h = static_cast<ngx_table_elt_t *>(ngx_list_push(&r->headers_out.headers));
     if (h == nullptr) return NGX_ERROR;
     h->hash = 1;
@@ -28,9 +29,7 @@ static ngx_int_t ngx_http_resend_confirmation_add_header(ngx_http_request_t *r, 
 // Status, Content-Type, Content-Length, Cache-Control (Allow for 405,
 // Retry-After for 503: the link tries Redis again 100 ms after a failure; for a
 // limit, the seconds until a request would pass).
-static ngx_int_t ngx_http_resend_confirmation_set_headers(ngx_http_request_t *r,
-                                                          ngx_http_resend_confirmation_ctx_t *ctx,
-                                                          resend::outcome sent) noexcept {
+ngx_int_t set_headers(ngx_http_request_t *r, ngx_http_resend_confirmation_ctx_t *ctx, resend::outcome sent) noexcept {
     const resend::answer &answer = resend::answer_for(sent);
     // A limit's refusal has resend_confirmation_limit_status (429 by default).
     bool limited = sent == resend::outcome::client_limited || sent == resend::outcome::email_limited;
@@ -45,12 +44,12 @@ static ngx_int_t ngx_http_resend_confirmation_set_headers(ngx_http_request_t *r,
         r->headers_out.content_length = nullptr;
     }
 
-    if (ngx_http_resend_confirmation_add_header(r, ngx_string("Cache-Control"),
-                                                ngx_string("no-store")) != NGX_OK) {
+    if (add_header(r, ngx_string("Cache-Control"),
+                   ngx_string("no-store")) != NGX_OK) {
         return NGX_ERROR;
     }
     if (answer.status == NGX_HTTP_SERVICE_UNAVAILABLE &&
-        ngx_http_resend_confirmation_add_header(r, ngx_string("Retry-After"), ngx_string("1")) !=
+        add_header(r, ngx_string("Retry-After"), ngx_string("1")) !=
             NGX_OK) {
         return NGX_ERROR;
     }
@@ -59,12 +58,12 @@ static ngx_int_t ngx_http_resend_confirmation_set_headers(ngx_http_request_t *r,
         if (seconds == nullptr) return NGX_ERROR;
         ngx_str_t value = {static_cast<size_t>(ngx_sprintf(seconds, "%ui", ctx->retry_after) - seconds),
                            seconds};
-        if (ngx_http_resend_confirmation_add_header(r, ngx_string("Retry-After"), value) != NGX_OK) {
+        if (add_header(r, ngx_string("Retry-After"), value) != NGX_OK) {
             return NGX_ERROR;
         }
     }
     if (answer.status == NGX_HTTP_NOT_ALLOWED &&
-        ngx_http_resend_confirmation_add_header(r, ngx_string("Allow"), ngx_string("POST")) !=
+        add_header(r, ngx_string("Allow"), ngx_string("POST")) !=
             NGX_OK) {
         return NGX_ERROR;
     }
@@ -72,8 +71,7 @@ static ngx_int_t ngx_http_resend_confirmation_set_headers(ngx_http_request_t *r,
 }
 
 // One buffer pointing at the static body, the last of the response.
-static ngx_chain_t *ngx_http_resend_confirmation_body_chain(ngx_http_request_t *r,
-                                                           const resend::answer &answer) noexcept {
+ngx_chain_t *body_chain(ngx_http_request_t *r, const resend::answer &answer) noexcept {
     auto *b = static_cast<ngx_buf_t *>(ngx_calloc_buf(r->pool));
     ngx_chain_t *out = ngx_alloc_chain_link(r->pool);
     if (b == nullptr || out == nullptr) return nullptr;
@@ -88,6 +86,8 @@ static ngx_chain_t *ngx_http_resend_confirmation_body_chain(ngx_http_request_t *
     out->next = nullptr;
     return out;
 }
+
+}  // namespace
 
 ngx_int_t ngx_http_resend_confirmation_answer(ngx_http_request_t *r,
                                              ngx_http_resend_confirmation_ctx_t *ctx,
@@ -104,14 +104,16 @@ ngx_int_t ngx_http_resend_confirmation_answer_as(ngx_http_request_t *r,
     ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0, "resend_confirmation: answer %ui %*s",
                    answer.status, answer.word.size(), answer.word.data());
 
-    if (ngx_http_resend_confirmation_set_headers(r, ctx, sent) != NGX_OK) return NGX_ERROR;
+    if (set_headers(r, ctx, sent) != NGX_OK) return NGX_ERROR;
     ngx_int_t rc = ngx_http_send_header(r);
     if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) return rc;
-    ngx_chain_t *body = ngx_http_resend_confirmation_body_chain(r, answer);
+    ngx_chain_t *body = body_chain(r, answer);
     return body != nullptr ? ngx_http_output_filter(r, body) : NGX_ERROR;
 }
 
-static ngx_int_t ngx_http_resend_confirmation_header_filter(ngx_http_request_t *r) noexcept {
+namespace {
+
+ngx_int_t header_filter(ngx_http_request_t *r) noexcept {
     if (r->headers_out.status != NGX_HTTP_REQUEST_ENTITY_TOO_LARGE) {
         return ngx_http_next_header_filter(r);
     }
@@ -129,14 +131,13 @@ static ngx_int_t ngx_http_resend_confirmation_header_filter(ngx_http_request_t *
     // nginx's own 413 page for our request: our JSON goes in its place.
     if (ngx_http_resend_confirmation_too_large(r, ctx, ngx_http_resend_confirmation_too_large_t::by_nginx) !=
             NGX_OK ||
-        ngx_http_resend_confirmation_set_headers(r, ctx, ctx->outcome) != NGX_OK) {
+        set_headers(r, ctx, ctx->outcome) != NGX_OK) {
         return NGX_ERROR;
     }
     return ngx_http_next_header_filter(r);
 }
 
-static ngx_int_t ngx_http_resend_confirmation_body_filter(ngx_http_request_t *r,
-                                                          ngx_chain_t *in) noexcept {
+ngx_int_t body_filter(ngx_http_request_t *r, ngx_chain_t *in) noexcept {
     auto *ctx = ngx_http_resend_confirmation_get_ctx(r);
     if (ctx == nullptr || ctx->stage != ngx_http_resend_confirmation_stage_t::replacing) {
         return ngx_http_next_body_filter(r, in);
@@ -150,14 +151,16 @@ static ngx_int_t ngx_http_resend_confirmation_body_filter(ngx_http_request_t *r,
     }
     if (!last) return NGX_OK;
     ctx->stage = ngx_http_resend_confirmation_stage_t::answered;
-    ngx_chain_t *body = ngx_http_resend_confirmation_body_chain(r, resend::answer_for(ctx->outcome));
+    ngx_chain_t *body = body_chain(r, resend::answer_for(ctx->outcome));
     return body != nullptr ? ngx_http_next_body_filter(r, body) : NGX_ERROR;
 }
 
+}  // namespace
+
 ngx_int_t ngx_http_resend_confirmation_answer_filters_init(ngx_conf_t *) noexcept {
     ngx_http_next_header_filter = ngx_http_top_header_filter;
-    ngx_http_top_header_filter = ngx_http_resend_confirmation_header_filter;
+    ngx_http_top_header_filter = header_filter;
     ngx_http_next_body_filter = ngx_http_top_body_filter;
-    ngx_http_top_body_filter = ngx_http_resend_confirmation_body_filter;
+    ngx_http_top_body_filter = body_filter;
     return NGX_OK;
 }

@@ -10,8 +10,9 @@
 
 static ngx_http_request_body_filter_pt ngx_http_next_request_body_filter;
 
-static ngx_int_t ngx_http_resend_confirmation_request_body_filter(ngx_http_request_t *r,
-                                                                  ngx_chain_t *in) noexcept {
+namespace {
+
+ngx_int_t request_body_filter(ngx_http_request_t *r, ngx_chain_t *in) noexcept {
     auto *ctx = ngx_http_resend_confirmation_get_ctx(r);
     if (ctx == nullptr) return ngx_http_next_request_body_filter(r, in);
 
@@ -38,9 +39,11 @@ static ngx_int_t ngx_http_resend_confirmation_request_body_filter(ngx_http_reque
     return ngx_http_next_request_body_filter(r, in);
 }
 
+}  // namespace
+
 ngx_int_t ngx_http_resend_confirmation_body_filter_init(ngx_conf_t *) noexcept {
     ngx_http_next_request_body_filter = ngx_http_top_request_body_filter;
-    ngx_http_top_request_body_filter = ngx_http_resend_confirmation_request_body_filter;
+    ngx_http_top_request_body_filter = request_body_filter;
     return NGX_OK;
 }
 

@@ -3,7 +3,7 @@
 // parse+validate -> email limits -> record (async,
 // ngx_http_resend_confirmation_record.cpp) -> answer.
 // It decides every refusal: those before the body in
-// ngx_http_resend_confirmation_refuse_before_body(), and what happens to a
+// refuse_before_body(), and what happens to a
 // request that is too large, wherever that is found, in
 // ngx_http_resend_confirmation_too_large().
 
@@ -20,10 +20,12 @@ extern "C" {
 }
 #endif
 
-static void ngx_http_resend_confirmation_body_ready(ngx_http_request_t *r) noexcept;
+namespace {
+
+void body_ready(ngx_http_request_t *r) noexcept;
 
 // The checks that need no body: the method, then the declared media type.
-static resend::outcome ngx_http_resend_confirmation_check_headers(ngx_http_request_t *r) noexcept {
+resend::outcome check_headers(ngx_http_request_t *r) noexcept {
     if (r->method != NGX_HTTP_POST) return resend::outcome::method_not_allowed;
 
     ngx_table_elt_t *content_type = r->headers_in.content_type;
@@ -37,7 +39,7 @@ static resend::outcome ngx_http_resend_confirmation_check_headers(ngx_http_reque
 
 // The outcome of a request a limit refused or silenced; sets what the
 // answer needs (Retry-After).
-static resend::outcome ngx_http_resend_confirmation_limited(
+resend::outcome limit_outcome(
     ngx_http_resend_confirmation_ctx_t *ctx,
     ngx_http_resend_confirmation_limit_verdict_t limited,
     ngx_http_resend_confirmation_limit_phase_t phase) noexcept {
@@ -58,10 +60,10 @@ static resend::outcome ngx_http_resend_confirmation_limited(
 // is answered (body_ready). "In flight already" is what a client may send
 // before any window update: nginx advertises http2_body_preread_size as the
 // initial window. False when this does not apply.
-static bool ngx_http_resend_confirmation_drain_first(ngx_http_request_t *r,
-                                                     ngx_http_resend_confirmation_ctx_t *ctx,
-                                                     resend::outcome result,
-                                                     ngx_int_t *rc) noexcept {
+bool drain_first(ngx_http_request_t *r,
+                 ngx_http_resend_confirmation_ctx_t *ctx,
+                 resend::outcome result,
+                 ngx_int_t *rc) noexcept {
 #if (NGX_HTTP_V2)
     if (r->stream == nullptr || r->headers_in.content_length_n <= 0) return false;
     auto *h2scf = static_cast<ngx_http_v2_srv_conf_t *>(
@@ -69,7 +71,7 @@ static bool ngx_http_resend_confirmation_drain_first(ngx_http_request_t *r,
     if (r->headers_in.content_length_n > static_cast<off_t>(h2scf->preread_size)) return false;
     ctx->stage = ngx_http_resend_confirmation_stage_t::draining;
     ctx->outcome = result;
-    *rc = ngx_http_read_client_request_body(r, ngx_http_resend_confirmation_body_ready);
+    *rc = ngx_http_read_client_request_body(r, body_ready);
     if (*rc < NGX_HTTP_SPECIAL_RESPONSE) *rc = NGX_DONE;
     return true;
 #else
@@ -83,16 +85,18 @@ static bool ngx_http_resend_confirmation_drain_first(ngx_http_request_t *r,
 // is within the initial window; otherwise discarded, which keeps the framing
 // of a keep-alive connection (the next pipelined request starts after it)
 // and makes an HTTP/2 stream skip its DATA frames.
-static ngx_int_t ngx_http_resend_confirmation_refuse_before_body(
+ngx_int_t refuse_before_body(
     ngx_http_request_t *r, ngx_http_resend_confirmation_ctx_t *ctx,
     resend::outcome result) noexcept {
     ngx_int_t rc;
-    if (ngx_http_resend_confirmation_drain_first(r, ctx, result, &rc)) return rc;
+    if (drain_first(r, ctx, result, &rc)) return rc;
     if (ngx_http_discard_request_body(r) != NGX_OK) {
         r->keepalive = 0;  // even discarding failed: the connection cannot be reused
     }
     return ngx_http_resend_confirmation_answer(r, ctx, result);
 }
+
+}  // namespace
 
 // What happens to a request that is too large. Every 413 is decided here,
 // whichever way it is found:
@@ -122,7 +126,7 @@ ngx_int_t ngx_http_resend_confirmation_too_large(ngx_http_request_t *r,
     case ngx_http_resend_confirmation_too_large_t::declared:
 #if (NGX_HTTP_V2)
         if (r->stream != nullptr) {  // drained first, or its DATA frames skipped
-            return ngx_http_resend_confirmation_refuse_before_body(r, ctx, ctx->outcome);
+            return refuse_before_body(r, ctx, ctx->outcome);
         }
 #endif
         r->expect_tested = 1;
@@ -143,12 +147,12 @@ ngx_int_t ngx_http_resend_confirmation_handler(ngx_http_request_t *r) noexcept {
     auto *ctx = ngx_http_resend_confirmation_create_ctx(r);
     if (ctx == nullptr) return NGX_HTTP_INTERNAL_SERVER_ERROR;
 
-    resend::outcome refused = ngx_http_resend_confirmation_check_headers(r);
+    resend::outcome refused = check_headers(r);
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "resend_confirmation: method and media type %s",
                    refused == resend::outcome::none ? "pass" : "refused");
     if (refused != resend::outcome::none) {
-        return ngx_http_resend_confirmation_refuse_before_body(r, ctx, refused);
+        return refuse_before_body(r, ctx, refused);
     }
 
     ngx_http_resend_confirmation_limit_verdict_t limited = ngx_http_resend_confirmation_limit_check(
@@ -161,9 +165,9 @@ ngx_int_t ngx_http_resend_confirmation_handler(ngx_http_request_t *r) noexcept {
         // still read and validated; a valid one then gets the silent 200.
         ctx->silenced = 1;
     } else if (limited.result != ngx_http_resend_confirmation_limit_verdict_t::passed) {
-        return ngx_http_resend_confirmation_refuse_before_body(
+        return refuse_before_body(
             r, ctx,
-            ngx_http_resend_confirmation_limited(ctx, limited, ngx_http_resend_confirmation_limit_phase_t::client));
+            limit_outcome(ctx, limited, ngx_http_resend_confirmation_limit_phase_t::client));
     }
 
     if (r->headers_in.content_length_n >
@@ -174,12 +178,14 @@ ngx_int_t ngx_http_resend_confirmation_handler(ngx_http_request_t *r) noexcept {
 
     // A 413 from the body filter (too_large, counted) comes back as rc: nginx
     // finalizes the request with it and the answer filters answer in JSON.
-    ngx_int_t rc = ngx_http_read_client_request_body(r, ngx_http_resend_confirmation_body_ready);
+    ngx_int_t rc = ngx_http_read_client_request_body(r, body_ready);
     return rc >= NGX_HTTP_SPECIAL_RESPONSE ? rc : NGX_DONE;
 }
 
+namespace {
+
 // Called by nginx's body reader once the whole body is in (memory or file).
-static void ngx_http_resend_confirmation_body_ready(ngx_http_request_t *r) noexcept {
+void body_ready(ngx_http_request_t *r) noexcept {
     auto *ctx = ngx_http_resend_confirmation_get_ctx(r);
 
     if (ctx->stage == ngx_http_resend_confirmation_stage_t::draining) {
@@ -231,7 +237,7 @@ static void ngx_http_resend_confirmation_body_ready(ngx_http_request_t *r) noexc
         ngx_http_finalize_request(
             r, ngx_http_resend_confirmation_answer(
                    r, ctx,
-                   ngx_http_resend_confirmation_limited(
+                   limit_outcome(
                        ctx, limited, ngx_http_resend_confirmation_limit_phase_t::email)));
         return;
     }
@@ -247,3 +253,5 @@ static void ngx_http_resend_confirmation_body_ready(ngx_http_request_t *r) noexc
                                         r, ctx, ngx_http_resend_confirmation_fate_t::unsent));
     }
 }
+
+}  // namespace

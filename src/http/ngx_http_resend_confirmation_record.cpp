@@ -22,7 +22,9 @@
 
 #include <charconv>
 
-static void ngx_http_resend_confirmation_record_cleanup(void *data) noexcept {
+namespace {
+
+void record_cleanup(void *data) noexcept {
     auto *ctx = static_cast<ngx_http_resend_confirmation_ctx_t *>(data);
     if (ctx->pending != nullptr) {
         ngx_http_resend_confirmation_link_detach(ctx->pending);
@@ -35,7 +37,7 @@ static void ngx_http_resend_confirmation_record_cleanup(void *data) noexcept {
 // `client_closed`, nothing sent; its command stays in the link (detached by
 // the cleanup above) and still reaches Redis. Readable data is not EOF: a
 // keep-alive client may have pipelined its next request.
-static void ngx_http_resend_confirmation_record_watch_client(ngx_http_request_t *r) noexcept {
+void record_watch_client(ngx_http_request_t *r) noexcept {
     ngx_connection_t *c = r->connection;
     ngx_event_t *rev = c->read;
     ngx_err_t err = 0;
@@ -85,6 +87,8 @@ static void ngx_http_resend_confirmation_record_watch_client(ngx_http_request_t 
     ngx_http_finalize_request(r, NGX_HTTP_CLIENT_CLOSED_REQUEST);
 }
 
+}  // namespace
+
 size_t ngx_http_resend_confirmation_record_command(std::string_view stream, std::string_view maxlen,
                                                    std::span<const std::string_view> fields,
                                                    std::string_view *args) noexcept {
@@ -99,6 +103,8 @@ size_t ngx_http_resend_confirmation_record_command(std::string_view stream, std:
     return n;
 }
 
+namespace {
+
 // What a request a local zone silenced sends in place of its record,
 // built from it so that nginx does the same work: with shared limits, their
 // script with dry run argument 2 (it takes its silencing way: the buckets
@@ -109,10 +115,10 @@ size_t ngx_http_resend_confirmation_record_command(std::string_view stream, std:
 // the stream's slot, so the same node, refusals (OOM, READONLY, ...) and
 // WAIT as the record. Its fields, not the request's, are what the spool
 // keeps should Redis not answer: replayed, they record nothing.
-static bool ngx_http_resend_confirmation_record_silence(ngx_http_request_t *r,
-                                                        ngx_http_resend_confirmation_ctx_t *ctx,
-                                                        std::string_view *args,
-                                                        std::span<const std::string_view> *command) noexcept {
+bool record_silence(ngx_http_request_t *r,
+                    ngx_http_resend_confirmation_ctx_t *ctx,
+                    std::string_view *args,
+                    std::span<const std::string_view> *command) noexcept {
     static constexpr std::string_view fields[] = {"limit", "0"};
     std::string_view stream = ngx_http_resend_confirmation_view(ngx_http_resend_confirmation_loc_conf(r)->stream);
     size_t size = resend::shared_limit_silence_key_size(stream);
@@ -126,6 +132,8 @@ static bool ngx_http_resend_confirmation_record_silence(ngx_http_request_t *r,
     *command = {args, ngx_http_resend_confirmation_record_command(ctx->silence_key, "1", fields, args)};
     return true;
 }
+
+}  // namespace
 
 bool ngx_http_resend_confirmation_record(ngx_http_request_t *r,
                                          ngx_http_resend_confirmation_ctx_t *ctx) noexcept {
@@ -177,7 +185,7 @@ bool ngx_http_resend_confirmation_record(ngx_http_request_t *r,
     std::span<const std::string_view> command{args, argc};
     ngx_http_resend_confirmation_link_done_pt done = ngx_http_resend_confirmation_record_done;
     if (!ngx_http_resend_confirmation_shared_limit_command(r, ctx, &command, &done)) return false;
-    if (ctx->silenced && !ngx_http_resend_confirmation_record_silence(r, ctx, args, &command)) return false;
+    if (ctx->silenced && !record_silence(r, ctx, args, &command)) return false;
     ctx->redis_sent = ngx_current_msec;
     if (ngx_http_resend_confirmation_link_send(ngx_http_resend_confirmation_worker_link(lcf->redis), r, command,
                                                done, &ctx->pending, ctx->redis_sent) == nullptr) {
@@ -186,12 +194,12 @@ bool ngx_http_resend_confirmation_record(ngx_http_request_t *r,
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "resend_confirmation: record sent to redis %V", &lcf->redis->addr.name);
 
-    cleanup->handler = ngx_http_resend_confirmation_record_cleanup;
+    cleanup->handler = record_cleanup;
     cleanup->data = ctx;
     // Notice a client that leaves while we wait. Its FIN may have come with
     // the body, and an edge-triggered event will not tell it again: look
     // once now, after this loop turn's writes (the command's among them).
-    r->read_event_handler = ngx_http_resend_confirmation_record_watch_client;
+    r->read_event_handler = record_watch_client;
 #if (NGX_HTTP_V2)
     if (r->stream != nullptr) return true;  // nginx tells of the stream's end
 #endif

@@ -19,9 +19,9 @@
 #include "core/email.hpp"
 #include "core/shared_limit.hpp"
 
-static ngx_int_t ngx_http_resend_confirmation_outcome_variable(ngx_http_request_t *r,
-                                                               ngx_http_variable_value_t *v,
-                                                               uintptr_t) noexcept {
+namespace {
+
+ngx_int_t outcome_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v, uintptr_t) noexcept {
     auto *ctx = ngx_http_resend_confirmation_get_ctx(r);
     // A refusal decided while the body drains is not sent yet: a client that
     // leaves meanwhile had no answer.
@@ -40,9 +40,7 @@ static ngx_int_t ngx_http_resend_confirmation_outcome_variable(ngx_http_request_
 }
 
 // $resend_confirmation_email (data 0) and $resend_confirmation_mailbox (1).
-static ngx_int_t ngx_http_resend_confirmation_email_variable(ngx_http_request_t *r,
-                                                             ngx_http_variable_value_t *v,
-                                                             uintptr_t mailbox) noexcept {
+ngx_int_t email_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v, uintptr_t mailbox) noexcept {
     auto *ctx = ngx_http_resend_confirmation_get_ctx(r);
     if (ctx == nullptr || ctx->email.len == 0) {
         v->not_found = 1;
@@ -65,9 +63,7 @@ static ngx_int_t ngx_http_resend_confirmation_email_variable(ngx_http_request_t 
     return NGX_OK;
 }
 
-static ngx_int_t ngx_http_resend_confirmation_redis_time_variable(ngx_http_request_t *r,
-                                                                  ngx_http_variable_value_t *v,
-                                                                  uintptr_t) noexcept {
+ngx_int_t redis_time_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v, uintptr_t) noexcept {
     auto *ctx = ngx_http_resend_confirmation_get_ctx(r);
     if (ctx == nullptr || !ctx->redis_answered) {
         v->not_found = 1;
@@ -85,9 +81,7 @@ static ngx_int_t ngx_http_resend_confirmation_redis_time_variable(ngx_http_reque
     return NGX_OK;
 }
 
-static ngx_int_t ngx_http_resend_confirmation_client_prefix_variable(ngx_http_request_t *r,
-                                                                     ngx_http_variable_value_t *v,
-                                                                     uintptr_t) noexcept {
+ngx_int_t client_prefix_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v, uintptr_t) noexcept {
     const auto *prefix = ngx_http_resend_confirmation_loc_conf(r)->client_prefix;
     ngx_connection_t *c = r->connection;
     const u_char *address = nullptr;
@@ -134,17 +128,19 @@ static ngx_int_t ngx_http_resend_confirmation_client_prefix_variable(ngx_http_re
     return NGX_OK;
 }
 
+}  // namespace
+
 static ngx_http_variable_t ngx_http_resend_confirmation_variables[] = {
     {ngx_string("resend_confirmation_outcome"), nullptr,
-     ngx_http_resend_confirmation_outcome_variable, 0, NGX_HTTP_VAR_NOCACHEABLE, 0},
+     outcome_variable, 0, NGX_HTTP_VAR_NOCACHEABLE, 0},
     {ngx_string("resend_confirmation_email"), nullptr,
-     ngx_http_resend_confirmation_email_variable, 0, NGX_HTTP_VAR_NOCACHEABLE, 0},
+     email_variable, 0, NGX_HTTP_VAR_NOCACHEABLE, 0},
     {ngx_string("resend_confirmation_mailbox"), nullptr,
-     ngx_http_resend_confirmation_email_variable, 1, NGX_HTTP_VAR_NOCACHEABLE, 0},
+     email_variable, 1, NGX_HTTP_VAR_NOCACHEABLE, 0},
     {ngx_string("resend_confirmation_client_prefix"), nullptr,
-     ngx_http_resend_confirmation_client_prefix_variable, 0, 0, 0},
+     client_prefix_variable, 0, 0, 0},
     {ngx_string("resend_confirmation_redis_time"), nullptr,
-     ngx_http_resend_confirmation_redis_time_variable, 0, NGX_HTTP_VAR_NOCACHEABLE, 0},
+     redis_time_variable, 0, NGX_HTTP_VAR_NOCACHEABLE, 0},
 };
 
 ngx_int_t ngx_http_resend_confirmation_add_variables(ngx_conf_t *cf) noexcept {

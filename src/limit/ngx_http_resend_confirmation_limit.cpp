@@ -69,9 +69,9 @@ ngx_rbtree_node_t *rbtree_node_of(ngx_queue_t *q) noexcept {
 
 // --- the rbtree ---------------------------------------------------------------
 
-static void ngx_http_resend_confirmation_limit_insert(ngx_rbtree_node_t *temp,
-                                                      ngx_rbtree_node_t *node,
-                                                      ngx_rbtree_node_t *sentinel) noexcept {
+namespace {
+
+void limit_insert(ngx_rbtree_node_t *temp, ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel) noexcept {
     for (;;) {
         ngx_rbtree_node_t **p;
         if (node->key != temp->key) {
@@ -93,7 +93,7 @@ static void ngx_http_resend_confirmation_limit_insert(ngx_rbtree_node_t *temp,
     ngx_rbt_red(node);
 }
 
-static ngx_rbtree_node_t *ngx_http_resend_confirmation_limit_find(
+ngx_rbtree_node_t *limit_find(
     ngx_http_resend_confirmation_zone_t *zone, uint32_t hash, const u_char *key, size_t len) noexcept {
     ngx_rbtree_node_t *node = zone->sh->rbtree.root;
     ngx_rbtree_node_t *sentinel = zone->sh->rbtree.sentinel;
@@ -110,8 +110,7 @@ static ngx_rbtree_node_t *ngx_http_resend_confirmation_limit_find(
     return nullptr;
 }
 
-static void ngx_http_resend_confirmation_limit_remove(ngx_http_resend_confirmation_zone_t *zone,
-                                                      ngx_queue_t *q) noexcept {
+void limit_remove(ngx_http_resend_confirmation_zone_t *zone, ngx_queue_t *q) noexcept {
     ngx_rbtree_node_t *node = rbtree_node_of(q);
     ngx_queue_remove(q);
     ngx_rbtree_delete(&zone->sh->rbtree, node);
@@ -121,29 +120,29 @@ static void ngx_http_resend_confirmation_limit_remove(ngx_http_resend_confirmati
 
 // Frees up to two least recently used keys that have gone idle: the
 // zone's steady-state cleanup, a little on every insertion, as limit_req.
-static void ngx_http_resend_confirmation_limit_expire(ngx_http_resend_confirmation_zone_t *zone,
-                                                      int64_t now) noexcept {
+void limit_expire(ngx_http_resend_confirmation_zone_t *zone, int64_t now) noexcept {
     for (int n = 0; n < 2 && !ngx_queue_empty(&zone->sh->queue); ++n) {
         ngx_queue_t *q = ngx_queue_last(&zone->sh->queue);
         auto *lr = ngx_queue_data(q, ngx_http_resend_confirmation_limit_node_t, queue);
         if (!resend::bucket_idle({lr->excess, lr->last}, zone->rate, now)) return;
-        ngx_http_resend_confirmation_limit_remove(zone, q);
+        limit_remove(zone, q);
     }
 }
 
 // A node for a new key. When the zone is full, the least recently used keys
 // go, drained or not: a full zone forgets its oldest keys, it never fails.
-static ngx_rbtree_node_t *ngx_http_resend_confirmation_limit_alloc(
-    ngx_http_resend_confirmation_zone_t *zone, size_t len) noexcept {
+ngx_rbtree_node_t *limit_alloc(ngx_http_resend_confirmation_zone_t *zone, size_t len) noexcept {
     size_t size = offsetof(ngx_rbtree_node_t, color) +
                   offsetof(ngx_http_resend_confirmation_limit_node_t, data) + len;
     for (;;) {
         auto *node = static_cast<ngx_rbtree_node_t *>(ngx_slab_alloc_locked(zone->shpool, size));
         if (node != nullptr || ngx_queue_empty(&zone->sh->queue)) return node;
-        ngx_http_resend_confirmation_limit_remove(zone, ngx_queue_last(&zone->sh->queue));
+        limit_remove(zone, ngx_queue_last(&zone->sh->queue));
         __atomic_fetch_add(&zone->sh->evictions, 1, __ATOMIC_RELAXED);
     }
 }
+
+}  // namespace
 
 // --- keys ---------------------------------------------------------------------------
 
@@ -154,13 +153,10 @@ struct limit_key {
     u_char len;
     u_char data[resend::keyed_hash_size];
 };
-}  // namespace
 
 // The zone's key for `r`; false when it is empty: such requests are not
 // counted (as limit_req).
-static bool ngx_http_resend_confirmation_limit_key(ngx_http_request_t *r,
-                                                   ngx_http_resend_confirmation_zone_t *zone,
-                                                   limit_key *key) noexcept {
+bool limit_key_of(ngx_http_request_t *r, ngx_http_resend_confirmation_zone_t *zone, limit_key *key) noexcept {
     ngx_str_t value;
     if (ngx_http_complex_value(r, &zone->key, &value) != NGX_OK || value.len == 0) return false;
     if (zone->phase == ngx_http_resend_confirmation_limit_phase_t::email ||
@@ -184,9 +180,8 @@ static bool ngx_http_resend_confirmation_limit_key(ngx_http_request_t *r,
 // limit_check clears it before and looks after), logged once per zone and
 // worker, and no longer looked for. Only keys that read a changeable
 // variable (watch_email) are watched: no other variable reads the email.
-static ngx_http_variable_value_t *
-ngx_http_resend_confirmation_limit_watch_email(ngx_http_request_t *r,
-                                               ngx_http_resend_confirmation_zone_t *zone) noexcept {
+ngx_http_variable_value_t *
+limit_watch_email(ngx_http_request_t *r, ngx_http_resend_confirmation_zone_t *zone) noexcept {
     if (!zone->watch_email) return nullptr;
     ngx_http_variable_value_t *email = &r->variables[zone->email_index];
     email->valid = 0;
@@ -194,8 +189,7 @@ ngx_http_resend_confirmation_limit_watch_email(ngx_http_request_t *r,
     return email;
 }
 
-static void ngx_http_resend_confirmation_limit_email_read_early(
-    ngx_http_request_t *r, ngx_http_resend_confirmation_zone_t *zone) noexcept {
+void limit_email_read_early(ngx_http_request_t *r, ngx_http_resend_confirmation_zone_t *zone) noexcept {
     zone->watch_email = false;
     ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                   "resend_confirmation: the key of zone \"%V\" reads "
@@ -203,6 +197,8 @@ static void ngx_http_resend_confirmation_limit_email_read_early(
                   "\"after_validation\" to its resend_confirmation_limit_zone",
                   &zone->name);
 }
+
+}  // namespace
 
 // --- checking ------------------------------------------------------------------------
 
@@ -213,15 +209,14 @@ struct take_result {
     uint64_t excess;         // what the request made it (over the limit when refused), for the log
     uint64_t retry_after_ms;
 };
-}  // namespace
 
-static take_result ngx_http_resend_confirmation_limit_take(ngx_http_resend_confirmation_zone_t *zone,
-                                                           const limit_key &key, ngx_uint_t burst,
-                                                           bool count) noexcept {
+take_result limit_take(ngx_http_resend_confirmation_zone_t *zone,
+                       const limit_key &key, ngx_uint_t burst,
+                       bool count) noexcept {
     auto now = static_cast<int64_t>(ngx_current_msec);
     ngx_shmtx_lock(&zone->shpool->mutex);
 
-    ngx_rbtree_node_t *node = ngx_http_resend_confirmation_limit_find(zone, key.hash, key.data, key.len);
+    ngx_rbtree_node_t *node = limit_find(zone, key.hash, key.data, key.len);
     resend::bucket current = resend::bucket_first(now);
     resend::bucket_verdict verdict{true, current, 0, 0};
     if (node != nullptr) {
@@ -234,8 +229,8 @@ static take_result ngx_http_resend_confirmation_limit_take(ngx_http_resend_confi
 
     if (verdict.allowed && count) {
         if (node == nullptr) {
-            ngx_http_resend_confirmation_limit_expire(zone, now);
-            node = ngx_http_resend_confirmation_limit_alloc(zone, key.len);
+            limit_expire(zone, now);
+            node = limit_alloc(zone, key.len);
             if (node != nullptr) {
                 node->key = key.hash;
                 auto *lr = node_of(node);
@@ -257,26 +252,27 @@ static take_result ngx_http_resend_confirmation_limit_take(ngx_http_resend_confi
 }
 
 // Gives back what `charges` counted (keys no longer in the zone are skipped).
-static void ngx_http_resend_confirmation_limit_give_back(
-    const ngx_http_resend_confirmation_charge_t *charges, ngx_uint_t n) noexcept {
+void limit_give_back(const ngx_http_resend_confirmation_charge_t *charges, ngx_uint_t n) noexcept {
     for (ngx_uint_t i = 0; i < n; ++i) {
         const ngx_http_resend_confirmation_charge_t &charge = charges[i];
         auto *zone = zone_of(charge.shm_zone);
         ngx_shmtx_lock(&zone->shpool->mutex);
         ngx_rbtree_node_t *node =
-            ngx_http_resend_confirmation_limit_find(zone, charge.hash, charge.key, charge.key_len);
+            limit_find(zone, charge.hash, charge.key, charge.key_len);
         if (node != nullptr) {
             auto *lr = node_of(node);
             std::optional<resend::bucket> back = resend::bucket_refund({lr->excess, lr->last});
             if (back) {
                 lr->excess = back->excess;
             } else {
-                ngx_http_resend_confirmation_limit_remove(zone, &lr->queue);
+                limit_remove(zone, &lr->queue);
             }
         }
         ngx_shmtx_unlock(&zone->shpool->mutex);
     }
 }
+
+}  // namespace
 
 ngx_http_resend_confirmation_limit_verdict_t ngx_http_resend_confirmation_limit_check(ngx_http_request_t *r,
                                                        ngx_http_resend_confirmation_ctx_t *ctx,
@@ -295,16 +291,16 @@ ngx_http_resend_confirmation_limit_verdict_t ngx_http_resend_confirmation_limit_
         if (zone->phase != phase) continue;
 
         limit_key key;
-        ngx_http_variable_value_t *email = ngx_http_resend_confirmation_limit_watch_email(r, zone);
-        bool has_key = ngx_http_resend_confirmation_limit_key(r, zone, &key);
+        ngx_http_variable_value_t *email = limit_watch_email(r, zone);
+        bool has_key = limit_key_of(r, zone, &key);
         if (email != nullptr && (email->valid || email->not_found)) {
-            ngx_http_resend_confirmation_limit_email_read_early(r, zone);
+            limit_email_read_early(r, zone);
         }
         if (!has_key) continue;
 
         // Once a limit refuses, later ones are looked at but not counted.
         bool count = verdict.result == ngx_http_resend_confirmation_limit_verdict_t::passed || lcf->limit_dry_run;
-        take_result taken = ngx_http_resend_confirmation_limit_take(zone, key, limit.burst, count);
+        take_result taken = limit_take(zone, key, limit.burst, count);
         if (taken.allowed) {
             if (count && charges == nullptr) {
                 charges = static_cast<ngx_http_resend_confirmation_charge_t *>(ngx_palloc(
@@ -341,7 +337,7 @@ ngx_http_resend_confirmation_limit_verdict_t ngx_http_resend_confirmation_limit_
 
     if (verdict.result != ngx_http_resend_confirmation_limit_verdict_t::passed) {
         // Refused after all: what the passing limits counted goes back.
-        ngx_http_resend_confirmation_limit_give_back(charges, ncharges);
+        limit_give_back(charges, ncharges);
     } else if (phase == ngx_http_resend_confirmation_limit_phase_t::email) {
         ctx->charges = charges;
         ctx->ncharges = ncharges;
@@ -350,15 +346,17 @@ ngx_http_resend_confirmation_limit_verdict_t ngx_http_resend_confirmation_limit_
 }
 
 void ngx_http_resend_confirmation_limit_refund(ngx_http_resend_confirmation_ctx_t *ctx) noexcept {
-    ngx_http_resend_confirmation_limit_give_back(ctx->charges, ctx->ncharges);
+    limit_give_back(ctx->charges, ctx->ncharges);
     ctx->ncharges = 0;
 }
 
 // --- shared memory -------------------------------------------------------------------
 
+namespace {
+
 // A zone's size can change only with a restart: nginx would silently start
 // an empty zone, and every counter would be lost on reload.
-static bool ngx_http_resend_confirmation_limit_resized(ngx_shm_zone_t *shm_zone) noexcept {
+bool limit_resized(ngx_shm_zone_t *shm_zone) noexcept {
     // ngx_cycle is still the running (old) cycle while a reload sets up zones.
     auto *running = const_cast<ngx_cycle_t *>(ngx_cycle);
     for (ngx_list_part_t *part = &running->shared_memory.part; part != nullptr; part = part->next) {
@@ -382,7 +380,7 @@ static bool ngx_http_resend_confirmation_limit_resized(ngx_shm_zone_t *shm_zone)
 // The HMAC key of this configuration's email keys, kept in process memory:
 // the configured secret, else the zone's random one. Nothing is written to
 // the shared zone, so a reload that fails later leaves it as it was.
-static void ngx_http_resend_confirmation_limit_set_secret(ngx_http_resend_confirmation_zone_t *zone) noexcept {
+void limit_set_secret(ngx_http_resend_confirmation_zone_t *zone) noexcept {
     ngx_str_t &configured = zone->mcf->limit_secret;
     if (configured.len != 0) {
         zone->hash.set_secret({reinterpret_cast<const char *>(configured.data), configured.len});
@@ -394,8 +392,7 @@ static void ngx_http_resend_confirmation_limit_set_secret(ngx_http_resend_confir
 // True when a client zone's key reads a changeable variable (map, set, and
 // the like), through which it may reach the email. nginx has resolved every
 // variable's flags by the time zones are set up.
-static bool ngx_http_resend_confirmation_limit_may_read_email(
-    const ngx_http_resend_confirmation_zone_t *zone) noexcept {
+bool limit_may_read_email(const ngx_http_resend_confirmation_zone_t *zone) noexcept {
     if (zone->phase != ngx_http_resend_confirmation_limit_phase_t::client ||
         zone->key.flushes == nullptr) {
         return false;
@@ -407,10 +404,12 @@ static bool ngx_http_resend_confirmation_limit_may_read_email(
     return false;
 }
 
+}  // namespace
+
 ngx_int_t ngx_http_resend_confirmation_limit_init_zone(ngx_shm_zone_t *shm_zone,
                                                        void *data) noexcept {
     auto *zone = zone_of(shm_zone);
-    zone->watch_email = ngx_http_resend_confirmation_limit_may_read_email(zone);
+    zone->watch_email = limit_may_read_email(zone);
     auto *old = static_cast<ngx_http_resend_confirmation_zone_t *>(data);
 
     if (old != nullptr) {
@@ -425,15 +424,15 @@ ngx_int_t ngx_http_resend_confirmation_limit_init_zone(ngx_shm_zone_t *shm_zone,
         }
         zone->sh = old->sh;
         zone->shpool = old->shpool;
-        ngx_http_resend_confirmation_limit_set_secret(zone);
+        limit_set_secret(zone);
         return NGX_OK;
     }
-    if (ngx_http_resend_confirmation_limit_resized(shm_zone)) return NGX_ERROR;
+    if (limit_resized(shm_zone)) return NGX_ERROR;
 
     zone->shpool = reinterpret_cast<ngx_slab_pool_t *>(shm_zone->shm.addr);
     if (shm_zone->shm.exists) {
         zone->sh = static_cast<ngx_http_resend_confirmation_limit_shctx_t *>(zone->shpool->data);
-        ngx_http_resend_confirmation_limit_set_secret(zone);
+        limit_set_secret(zone);
         return NGX_OK;
     }
 
@@ -442,12 +441,12 @@ ngx_int_t ngx_http_resend_confirmation_limit_init_zone(ngx_shm_zone_t *shm_zone,
     if (zone->sh == nullptr) return NGX_ERROR;
     zone->shpool->data = zone->sh;
     ngx_rbtree_init(&zone->sh->rbtree, &zone->sh->sentinel,
-                    ngx_http_resend_confirmation_limit_insert);
+                    limit_insert);
     ngx_queue_init(&zone->sh->queue);
     // No secret configured: a random one, kept in the zone so that reloads
     // keep it (a restart makes a new one, and forgets every email's count).
     if (RAND_bytes(zone->sh->secret, secret_size) != 1) return NGX_ERROR;
-    ngx_http_resend_confirmation_limit_set_secret(zone);
+    limit_set_secret(zone);
 
     // A full zone is normal here (we evict): no [crit] "no memory" lines.
     zone->shpool->log_nomem = 0;

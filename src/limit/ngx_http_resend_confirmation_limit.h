@@ -46,6 +46,11 @@ struct ngx_http_resend_confirmation_zone_t {
 char *ngx_http_resend_confirmation_limit_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf) noexcept;
 char *ngx_http_resend_confirmation_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf) noexcept;
 char *ngx_http_resend_confirmation_limit_secret(ngx_conf_t *cf, ngx_command_t *cmd, void *conf) noexcept;
+// rate=RATE and burst=N of a limit directive's `param` (`arg`: its value):
+// the rate, or none with the error logged; the burst, or NGX_ERROR above `max`.
+std::optional<resend::rate> ngx_http_resend_confirmation_rate_param(ngx_conf_t *cf, ngx_str_t *param,
+                                                                    ngx_str_t arg) noexcept;
+ngx_int_t ngx_http_resend_confirmation_burst_param(ngx_str_t arg, ngx_uint_t max) noexcept;
 
 // limit.cpp: rate limits in shared memory.
 // shm_zone->init of a zone: sets up its shared memory, or takes over the

@@ -10,16 +10,50 @@
 
 #include <optional>
 
+namespace {
+
 // True when the compiled `key` reads the variable `index` itself (not
 // through another variable, such as a map's). nginx lists every variable a
 // compiled value reads in `flushes`, ended by (ngx_uint_t) -1.
-static bool ngx_http_resend_confirmation_key_reads(const ngx_http_complex_value_t &key,
-                                                   ngx_int_t index) noexcept {
+bool key_reads(const ngx_http_complex_value_t &key, ngx_int_t index) noexcept {
     if (key.flushes == nullptr) return false;  // no variables at all
     for (ngx_uint_t *v = key.flushes; *v != static_cast<ngx_uint_t>(-1); ++v) {
         if (*v == static_cast<ngx_uint_t>(index)) return true;
     }
     return false;
+}
+
+// zone=NAME:SIZE of resend_confirmation_limit_zone (`arg`: its value).
+char *zone_param(ngx_conf_t *cf, ngx_str_t *param, ngx_str_t arg, ngx_str_t *name, ssize_t *size) noexcept {
+    u_char *end = arg.data + arg.len;
+    u_char *colon = ngx_strlchr(arg.data, end, ':');
+    if (colon == nullptr) return ngx_http_resend_confirmation_invalid_parameter(cf, param);
+    *name = {static_cast<size_t>(colon - arg.data), arg.data};
+    ngx_str_t s = {static_cast<size_t>(end - colon - 1), colon + 1};
+    *size = ngx_parse_size(&s);
+    if (name->len == 0 || *size == NGX_ERROR) return ngx_http_resend_confirmation_invalid_parameter(cf, param);
+    if (*size < static_cast<ssize_t>(8 * ngx_pagesize)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "zone \"%V\" is too small: at least %uz bytes", name,
+                           8 * ngx_pagesize);
+        return ngx_http_resend_confirmation_conf_error();
+    }
+    return NGX_CONF_OK;
+}
+
+}  // namespace
+
+std::optional<resend::rate> ngx_http_resend_confirmation_rate_param(ngx_conf_t *cf, ngx_str_t *param,
+                                                                    ngx_str_t arg) noexcept {
+    std::optional<resend::rate> rate = resend::parse_rate(ngx_http_resend_confirmation_view(arg));
+    if (!rate) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid rate \"%V\": use Nr/s, Nr/m, Nr/h or Nr/d", param);
+    }
+    return rate;
+}
+
+ngx_int_t ngx_http_resend_confirmation_burst_param(ngx_str_t arg, ngx_uint_t max) noexcept {
+    ngx_int_t burst = ngx_atoi(arg.data, arg.len);
+    return burst != NGX_ERROR && static_cast<ngx_uint_t>(burst) <= max ? burst : NGX_ERROR;
 }
 
 // resend_confirmation_limit_zone KEY zone=NAME:SIZE rate=RATE [after_validation];
@@ -38,7 +72,7 @@ char *ngx_http_resend_confirmation_limit_zone(ngx_conf_t *cf, ngx_command_t *, v
     static ngx_str_t email_variable = ngx_string("resend_confirmation_email");
     zone->email_index = ngx_http_get_variable_index(cf, &email_variable);
     if (zone->email_index == NGX_ERROR) return ngx_http_resend_confirmation_conf_error();
-    bool after_validation = ngx_http_resend_confirmation_key_reads(zone->key, zone->email_index);
+    bool after_validation = key_reads(zone->key, zone->email_index);
     zone->cmcf = static_cast<ngx_http_core_main_conf_t *>(
         ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module));
 
@@ -48,39 +82,18 @@ char *ngx_http_resend_confirmation_limit_zone(ngx_conf_t *cf, ngx_command_t *, v
     for (ngx_uint_t i = 2; i < cf->args->nelts; ++i) {
         ngx_str_t arg;
         if (ngx_http_resend_confirmation_has_prefix(value[i], "zone=", &arg)) {
-            name.data = arg.data;
-            u_char *end = arg.data + arg.len;
-            u_char *colon = ngx_strlchr(name.data, end, ':');
-            if (colon == nullptr) goto invalid;
-            name.len = colon - name.data;
-            ngx_str_t s = {static_cast<size_t>(end - colon - 1), colon + 1};
-            size = ngx_parse_size(&s);
-            if (name.len == 0 || size == NGX_ERROR) goto invalid;
-            if (size < static_cast<ssize_t>(8 * ngx_pagesize)) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "zone \"%V\" is too small: at least %uz bytes",
-                                   &name, 8 * ngx_pagesize);
-                return ngx_http_resend_confirmation_conf_error();
-            }
-            continue;
-        }
-        if (ngx_http_resend_confirmation_is(value[i], "after_validation")) {
+            char *rv = zone_param(cf, &value[i], arg, &name, &size);
+            if (rv != NGX_CONF_OK) return rv;
+        } else if (ngx_http_resend_confirmation_is(value[i], "after_validation")) {
             after_validation = true;
-            continue;
-        }
-        if (ngx_http_resend_confirmation_has_prefix(value[i], "rate=", &arg)) {
-            std::optional<resend::rate> rate =
-                resend::parse_rate({reinterpret_cast<const char *>(arg.data), arg.len});
-            if (!rate) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid rate \"%V\": use Nr/s, Nr/m, Nr/h or Nr/d", &value[i]);
-                return ngx_http_resend_confirmation_conf_error();
-            }
+        } else if (ngx_http_resend_confirmation_has_prefix(value[i], "rate=", &arg)) {
+            std::optional<resend::rate> rate = ngx_http_resend_confirmation_rate_param(cf, &value[i], arg);
+            if (!rate) return ngx_http_resend_confirmation_conf_error();
             zone->rate = *rate;
             have_rate = true;
-            continue;
+        } else {
+            return ngx_http_resend_confirmation_invalid_parameter(cf, &value[i]);
         }
-    invalid:
-        return ngx_http_resend_confirmation_invalid_parameter(cf, &value[i]);
     }
     if (name.len == 0 || !have_rate) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "\"%V\" needs \"zone=NAME:SIZE\" and \"rate=\"",
@@ -117,8 +130,8 @@ char *ngx_http_resend_confirmation_limit(ngx_conf_t *cf, ngx_command_t *, void *
             shm_zone = ngx_shared_memory_add(cf, &arg, 0, &ngx_http_resend_confirmation_module);
             if (shm_zone == nullptr) return ngx_http_resend_confirmation_conf_error();
         } else if (ngx_http_resend_confirmation_has_prefix(value[i], "burst=", &arg)) {
-            burst = ngx_atoi(arg.data, arg.len);
-            if (burst == NGX_ERROR || burst > 1000000) goto invalid;
+            burst = ngx_http_resend_confirmation_burst_param(arg, 1000000);
+            if (burst == NGX_ERROR) goto invalid;
         } else if (ngx_http_resend_confirmation_is(value[i], "silent")) {
             silent = true;
         } else {

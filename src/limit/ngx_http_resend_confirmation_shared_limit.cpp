@@ -76,16 +76,12 @@ char *ngx_http_resend_confirmation_shared_limit(ngx_conf_t *cf, ngx_command_t *,
     for (ngx_uint_t i = 2; i < cf->args->nelts; ++i) {
         ngx_str_t arg;
         if (ngx_http_resend_confirmation_has_prefix(value[i], "rate=", &arg)) {
-            rate = resend::parse_rate(ngx_http_resend_confirmation_view(arg));
-            if (!rate) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid rate \"%V\": use Nr/s, Nr/m, Nr/h or Nr/d", &value[i]);
-                return ngx_http_resend_confirmation_conf_error();
-            }
+            rate = ngx_http_resend_confirmation_rate_param(cf, &value[i], arg);
+            if (!rate) return ngx_http_resend_confirmation_conf_error();
             limit->rate_text = arg;
         } else if (ngx_http_resend_confirmation_has_prefix(value[i], "burst=", &arg)) {
-            burst = ngx_atoi(arg.data, arg.len);
-            if (burst == NGX_ERROR || static_cast<uint64_t>(burst) > resend::shared_limit_max_burst) {
+            burst = ngx_http_resend_confirmation_burst_param(arg, resend::shared_limit_max_burst);
+            if (burst == NGX_ERROR) {
                 ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid burst \"%V\": 0 to %uL", &value[i],
                                    resend::shared_limit_max_burst);
                 return ngx_http_resend_confirmation_conf_error();
@@ -188,9 +184,13 @@ char *ngx_http_resend_confirmation_shared_limit_merge(ngx_conf_t *cf,
     return NGX_CONF_OK;
 }
 
-static void ngx_http_resend_confirmation_shared_limit_replied(ngx_http_resend_confirmation_link_t *link,
-                                                             void *data, const resend::redis_reply *reply,
-                                                             ngx_http_resend_confirmation_fate_t fate) noexcept;
+namespace {
+
+void shared_limit_replied(ngx_http_resend_confirmation_link_t *link,
+                          void *data, const resend::redis_reply *reply,
+                          ngx_http_resend_confirmation_fate_t fate) noexcept;
+
+}  // namespace
 
 size_t ngx_http_resend_confirmation_shared_limit_args(std::string_view stream, std::string_view maxlen,
                                                       std::string_view dry_run,
@@ -294,13 +294,15 @@ bool ngx_http_resend_confirmation_shared_limit_command(ngx_http_request_t *r,
     call->command = {args, n};
     ctx->shared_call = call;
     *command = call->command;
-    *done = ngx_http_resend_confirmation_shared_limit_replied;
+    *done = shared_limit_replied;
     return true;
 }
 
+namespace {
+
 // The log line of a request a shared limit silenced (or would have, in dry
 // run): as the zones', at resend_confirmation_limit_log_level, with no address.
-static void ngx_http_resend_confirmation_shared_limit_log(ngx_http_request_t *r, ngx_uint_t index) noexcept {
+void shared_limit_log(ngx_http_request_t *r, ngx_uint_t index) noexcept {
     auto *lcf = ngx_http_resend_confirmation_loc_conf(r);
     auto *limit = static_cast<ngx_http_resend_confirmation_shared_limit_t *>(lcf->shared_limits->elts) + index;
     ngx_log_error(lcf->limit_log_level, r->connection->log, 0,
@@ -310,9 +312,9 @@ static void ngx_http_resend_confirmation_shared_limit_log(ngx_http_request_t *r,
 
 // The script's way back from the link: its answer read from the reply;
 // without a reply (the link failed first), the link's fate.
-static void ngx_http_resend_confirmation_shared_limit_replied(ngx_http_resend_confirmation_link_t *, void *data,
-                                                             const resend::redis_reply *replied,
-                                                             ngx_http_resend_confirmation_fate_t fate) noexcept {
+void shared_limit_replied(ngx_http_resend_confirmation_link_t *, void *data,
+                          const resend::redis_reply *replied,
+                          ngx_http_resend_confirmation_fate_t fate) noexcept {
     auto *r = static_cast<ngx_http_request_t *>(data);
     if (replied == nullptr) {
         ngx_http_resend_confirmation_recorded(r, fate);
@@ -328,7 +330,7 @@ static void ngx_http_resend_confirmation_shared_limit_replied(ngx_http_resend_co
     case resend::shared_limit_answer::dry_run_limited:
         ngx_http_resend_confirmation_metrics_shared_limit(answer.result);
         if (answer.result != resend::shared_limit_answer::recorded) {
-            ngx_http_resend_confirmation_shared_limit_log(r, call->sent[answer.limit]);
+            shared_limit_log(r, call->sent[answer.limit]);
             if (answer.result == resend::shared_limit_answer::silenced) {
                 ctx->silenced = 1;
             } else {
@@ -349,7 +351,7 @@ static void ngx_http_resend_confirmation_shared_limit_replied(ngx_http_resend_co
             auto *lcf = ngx_http_resend_confirmation_loc_conf(r);
             if (ngx_current_msec - ctx->redis_sent < lcf->redis->timeout &&
                 ngx_http_resend_confirmation_link_send(ngx_http_resend_confirmation_worker_link(lcf->redis), r,
-                                                       call->command, ngx_http_resend_confirmation_shared_limit_replied,
+                                                       call->command, shared_limit_replied,
                                                        &ctx->pending, ctx->redis_sent) != nullptr) {
                 return;
             }
@@ -384,3 +386,5 @@ static void ngx_http_resend_confirmation_shared_limit_replied(ngx_http_resend_co
         return;
     }
 }
+
+}  // namespace

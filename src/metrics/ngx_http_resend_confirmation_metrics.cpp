@@ -127,11 +127,12 @@ struct ngx_http_resend_confirmation_metrics_ref_s {
     void *counters;       // location_counters or target_counters; null: not counted
 };
 
-static ngx_int_t ngx_http_resend_confirmation_metrics_init_zone(ngx_shm_zone_t *shm_zone,
-                                                               void *data) noexcept;
+namespace {
+
+ngx_int_t metrics_init_zone(ngx_shm_zone_t *shm_zone, void *data) noexcept;
 
 // The zone, added once per configuration by its first user.
-static ngx_int_t ngx_http_resend_confirmation_metrics_zone(ngx_conf_t *cf) noexcept {
+ngx_int_t metrics_add_zone(ngx_conf_t *cf) noexcept {
     ngx_http_resend_confirmation_main_conf_t *mcf = ngx_http_resend_confirmation_conf_main_conf(cf);
     if (mcf->metrics_zone != nullptr) return NGX_OK;
     // Whole pages for the struct, and room for the slab pool's own pages.
@@ -143,16 +144,18 @@ static ngx_int_t ngx_http_resend_confirmation_metrics_zone(ngx_conf_t *cf) noexc
                        sizeof(ngx_http_resend_confirmation_metrics_ref_t *)) != NGX_OK) {
         return NGX_ERROR;
     }
-    zone->init = ngx_http_resend_confirmation_metrics_init_zone;
+    zone->init = metrics_init_zone;
     zone->data = mcf;
     mcf->metrics_zone = zone;
     return NGX_OK;
 }
 
+}  // namespace
+
 ngx_http_resend_confirmation_metrics_ref_t *
 ngx_http_resend_confirmation_metrics_ref(ngx_conf_t *cf, const ngx_str_t &name,
                                          bool is_location) noexcept {
-    if (ngx_http_resend_confirmation_metrics_zone(cf) != NGX_OK) return nullptr;
+    if (metrics_add_zone(cf) != NGX_OK) return nullptr;
     auto *ref = static_cast<ngx_http_resend_confirmation_metrics_ref_t *>(
         ngx_pcalloc(cf->pool, sizeof(ngx_http_resend_confirmation_metrics_ref_t)));
     auto **slot = static_cast<ngx_http_resend_confirmation_metrics_ref_t **>(
@@ -185,10 +188,7 @@ Counters *bind(Counters (&table)[capacity], std::uint32_t &count, const ngx_str_
     return &table[*index];
 }
 
-}  // namespace
-
-static ngx_int_t ngx_http_resend_confirmation_metrics_init_zone(ngx_shm_zone_t *shm_zone,
-                                                               void *data) noexcept {
+ngx_int_t metrics_init_zone(ngx_shm_zone_t *shm_zone, void *data) noexcept {
     auto *mcf = static_cast<ngx_http_resend_confirmation_main_conf_t *>(shm_zone->data);
     auto *pool = reinterpret_cast<ngx_slab_pool_t *>(shm_zone->shm.addr);
     metrics_zone *zone;
@@ -218,6 +218,8 @@ static ngx_int_t ngx_http_resend_confirmation_metrics_init_zone(ngx_shm_zone_t *
     }
     return NGX_OK;
 }
+
+}  // namespace
 
 // --- workers ---------------------------------------------------------------------
 
@@ -253,9 +255,13 @@ void ngx_http_resend_confirmation_metrics_worker_exit() noexcept {
 
 // --- counting ----------------------------------------------------------------------
 
-static target_counters *target_of(ngx_http_resend_confirmation_metrics_ref_t *ref) noexcept {
+namespace {
+
+target_counters *target_of(ngx_http_resend_confirmation_metrics_ref_t *ref) noexcept {
     return ref == nullptr ? nullptr : static_cast<target_counters *>(ref->counters);
 }
+
+}  // namespace
 
 void ngx_http_resend_confirmation_metrics_link(ngx_http_resend_confirmation_metrics_ref_t *ref,
                                                ngx_http_resend_confirmation_link_event_t event) noexcept {
@@ -490,9 +496,7 @@ void write_metrics(resend::prometheus_text &out, const metrics_zone &zone) noexc
     }
 }
 
-}  // namespace
-
-static ngx_int_t ngx_http_resend_confirmation_metrics_handler(ngx_http_request_t *r) noexcept {
+ngx_int_t metrics_handler(ngx_http_request_t *r) noexcept {
     if (!(r->method & (NGX_HTTP_GET | NGX_HTTP_HEAD))) return NGX_HTTP_NOT_ALLOWED;
     ngx_int_t rc = ngx_http_discard_request_body(r);
     if (rc != NGX_OK) return rc;
@@ -532,19 +536,23 @@ static ngx_int_t ngx_http_resend_confirmation_metrics_handler(ngx_http_request_t
     return ngx_http_output_filter(r, &out);
 }
 
+}  // namespace
+
 // `resend_confirmation_metrics;`: this location answers the counters.
 char *ngx_http_resend_confirmation_metrics_directive(ngx_conf_t *cf, ngx_command_t *, void *) noexcept {
     auto *clcf = static_cast<ngx_http_core_loc_conf_t *>(
         ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module));
     if (clcf->handler != nullptr) return const_cast<char *>("is duplicate");
-    if (ngx_http_resend_confirmation_metrics_zone(cf) != NGX_OK) return static_cast<char *>(NGX_CONF_ERROR);
-    clcf->handler = ngx_http_resend_confirmation_metrics_handler;
+    if (metrics_add_zone(cf) != NGX_OK) return static_cast<char *>(NGX_CONF_ERROR);
+    clcf->handler = metrics_handler;
     return NGX_CONF_OK;
 }
 
+namespace {
+
 // Log phase: every request the module answered counts once, under its
 // location's name and outcome.
-static ngx_int_t ngx_http_resend_confirmation_metrics_log(ngx_http_request_t *r) noexcept {
+ngx_int_t metrics_log(ngx_http_request_t *r) noexcept {
     auto *ctx = ngx_http_resend_confirmation_get_ctx(r);
     if (ctx == nullptr || r != r->main) return NGX_OK;
     ngx_http_resend_confirmation_metrics_ref_t *ref = ngx_http_resend_confirmation_loc_conf(r)->metrics;
@@ -557,12 +565,14 @@ static ngx_int_t ngx_http_resend_confirmation_metrics_log(ngx_http_request_t *r)
     return NGX_OK;
 }
 
+}  // namespace
+
 ngx_int_t ngx_http_resend_confirmation_metrics_init(ngx_conf_t *cf) noexcept {
     auto *cmcf = static_cast<ngx_http_core_main_conf_t *>(
         ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module));
     auto *h = static_cast<ngx_http_handler_pt *>(ngx_array_push(&cmcf->phases[NGX_HTTP_LOG_PHASE].handlers));
     if (h == nullptr) return NGX_ERROR;
-    *h = ngx_http_resend_confirmation_metrics_log;
+    *h = metrics_log;
     return NGX_OK;
 }
 
