@@ -135,19 +135,16 @@ bool record_silence(ngx_http_request_t *r,
 
 }  // namespace
 
-bool ngx_http_resend_confirmation_record(ngx_http_request_t *r,
-                                         ngx_http_resend_confirmation_ctx_t *ctx) noexcept {
+namespace {
+
+// The record's fields (name, value, ...): email, ip, request_id,
+// received_at and the configured ones, kept in ctx for the spool should
+// Redis not take them in time. False when out of memory.
+bool record_fields(ngx_http_request_t *r, ngx_http_resend_confirmation_ctx_t *ctx, std::string_view *fields) noexcept {
     auto *lcf = ngx_http_resend_confirmation_loc_conf(r);
-
     ngx_uint_t extra = lcf->fields != nullptr ? lcf->fields->nelts : 0;
-    size_t nfields = 8 + 2 * extra;
-    auto *fields = static_cast<std::string_view *>(ngx_palloc(r->pool, nfields * sizeof(std::string_view)));
-    auto *args = static_cast<std::string_view *>(ngx_palloc(
-        r->pool, ngx_http_resend_confirmation_record_command_args(nfields) * sizeof(std::string_view)));
     auto *received_at = static_cast<u_char *>(ngx_pnalloc(r->pool, NGX_INT64_LEN));
-    ngx_http_cleanup_t *cleanup = ngx_http_cleanup_add(r, 0);
-    if (fields == nullptr || args == nullptr || received_at == nullptr || cleanup == nullptr) return false;
-
+    if (received_at == nullptr) return false;
     ngx_time_t *now = ngx_timeofday();
     // std::to_chars rather than ngx_sprintf: this runs for every accepted request.
     auto *received_at_end = reinterpret_cast<u_char *>(
@@ -176,12 +173,46 @@ bool ngx_http_resend_confirmation_record(ngx_http_request_t *r,
         fields[n++] = ngx_http_resend_confirmation_view(field->name);
         fields[n++] = ngx_http_resend_confirmation_view(value);
     }
-    // Kept for the spool, should Redis not take them in time.
     ctx->fields = fields;
     ctx->nfields = n;
+    return true;
+}
 
-    size_t argc = ngx_http_resend_confirmation_record_command(ngx_http_resend_confirmation_view(lcf->stream), ngx_http_resend_confirmation_view(lcf->maxlen_text),
-                                                              {fields, n}, args);
+// The command is on its way: its entry is detached when the request goes
+// (cleanup), and a client that leaves while we wait is noticed. Its FIN
+// may have come with the body, and an edge-triggered event will not tell
+// it again: look once now, after this loop turn's writes (the command's
+// among them).
+void watch_while_recording(ngx_http_request_t *r, ngx_http_resend_confirmation_ctx_t *ctx,
+                           ngx_http_cleanup_t *cleanup) noexcept {
+    cleanup->handler = record_cleanup;
+    cleanup->data = ctx;
+    r->read_event_handler = record_watch_client;
+#if (NGX_HTTP_V2)
+    if (r->stream != nullptr) return;  // nginx tells of the stream's end
+#endif
+#if (NGX_HTTP_V3)
+    if (r->connection->quic != nullptr) return;
+#endif
+    ngx_post_event(r->connection->read, &ngx_posted_events);
+}
+
+}  // namespace
+
+bool ngx_http_resend_confirmation_record(ngx_http_request_t *r,
+                                         ngx_http_resend_confirmation_ctx_t *ctx) noexcept {
+    auto *lcf = ngx_http_resend_confirmation_loc_conf(r);
+    ngx_uint_t extra = lcf->fields != nullptr ? lcf->fields->nelts : 0;
+    size_t nfields = 8 + 2 * extra;
+    auto *fields = static_cast<std::string_view *>(ngx_palloc(r->pool, nfields * sizeof(std::string_view)));
+    auto *args = static_cast<std::string_view *>(ngx_palloc(
+        r->pool, ngx_http_resend_confirmation_record_command_args(nfields) * sizeof(std::string_view)));
+    ngx_http_cleanup_t *cleanup = ngx_http_cleanup_add(r, 0);
+    if (fields == nullptr || args == nullptr || cleanup == nullptr || !record_fields(r, ctx, fields)) return false;
+
+    size_t argc = ngx_http_resend_confirmation_record_command(ngx_http_resend_confirmation_view(lcf->stream),
+                                                              ngx_http_resend_confirmation_view(lcf->maxlen_text),
+                                                              {ctx->fields, ctx->nfields}, args);
     std::span<const std::string_view> command{args, argc};
     ngx_http_resend_confirmation_link_done_pt done = ngx_http_resend_confirmation_record_done;
     if (!ngx_http_resend_confirmation_shared_limit_command(r, ctx, &command, &done)) return false;
@@ -193,20 +224,7 @@ bool ngx_http_resend_confirmation_record(ngx_http_request_t *r,
     }
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "resend_confirmation: record sent to redis %V", &lcf->redis->addr.name);
-
-    cleanup->handler = record_cleanup;
-    cleanup->data = ctx;
-    // Notice a client that leaves while we wait. Its FIN may have come with
-    // the body, and an edge-triggered event will not tell it again: look
-    // once now, after this loop turn's writes (the command's among them).
-    r->read_event_handler = record_watch_client;
-#if (NGX_HTTP_V2)
-    if (r->stream != nullptr) return true;  // nginx tells of the stream's end
-#endif
-#if (NGX_HTTP_V3)
-    if (r->connection->quic != nullptr) return true;
-#endif
-    ngx_post_event(r->connection->read, &ngx_posted_events);
+    watch_while_recording(r, ctx, cleanup);
     return true;
 }
 

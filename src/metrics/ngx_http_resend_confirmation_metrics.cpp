@@ -414,10 +414,9 @@ void write_zone_metrics(resend::prometheus_text &out) noexcept {
     }
 }
 
-void write_metrics(resend::prometheus_text &out, const metrics_zone &zone) noexcept {
+// Requests by location and outcome.
+void write_request_metrics(resend::prometheus_text &out, const metrics_zone &zone) noexcept {
     std::uint32_t nlocations = __atomic_load_n(&zone.nlocations, __ATOMIC_ACQUIRE);
-    std::uint32_t ntargets = __atomic_load_n(&zone.ntargets, __ATOMIC_ACQUIRE);
-
     out.family("resend_confirmation_requests_total", "counter",
                "Requests answered by the module, by location and outcome ($resend_confirmation_outcome).");
     for (std::uint32_t i = 0; i < nlocations; ++i) {
@@ -429,7 +428,10 @@ void write_metrics(resend::prometheus_text &out, const metrics_zone &zone) noexc
                        read(location.outcomes[o]));
         }
     }
+}
 
+// The Redis links' gauges and counters, one sample per Redis address.
+void write_link_metrics(resend::prometheus_text &out, const metrics_zone &zone, std::uint32_t ntargets) noexcept {
     auto each_target = [&](std::string_view name, std::string_view type, std::string_view help,
                            auto value) {
         out.family(name, type, help);
@@ -458,7 +460,10 @@ void write_metrics(resend::prometheus_text &out, const metrics_zone &zone) noexc
                         return __atomic_load_n(&s.in_flight[t], __ATOMIC_RELAXED);
                     });
                 });
+}
 
+// Error replies by Redis address and the error's first word.
+void write_refusal_metrics(resend::prometheus_text &out, const metrics_zone &zone, std::uint32_t ntargets) noexcept {
     out.family("resend_confirmation_redis_refusals_total", "counter",
                "Error replies from Redis, by the error's first word.");
     for (std::uint32_t i = 0; i < ntargets; ++i) {
@@ -475,16 +480,20 @@ void write_metrics(resend::prometheus_text &out, const metrics_zone &zone) noexc
                        {{"redis", target.name.view()}, {"error", "other"}}, other);
         }
     }
+}
 
+// What the fleet-wide limit script answered.
+void write_shared_limit_metrics(resend::prometheus_text &out, const metrics_zone &zone) noexcept {
     out.family("resend_confirmation_shared_limit_total", "counter",
                "What the fleet-wide limit script answered, over every location of this node.");
     for (std::size_t i = 0; i < std::size(shared_limit_results); ++i) {
         out.sample("resend_confirmation_shared_limit_total", {{"result", shared_limit_results[i]}},
                    read(zone.shared_limit[i]));
     }
+}
 
-    write_zone_metrics(out);
-
+// Redis's reply times, a histogram per Redis address.
+void write_reply_time_metrics(resend::prometheus_text &out, const metrics_zone &zone, std::uint32_t ntargets) noexcept {
     out.family("resend_confirmation_redis_reply_seconds", "histogram",
                "Time from writing a command to Redis's reply.");
     for (std::uint32_t i = 0; i < ntargets; ++i) {
@@ -494,6 +503,16 @@ void write_metrics(resend::prometheus_text &out, const metrics_zone &zone) noexc
         out.histogram_ms("resend_confirmation_redis_reply_seconds", {{"redis", target.name.view()}},
                          reply_bounds_ms, reply_bound_count, buckets, read(target.reply_sum_ms));
     }
+}
+
+void write_metrics(resend::prometheus_text &out, const metrics_zone &zone) noexcept {
+    std::uint32_t ntargets = __atomic_load_n(&zone.ntargets, __ATOMIC_ACQUIRE);
+    write_request_metrics(out, zone);
+    write_link_metrics(out, zone, ntargets);
+    write_refusal_metrics(out, zone, ntargets);
+    write_shared_limit_metrics(out, zone);
+    write_zone_metrics(out);
+    write_reply_time_metrics(out, zone, ntargets);
 }
 
 ngx_int_t metrics_handler(ngx_http_request_t *r) noexcept {
