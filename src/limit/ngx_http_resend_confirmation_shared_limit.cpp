@@ -310,58 +310,81 @@ void shared_limit_log(ngx_http_request_t *r, ngx_uint_t index) noexcept {
                   lcf->limit_dry_run ? "dry run, " : "", &limit->key_text, &limit->rate_text);
 }
 
+// The script ran and said: recorded, silenced or (dry run) limited.
+void shared_limit_ran(ngx_http_request_t *r, ngx_http_resend_confirmation_ctx_t *ctx,
+                      const resend::shared_limit_answer &answer) noexcept {
+    ngx_http_resend_confirmation_metrics_shared_limit(answer.result);
+    if (answer.result != resend::shared_limit_answer::recorded) {
+        shared_limit_log(r, ctx->shared_call->sent[answer.limit]);
+        if (answer.result == resend::shared_limit_answer::silenced) {
+            ctx->silenced = 1;
+        } else {
+            ctx->dry_run_limited = 1;
+        }
+    }
+    ngx_http_resend_confirmation_recorded(r, ngx_http_resend_confirmation_fate_t::stored);
+}
+
+// NOSCRIPT: this Redis does not have the script (restarted, SCRIPT FLUSH,
+// a failover): once more with the script itself, which EVAL also caches
+// for the EVALSHAs that follow, within the request's one timeout counted
+// from the first. NOSCRIPT after EVAL: this Redis cannot run the script.
+void shared_limit_no_script(ngx_http_request_t *r, ngx_http_resend_confirmation_ctx_t *ctx) noexcept {
+    auto *call = ctx->shared_call;
+    if (call->retried) {
+        ngx_http_resend_confirmation_recorded(r, ngx_http_resend_confirmation_fate_t::refused);
+        return;
+    }
+    call->retried = true;
+    call->command[0] = "EVAL";
+    call->command[1] = resend::shared_limit_script();
+    auto *lcf = ngx_http_resend_confirmation_loc_conf(r);
+    if (ngx_current_msec - ctx->redis_sent < lcf->redis->timeout &&
+        ngx_http_resend_confirmation_link_send(ngx_http_resend_confirmation_worker_link(lcf->redis), r,
+                                               call->command, shared_limit_replied, &ctx->pending,
+                                               ctx->redis_sent) != nullptr) {
+        return;
+    }
+    // Not sent (the timeout has passed, the link is down): NOSCRIPT ran
+    // nothing, the spool may keep it.
+    ngx_http_resend_confirmation_recorded(r, ngx_http_resend_confirmation_fate_t::unsent);
+}
+
+// An answer not understood. An error reply ran nothing that stays (the
+// script writes the stream before the buckets, and nothing after an
+// error); any other answer came from a script that ran: it may have
+// recorded. A refusal Redis may not give later (OOM, LOADING...) is busy:
+// the spool keeps that record.
+void shared_limit_not_understood(ngx_http_request_t *r, const resend::redis_reply &reply) noexcept {
+    if (reply.kind != resend::reply_kind::error) {  // an error reply is logged by the link
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "resend_confirmation: unexpected answer from the shared-limit script");
+    }
+    ngx_http_resend_confirmation_recorded(
+        r, reply.kind != resend::reply_kind::error        ? ngx_http_resend_confirmation_fate_t::unknown
+           : resend::redis_cannot_write_now(reply.error) ? ngx_http_resend_confirmation_fate_t::busy
+                                                         : ngx_http_resend_confirmation_fate_t::refused);
+}
+
 // The script's way back from the link: its answer read from the reply;
 // without a reply (the link failed first), the link's fate.
-void shared_limit_replied(ngx_http_resend_confirmation_link_t *, void *data,
-                          const resend::redis_reply *replied,
+void shared_limit_replied(ngx_http_resend_confirmation_link_t *, void *data, const resend::redis_reply *replied,
                           ngx_http_resend_confirmation_fate_t fate) noexcept {
     auto *r = static_cast<ngx_http_request_t *>(data);
     if (replied == nullptr) {
         ngx_http_resend_confirmation_recorded(r, fate);
         return;
     }
-    const resend::redis_reply &reply = *replied;
     auto *ctx = ngx_http_resend_confirmation_get_ctx(r);
-    auto *call = ctx->shared_call;
-    resend::shared_limit_answer answer = resend::shared_limit_read_answer(reply, call->nsent);
+    resend::shared_limit_answer answer = resend::shared_limit_read_answer(*replied, ctx->shared_call->nsent);
     switch (answer.result) {
     case resend::shared_limit_answer::recorded:
     case resend::shared_limit_answer::silenced:
     case resend::shared_limit_answer::dry_run_limited:
-        ngx_http_resend_confirmation_metrics_shared_limit(answer.result);
-        if (answer.result != resend::shared_limit_answer::recorded) {
-            shared_limit_log(r, call->sent[answer.limit]);
-            if (answer.result == resend::shared_limit_answer::silenced) {
-                ctx->silenced = 1;
-            } else {
-                ctx->dry_run_limited = 1;
-            }
-        }
-        ngx_http_resend_confirmation_recorded(r, ngx_http_resend_confirmation_fate_t::stored);
+        shared_limit_ran(r, ctx, answer);
         return;
     case resend::shared_limit_answer::no_script:
-        // This Redis does not have the script (restarted, SCRIPT FLUSH, a
-        // failover): once more with the script itself, which EVAL also
-        // caches for the EVALSHAs that follow.
-        // It runs within the request's one timeout, counted from the first.
-        if (!call->retried) {
-            call->retried = true;
-            call->command[0] = "EVAL";
-            call->command[1] = resend::shared_limit_script();
-            auto *lcf = ngx_http_resend_confirmation_loc_conf(r);
-            if (ngx_current_msec - ctx->redis_sent < lcf->redis->timeout &&
-                ngx_http_resend_confirmation_link_send(ngx_http_resend_confirmation_worker_link(lcf->redis), r,
-                                                       call->command, shared_limit_replied,
-                                                       &ctx->pending, ctx->redis_sent) != nullptr) {
-                return;
-            }
-            // Not sent (the timeout has passed, the link is down): NOSCRIPT
-            // ran nothing, the spool may keep it.
-            ngx_http_resend_confirmation_recorded(r, ngx_http_resend_confirmation_fate_t::unsent);
-            return;
-        }
-        // NOSCRIPT after EVAL: this Redis cannot run the script.
-        ngx_http_resend_confirmation_recorded(r, ngx_http_resend_confirmation_fate_t::refused);
+        shared_limit_no_script(r, ctx);
         return;
     case resend::shared_limit_answer::silenced_before:
         if (ctx->silenced) {  // as asked: a local zone's silence, the script's way
@@ -370,19 +393,7 @@ void shared_limit_replied(ngx_http_resend_confirmation_link_t *, void *data,
         }
         [[fallthrough]];  // not asked for: as any answer not understood
     case resend::shared_limit_answer::failed:
-        if (reply.kind != resend::reply_kind::error) {  // an error reply is logged by the link
-            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                          "resend_confirmation: unexpected answer from the shared-limit script");
-        }
-        // An error reply ran nothing that stays (the script writes the
-        // stream before the buckets, and nothing after an error);
-        // any other answer came from a script that ran: it may have recorded.
-        // A refusal Redis may not give later (OOM, LOADING...) is busy:
-        // the spool keeps that record.
-        ngx_http_resend_confirmation_recorded(
-            r, reply.kind != resend::reply_kind::error        ? ngx_http_resend_confirmation_fate_t::unknown
-               : resend::redis_cannot_write_now(reply.error) ? ngx_http_resend_confirmation_fate_t::busy
-                                                             : ngx_http_resend_confirmation_fate_t::refused);
+        shared_limit_not_understood(r, *replied);
         return;
     }
 }
