@@ -279,7 +279,9 @@ struct ngx_http_resend_confirmation_link_ack_t {
     ngx_uint_t unwaited;      // records queued since the last WAIT (or needing one since)
     ngx_uint_t batch;         // WAITs appended so far: a record queued at `batch` has none behind it yet
     ngx_queue_t replicating;  // records Redis stored, waiting for their WAIT's reply
-    u_char wait_timeout[NGX_INT_T_LEN];  // WAIT's timeout: half the directive's, in ms
+    u_char wait_count[NGX_INT_T_LEN];    // WAIT's arguments as text, made when they change:
+    size_t wait_count_len;               // N,
+    u_char wait_timeout[NGX_INT_T_LEN];  // and its timeout: half the directive's, in ms
     size_t wait_timeout_len;
 };
 

@@ -32,12 +32,18 @@ ngx_uint_t default_replicas(const ngx_http_resend_confirmation_redis_conf_t *con
     return conf->sentinel != nullptr ? 1 : 0;
 }
 
+// N, and WAIT's first argument with it (not formatted for every batch).
+void use_replicas(ngx_http_resend_confirmation_link_ack_t &ack, ngx_uint_t replicas) noexcept {
+    ack.replicas = replicas;
+    ack.wait_count_len = ngx_sprintf(ack.wait_count, "%ui", replicas) - ack.wait_count;
+}
+
 }  // namespace
 
 void ngx_http_resend_confirmation_ack_init(ngx_http_resend_confirmation_link_t *link) noexcept {
     auto &ack = link->ack;
     ngx_queue_init(&ack.replicating);
-    ack.replicas = default_replicas(link->conf);
+    use_replicas(ack, default_replicas(link->conf));
     ngx_msec_t wait = ngx_max(link->conf->timeout / 2, (ngx_msec_t) 1);
     ack.wait_timeout_len = ngx_sprintf(ack.wait_timeout, "%M", wait) - ack.wait_timeout;
 }
@@ -47,9 +53,9 @@ void ngx_http_resend_confirmation_ack_set_replicas(ngx_http_resend_confirmation_
     if (link->conf->replicas != NGX_CONF_UNSET_UINT) return;
     replicas = ngx_min(replicas, (ngx_uint_t) 1);
     if (replicas == link->ack.replicas) return;
-    ngx_log_error(NGX_LOG_INFO, link->log, 0, "resend_confirmation: redis %V: a record needs %ui replicas (slot map)",
-                  &link->name, replicas);
-    link->ack.replicas = replicas;
+    ngx_log_error(NGX_LOG_INFO, link->log, 0,
+                  "resend_confirmation: redis %V: a record needs %ui replicas (slot map, ROLE)", &link->name, replicas);
+    use_replicas(link->ack, replicas);
 }
 
 // Not in a cluster: its seeds may be replicas that the slot map is asked
@@ -87,10 +93,8 @@ void ngx_http_resend_confirmation_ack_queued(ngx_http_resend_confirmation_link_t
 bool ngx_http_resend_confirmation_ack_end_batch(ngx_http_resend_confirmation_link_t *link) noexcept {
     auto &ack = link->ack;
     if (ack.replicas == 0 || ack.unwaited == 0) return true;
-    u_char count[NGX_INT_T_LEN];
-    size_t count_len = ngx_sprintf(count, "%ui", ack.replicas) - count;
     std::string_view wait[3] = {"WAIT",
-                                {reinterpret_cast<const char *>(count), count_len},
+                                {reinterpret_cast<const char *>(ack.wait_count), ack.wait_count_len},
                                 {reinterpret_cast<const char *>(ack.wait_timeout), ack.wait_timeout_len}};
     if (ngx_http_resend_confirmation_link_append(link, wait, ngx_http_resend_confirmation_pending_kind_t::wait,
                                                  nullptr, ngx_current_msec + link->conf->timeout) == nullptr) {

@@ -36,8 +36,7 @@ struct sentinel_state {
     ngx_http_resend_confirmation_redis_conf_t *master_conf;  // the directive's (allow=)
     ngx_http_resend_confirmation_link_t **links;  // one per Sentinel, made when first asked
     ngx_http_resend_confirmation_link_t **listeners;  // one per Sentinel, subscribed to its events
-    bool paused;              // a failover began: nothing is written ...
-    ngx_msec_t paused_until;  // ... until it is over, or this
+    ngx_msec_t paused_until;  // a failover began: nothing is written until it is over, or this
     ngx_uint_t next;       // the Sentinel asked first: the last that answered
     ngx_uint_t asked;      // Sentinels asked in this round
     bool in_flight;        // a question is on its way
@@ -60,8 +59,7 @@ void ask(sentinel_state *state) noexcept;
 
 // Whether a failover that began is still under way.
 bool paused(sentinel_state *state) noexcept {
-    if (state->paused && !ngx_http_resend_confirmation_before(state->paused_until)) state->paused = false;
-    return state->paused;
+    return ngx_http_resend_confirmation_before(state->paused_until);
 }
 
 // A Sentinel named the master at `at`: the link connects there, or, up
@@ -166,13 +164,12 @@ void heard(ngx_http_resend_confirmation_link_t *listener, const resend::redis_re
         ngx_log_error(NGX_LOG_NOTICE, state_log(state), 0,
                       "resend_confirmation: redis %V: Sentinel %V begins a failover: no record is written until it ends",
                       &name, &from);
-        state->paused = true;
         state->paused_until = ngx_current_msec + pause_limit;
         if (!ngx_http_resend_confirmation_link_connecting(state->master) && !ngx_http_resend_confirmation_link_ready(state->master)) return;
         ngx_http_resend_confirmation_link_fail(state->master, "a failover began");
         return;
     }
-    state->paused = false;
+    state->paused_until = ngx_current_msec;  // over
     ngx_sockaddr_t sockaddr;
     socklen_t socklen = 0;
     if (event.kind == resend::sentinel_event::kind_t::switched &&
